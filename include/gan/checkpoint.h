@@ -1,0 +1,46 @@
+// Checkpoints: one versioned torch archive holding both networks, both optimizers, the training position,
+// the RNG state, the fixed sample noise and the resolved config text. Written atomically.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <string>
+
+#include "gan/config.h"
+#include "gan/loader.h"
+#include "gan/models.h"
+
+namespace torch::optim {
+class Optimizer;
+}
+
+namespace gan {
+
+constexpr std::int64_t kCheckpointFormat = 1;  // bump when the layout changes; newer files are refused
+
+struct TrainingState {
+  std::int64_t step = 0;       // optimizer steps done
+  LoaderPosition data;         // epoch and position in its order
+  at::Tensor rng_state;        // torch's CPU generator (weights init, noise)
+  at::Tensor fixed_noise;      // [samples, nz] noise for the sample grids
+};
+
+// Saves atomically to `path` (temporary file + fsync + rename).
+void save_checkpoint(const std::string& path, const Config& cfg, Generator& g, Discriminator& d,
+                     torch::optim::Optimizer& opt_g, torch::optim::Optimizer& opt_d, const TrainingState& state);
+
+// Reads the config stored in a checkpoint. Throws UserError(kExitCheckpoint) for a missing, truncated, foreign or
+// newer-format file.
+Config read_checkpoint_config(const std::string& path);
+
+// Loads weights (and optimizers and state when given) onto `device`. The modules must have been built from the
+// checkpoint's config; a mismatch is reported with the differing keys.
+void load_checkpoint(const std::string& path, const c10::Device& device, Generator& g, Discriminator* d = nullptr,
+                     torch::optim::Optimizer* opt_g = nullptr, torch::optim::Optimizer* opt_d = nullptr,
+                     TrainingState* state = nullptr);
+
+// "runs/x/checkpoints/latest.pt" style helpers.
+std::string checkpoint_dir(const std::string& run_dir);
+
+}  // namespace gan

@@ -1,0 +1,44 @@
+// Image sources: IDX arrays (Fashion-MNIST, MNIST) held in memory, and folders of image files decoded on demand.
+// Data code depends on the config only, never on the models.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gan/config.h"
+
+namespace gan {
+
+class ImageSource {
+ public:
+  ImageSource(int image_size, int channels) : image_size_(image_size), channels_(channels) {}
+  virtual ~ImageSource() = default;
+  int image_size() const { return image_size_; }
+  int channels() const { return channels_; }
+  // True when load() is a memory copy (no point decoding on several threads).
+  virtual bool in_memory() const { return false; }
+  virtual std::int64_t size() const = 0;
+  // Writes image i as bytes [channels, image_size, image_size] into dst. Returns false, after logging one warning
+  // for that file, when it cannot be decoded. Safe to call from several threads at once.
+  virtual bool load(std::int64_t i, std::uint8_t* dst) = 0;
+  // Files that failed to decode so far.
+  virtual std::int64_t bad_count() const { return 0; }
+  // One line for the log: what was opened, how many images.
+  virtual std::string description() const = 0;
+
+ private:
+  int image_size_, channels_;
+};
+
+// Default location of Debian's dataset-fashion-mnist.
+constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
+
+// Opens the source named by `data` at the model's size and channels. Throws UserError(kExitData) when the path is
+// missing or holds no images.
+std::unique_ptr<ImageSource> open_dataset(const DataConfig& data, int image_size, int channels);
+
+// Image files under `dir`, recursively, sorted (extensions jpg jpeg png bmp tga gif, any case).
+std::vector<std::string> list_image_files(const std::string& dir);
+
+}  // namespace gan

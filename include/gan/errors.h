@@ -1,0 +1,33 @@
+// Errors a user can cause, and the exit codes they end in.
+#pragma once
+#include <stdexcept>
+#include <string>
+
+namespace gan {
+
+// Documented exit codes (README "Exit codes").
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitInternal = 1,    // a bug: please report it
+  kExitUsage = 2,       // bad command line or config
+  kExitData = 3,        // dataset missing, empty or unreadable
+  kExitCheckpoint = 4,  // checkpoint missing, corrupt or incompatible
+  kExitIo = 5,          // cannot write outputs (permissions, disk full)
+  kExitInterrupted = 130,  // SIGINT: stopped cleanly after saving
+  kExitTerminated = 143,   // SIGTERM: stopped cleanly after saving
+};
+
+// An error in the user's input or environment. `main` prints what() as one line and exits with code().
+class UserError : public std::runtime_error {
+ public:
+  UserError(ExitCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  ExitCode code() const { return code_; }
+
+ private:
+  ExitCode code_;
+};
+
+// Throws UserError(kExitIo) naming `path` and errno's text, e.g. "cannot write runs/x/a.png: No space left on device".
+[[noreturn]] void throw_io_error(const std::string& action, const std::string& path, int err);
+
+}  // namespace gan

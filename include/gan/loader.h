@@ -1,0 +1,61 @@
+// Shuffled, seeded batches from an ImageSource, assembled ahead of time on a background thread.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+#include "gan/datasets.h"
+
+namespace gan {
+
+// Where the loader is: `cursor` images of epoch `epoch`'s order have been consumed.
+struct LoaderPosition {
+  std::int64_t epoch = 0;
+  std::int64_t cursor = 0;
+};
+
+struct Batch {
+  at::Tensor images;       // [B, C, S, S] float in [-1, 1], CPU
+  LoaderPosition after;    // position once this batch is consumed (store it in checkpoints)
+};
+
+class BatchLoader {
+ public:
+  // Epoch e's order is a permutation drawn from (seed, e), so any position can be resumed exactly.
+  // The last incomplete batch of an epoch is dropped. Files that fail to decode are replaced by the next ones.
+  BatchLoader(ImageSource& source, int batch_size, std::uint64_t seed, LoaderPosition start, int workers,
+              int prefetch = 3);
+  ~BatchLoader();
+  BatchLoader(const BatchLoader&) = delete;
+  BatchLoader& operator=(const BatchLoader&) = delete;
+
+  // The next batch (blocks until ready). Throws UserError(kExitData) if an entire epoch yields no batch.
+  Batch next();
+  std::int64_t batches_per_epoch() const;
+
+  static std::vector<std::int64_t> epoch_order(std::int64_t n, std::uint64_t seed, std::int64_t epoch);
+
+ private:
+  void produce();
+  bool fill(std::vector<std::int64_t>& order, LoaderPosition& pos, Batch& out);
+
+  ImageSource& source_;
+  const int batch_size_;
+  const std::uint64_t seed_;
+  const int workers_;
+  const size_t prefetch_;
+  LoaderPosition start_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Batch> queue_;
+  std::exception_ptr error_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace gan

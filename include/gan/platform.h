@@ -1,0 +1,21 @@
+// Machine set-up done once per process: BLAS kernel choice, thread count, device selection.
+#pragma once
+#include <c10/core/Device.h>
+
+#include <string>
+
+namespace gan {
+
+// OpenBLAS reads OPENBLAS_CORETYPE when it is loaded, before main(). On cloud vCPUs it can pick a kernel far below
+// what the CPU supports (e.g. a pre-AVX2 one on an AVX-512 machine: ~5x slower GEMM). If so, and the user has not
+// set OPENBLAS_CORETYPE, this re-executes the program with the right value (never returns then). Returns a line
+// describing the BLAS in use for the log.
+std::string ensure_fast_blas(char** argv);
+
+// Sets torch's intra-op threads: `threads` > 0, else all cores. Returns the number set.
+int configure_threads(int threads);
+
+// "auto" -> CUDA when available, else CPU. Throws UserError(kExitUsage) for cuda when there is none.
+c10::Device resolve_device(const std::string& name);
+
+}  // namespace gan

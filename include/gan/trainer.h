@@ -1,0 +1,35 @@
+// The training loop and the run folder it writes:
+//   <run>/config.yaml  train.log  metrics.jsonl  samples/step_XXXXXXX.png  samples/latest.png
+//   <run>/checkpoints/step_XXXXXXX.pt  checkpoints/latest.pt
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "gan/config.h"
+
+namespace gan {
+
+struct TrainSummary {
+  std::string run_dir;
+  std::string checkpoint;   // last checkpoint written
+  std::string grid;         // last sample grid written
+  std::int64_t steps = 0;   // step count at the end
+  double images_per_sec = 0;
+  int exit_code = 0;        // 0, or kExitInterrupted / kExitTerminated when stopped by a signal
+};
+
+// The checkpoint `--resume` means: a path is checked to exist; "auto" finds the newest latest.pt of this config's
+// runs under output.dir (or of output.name when set). Returns "" when "auto" finds nothing (a new run starts).
+std::string find_resume_checkpoint(const Config& cfg, const std::string& resume);
+
+// The run folder a checkpoint belongs to (<run>/checkpoints/x.pt -> <run>).
+std::string run_dir_of_checkpoint(const std::string& checkpoint);
+
+// Trains. With `resume_from` set, continues that checkpoint's run (same folder, step, optimizer and RNG state);
+// `cfg` must have the checkpoint's model section. Throws UserError for user-caused failures.
+TrainSummary train(const Config& cfg, const std::string& resume_from = "");
+
+// Asks a running train() to stop after the current step, saving a checkpoint and a grid (signal-safe).
+void request_stop(int signal_number);
+
+}  // namespace gan

@@ -1,0 +1,158 @@
+#include "gan/checkpoint.h"
+
+#include <torch/torch.h>
+
+#include <deque>
+#include <filesystem>
+
+#include "gan/errors.h"
+#include "gan/files.h"
+
+namespace gan {
+namespace {
+
+const char* kMagic = "gan-trainer checkpoint";
+
+[[noreturn]] void bad(const std::string& path, const std::string& what) {
+  throw UserError(kExitCheckpoint, "checkpoint " + path + ": " + what);
+}
+
+void open_archive(const std::string& path, const c10::Device& device, torch::serialize::InputArchive& ar) {
+  if (!std::filesystem::is_regular_file(path)) bad(path, "no such file (give a .pt file written by gan-train)");
+  try {
+    ar.load_from(path, device);
+  } catch (const c10::Error&) {
+    bad(path, "unreadable: truncated, corrupt or not a gan-train checkpoint");
+  }
+  c10::IValue magic, format;
+  if (!ar.try_read("magic", magic) || !magic.isString() || magic.toStringRef() != kMagic)
+    bad(path, "not a gan-train checkpoint (it is a torch archive without our header)");
+  if (!ar.try_read("format", format) || !format.isInt()) bad(path, "has no format version");
+  if (format.toInt() > kCheckpointFormat)
+    bad(path, "format " + std::to_string(format.toInt()) + " is newer than this program's " +
+                  std::to_string(kCheckpointFormat) + "; use a newer gan-train");
+}
+
+std::string read_string(torch::serialize::InputArchive& ar, const std::string& path, const char* key) {
+  c10::IValue v;
+  if (!ar.try_read(key, v) || !v.isString()) bad(path, std::string("has no '") + key + "' entry");
+  return v.toStringRef();
+}
+
+std::int64_t read_int(torch::serialize::InputArchive& ar, const std::string& path, const char* key) {
+  c10::IValue v;
+  if (!ar.try_read(key, v) || !v.isInt()) bad(path, std::string("has no '") + key + "' entry");
+  return v.toInt();
+}
+
+// Names of parameters and buffers in `m` whose presence or shape differs from those in the archive `ar`.
+std::string mismatch(torch::nn::Module& m, torch::serialize::InputArchive& ar) {
+  std::string diff;
+  int shown = 0;
+  auto check = [&](const std::string& name, const at::Tensor& t) {
+    // Module::save nests archives per submodule: "main.0.weight" is main -> 0 -> weight.
+    at::Tensor stored;
+    bool found = true;
+    torch::serialize::InputArchive* cur = &ar;
+    std::deque<torch::serialize::InputArchive> path;  // stable addresses
+    size_t begin = 0, dot;
+    while (found && (dot = name.find('.', begin)) != std::string::npos) {
+      path.emplace_back();
+      found = cur->try_read(name.substr(begin, dot - begin), path.back());
+      cur = &path.back();
+      begin = dot + 1;
+    }
+    found = found && cur->try_read(name.substr(begin), stored, /*is_buffer=*/true);
+    if (found && stored.sizes() == t.sizes()) return;
+    if (shown++ < 6) {
+      std::ostringstream os;
+      os << name << (found ? " stored " : " missing") ;
+      if (found) os << stored.sizes() << " vs model " << t.sizes();
+      diff += (diff.empty() ? "" : ", ") + os.str();
+    }
+  };
+  for (const auto& p : m.named_parameters()) check(p.key(), p.value());
+  for (const auto& b : m.named_buffers()) check(b.key(), b.value());
+  return diff;
+}
+
+void load_module(torch::nn::Module& m, torch::serialize::InputArchive& ar, const char* key, const std::string& path) {
+  torch::serialize::InputArchive sub;
+  if (!ar.try_read(key, sub)) bad(path, std::string("has no '") + key + "' weights");
+  std::string diff = mismatch(m, sub);
+  if (!diff.empty()) bad(path, std::string(key) + " does not match the config's architecture: " + diff);
+  m.load(sub);
+}
+
+}  // namespace
+
+std::string checkpoint_dir(const std::string& run_dir) { return run_dir + "/checkpoints"; }
+
+void save_checkpoint(const std::string& path, const Config& cfg, Generator& g, Discriminator& d,
+                     torch::optim::Optimizer& opt_g, torch::optim::Optimizer& opt_d, const TrainingState& state) {
+  torch::serialize::OutputArchive ar;
+  ar.write("magic", c10::IValue(std::string(kMagic)));
+  ar.write("format", c10::IValue(kCheckpointFormat));
+  ar.write("config", c10::IValue(to_yaml(cfg)));
+  ar.write("config_name", c10::IValue(cfg.name));
+  ar.write("step", c10::IValue(state.step));
+  ar.write("epoch", c10::IValue(state.data.epoch));
+  ar.write("cursor", c10::IValue(state.data.cursor));
+  ar.write("rng_state", state.rng_state, /*is_buffer=*/true);
+  ar.write("fixed_noise", state.fixed_noise.cpu(), /*is_buffer=*/true);
+  torch::serialize::OutputArchive gen, dis, og, od;
+  g->save(gen);
+  d->save(dis);
+  opt_g.save(og);
+  opt_d.save(od);
+  ar.write("generator", gen);
+  ar.write("discriminator", dis);
+  ar.write("optimizer_g", og);
+  ar.write("optimizer_d", od);
+  replace_file_atomic(path, [&](const std::string& tmp) {
+    try {
+      ar.save_to(tmp);
+    } catch (const c10::Error&) {
+      throw_io_error("write checkpoint", path, errno ? errno : EIO);
+    }
+  });
+}
+
+Config read_checkpoint_config(const std::string& path) {
+  torch::serialize::InputArchive ar;
+  open_archive(path, torch::kCPU, ar);
+  Config cfg = parse_config(read_string(ar, path, "config"), path + " (stored config)");
+  cfg.name = read_string(ar, path, "config_name");
+  return cfg;
+}
+
+void load_checkpoint(const std::string& path, const c10::Device& device, Generator& g, Discriminator* d,
+                     torch::optim::Optimizer* opt_g, torch::optim::Optimizer* opt_d, TrainingState* state) {
+  torch::serialize::InputArchive ar;
+  open_archive(path, device, ar);
+  load_module(*g, ar, "generator", path);
+  if (d) load_module(**d, ar, "discriminator", path);
+  try {
+    torch::serialize::InputArchive sub;
+    if (opt_g) {
+      if (!ar.try_read("optimizer_g", sub)) bad(path, "has no optimizer_g state");
+      opt_g->load(sub);
+    }
+    if (opt_d) {
+      if (!ar.try_read("optimizer_d", sub)) bad(path, "has no optimizer_d state");
+      opt_d->load(sub);
+    }
+  } catch (const c10::Error&) {
+    bad(path, "optimizer state does not match the model");
+  }
+  if (state) {
+    state->step = read_int(ar, path, "step");
+    state->data.epoch = read_int(ar, path, "epoch");
+    state->data.cursor = read_int(ar, path, "cursor");
+    if (!ar.try_read("rng_state", state->rng_state, true) || !ar.try_read("fixed_noise", state->fixed_noise, true))
+      bad(path, "has no RNG state or fixed noise");
+    state->rng_state = state->rng_state.cpu();
+  }
+}
+
+}  // namespace gan

@@ -1,0 +1,170 @@
+#include "gan/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <c10/util/Exception.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+
+#include "gan/checkpoint.h"
+#include "gan/config.h"
+#include "gan/errors.h"
+#include "gan/platform.h"
+#include "gan/sampler.h"
+#include "gan/trainer.h"
+
+namespace gan {
+namespace {
+
+// Runs `body`, turning every failure into one line on stderr and an exit code.
+int guarded(const char* prog, const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const UserError& e) {
+    std::fprintf(stderr, "%s: error: %s\n", prog, e.what());
+    return e.code();
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "%s: internal error: %s\n", prog, e.what_without_backtrace());
+    return kExitInternal;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: internal error: %s\n", prog, e.what());
+    return kExitInternal;
+  }
+}
+
+std::atomic<int> g_signals{0};
+
+extern "C" void on_signal(int sig) {
+  if (g_signals.fetch_add(1) > 0) _exit(sig == SIGTERM ? kExitTerminated : kExitInterrupted);  // second: at once
+  request_stop(sig);
+  const char msg[] = "\nstopping after this step (saving a checkpoint); press Ctrl-C again to quit at once\n";
+  ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+  (void)ignored;
+}
+
+void setup_logging() { spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v"); }
+
+// Model keys whose values differ between two configs, as "model.ngf: 64 -> 32".
+std::string model_differences(const Config& a, const Config& b) {
+  std::string diff;
+  auto add = [&](const char* key, int x, int y) {
+    if (x != y) diff += std::string(diff.empty() ? "" : ", ") + key + ": " + std::to_string(x) + " vs " + std::to_string(y);
+  };
+  add("model.image_size", a.model.image_size, b.model.image_size);
+  add("model.channels", a.model.channels, b.model.channels);
+  add("model.nz", a.model.nz, b.model.nz);
+  add("model.ngf", a.model.ngf, b.model.ngf);
+  add("model.ndf", a.model.ndf, b.model.ndf);
+  add("model.max_mult", a.model.max_mult, b.model.max_mult);
+  return diff;
+}
+
+}  // namespace
+
+int train_main(int argc, char** argv) {
+  std::string blas = ensure_fast_blas(argv);
+  setup_logging();
+  return guarded("gan-train", [&]() -> int {
+    CLI::App app{"gan-train: train a DCGAN from a YAML config"};
+    std::string config_path, resume, out, name, device;
+    std::vector<std::string> sets;
+    std::int64_t steps = -1, seed = -1;
+    int epochs = -1;
+    bool dry_run = false, help_config = false;
+    app.add_option("-c,--config", config_path, "config file (.cfg, YAML); default: built-in defaults")
+        ->check(CLI::ExistingFile);
+    app.add_option("--set", sets, "override a key: section.key=value (repeatable)")->take_all();
+    app.add_option("--out", out, "parent folder of run folders (output.dir)");
+    app.add_option("--name", name, "run folder name (output.name)");
+    app.add_option("--device", device, "auto | cpu | cuda | cuda:N (train.device)");
+    app.add_option("--steps", steps, "total training steps (train.steps)");
+    app.add_option("--epochs", epochs, "epochs (train.epochs; clears train.steps)");
+    app.add_option("--seed", seed, "random seed (train.seed)");
+    app.add_option("--resume", resume, "continue from a checkpoint: PATH or auto (newest run of this config)");
+    app.add_flag("--dry-run", dry_run, "print the resolved config and exit");
+    app.add_flag("--help-config", help_config, "print every config key with its default and exit");
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      if (e.get_exit_code() == 0) return app.exit(e);
+      std::fprintf(stderr, "gan-train: error: %s (see gan-train --help)\n", e.what());
+      return kExitUsage;
+    }
+    if (help_config) {
+      std::cout << to_yaml(Config{});
+      return kExitOk;
+    }
+    auto apply_cli = [&](Config& cfg) {
+      for (const auto& s : sets) apply_override(cfg, s);
+      if (!out.empty()) apply_override(cfg, "output.dir=" + out);
+      if (!name.empty()) apply_override(cfg, "output.name=" + name);
+      if (!device.empty()) apply_override(cfg, "train.device=" + device);
+      if (epochs >= 0) {
+        apply_override(cfg, "train.epochs=" + std::to_string(epochs));
+        apply_override(cfg, "train.steps=0");
+      }
+      if (steps >= 0) apply_override(cfg, "train.steps=" + std::to_string(steps));
+      if (seed >= 0) apply_override(cfg, "train.seed=" + std::to_string(seed));
+      validate_config(cfg);
+    };
+    Config cfg = config_path.empty() ? Config{} : load_config(config_path);
+    apply_cli(cfg);
+    std::string checkpoint;
+    if (!resume.empty()) {
+      checkpoint = find_resume_checkpoint(cfg, resume);
+      if (checkpoint.empty()) {
+        spdlog::info("--resume auto: no earlier run of '{}' under {}; starting a new run", cfg.name, cfg.output.dir);
+      } else {
+        Config stored = read_checkpoint_config(checkpoint);
+        if (config_path.empty()) {
+          cfg = stored;
+          apply_cli(cfg);
+        }
+        std::string diff = model_differences(stored, cfg);
+        if (!diff.empty())
+          throw UserError(kExitCheckpoint, "checkpoint " + checkpoint + " was trained with a different model (" + diff +
+                                               "); resume without --config or with the same model section");
+      }
+    }
+    if (dry_run) {
+      std::cout << "# resolved config (" << cfg.origin << ")\n" << to_yaml(cfg);
+      return kExitOk;
+    }
+    spdlog::info("{}", blas);
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    TrainSummary s = train(cfg, checkpoint);
+    return s.exit_code;
+  });
+}
+
+int sample_main(int argc, char** argv) {
+  ensure_fast_blas(argv);
+  setup_logging();
+  return guarded("gan-sample", [&]() -> int {
+    CLI::App app{"gan-sample: generate images from a gan-train checkpoint"};
+    SampleOptions o;
+    app.add_option("--checkpoint", o.checkpoint, "checkpoint .pt (e.g. runs/<run>/checkpoints/latest.pt)")->required();
+    app.add_option("-n,--n", o.n, "number of images")->check(CLI::Range(1, 100000));
+    app.add_option("--out", o.out, "grid PNG to write");
+    app.add_option("--individual", o.individual, "folder to write one PNG per image into");
+    app.add_option("--seed", o.seed, "noise seed");
+    app.add_option("--nrow", o.nrow, "images per grid row")->check(CLI::Range(1, 100000));
+    app.add_option("--device", o.device, "auto | cpu | cuda | cuda:N");
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      if (e.get_exit_code() == 0) return app.exit(e);
+      std::fprintf(stderr, "gan-sample: error: %s (see gan-sample --help)\n", e.what());
+      return kExitUsage;
+    }
+    sample(o);
+    return kExitOk;
+  });
+}
+
+}  // namespace gan

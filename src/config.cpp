@@ -1,0 +1,323 @@
+#include "gan/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <fstream>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <map>
+#include <sstream>
+
+#include "gan/errors.h"
+
+namespace gan {
+namespace {
+
+[[noreturn]] void fail(const std::string& msg) { throw UserError(kExitUsage, msg); }
+
+// Where a value came from, for messages: "configs/x.cfg:12" or "--set train.lr".
+std::string where(const std::string& origin, const YAML::Node& node) {
+  if (node.Mark().is_null()) return origin;
+  return origin + ":" + std::to_string(node.Mark().line + 1);
+}
+
+// One config key: how to read it from a YAML scalar into Config and how to print it.
+struct Field {
+  std::string section, key, doc;
+  bool is_text = false;  // --set takes the value verbatim instead of parsing it as YAML
+  std::function<void(Config&, const YAML::Node&, const std::string& loc)> set;
+  std::function<std::string(const Config&)> get;
+};
+
+std::string scalar_text(const YAML::Node& n) { return n.IsScalar() ? n.Scalar() : std::string("<not a scalar>"); }
+
+template <typename T>
+const char* type_name() {
+  if constexpr (std::is_same_v<T, std::string>) return "a string";
+  else if constexpr (std::is_floating_point_v<T>) return "a number";
+  else return "an integer";
+}
+
+template <typename T>
+T convert(const YAML::Node& n, const std::string& loc, const std::string& full_key) {
+  if (!n.IsScalar())
+    fail(loc + ": " + full_key + " must be " + type_name<T>() + ", got " +
+         (n.IsNull() ? "no value" : n.IsMap() ? "a mapping" : "a list"));
+  try {
+    if constexpr (std::is_integral_v<T>) {
+      // yaml-cpp accepts "1.5" for int via stream extraction in some versions; be strict.
+      const std::string& s = n.Scalar();
+      if (s.find_first_of(".eE") != std::string::npos && s.rfind("0x", 0) != 0) throw YAML::BadConversion(n.Mark());
+    }
+    return n.as<T>();
+  } catch (const YAML::BadConversion&) {
+    fail(loc + ": " + full_key + " must be " + type_name<T>() + ", got '" + scalar_text(n) + "'");
+  }
+}
+
+template <typename S, typename T>
+Field number(const std::string& section, const std::string& key, S Config::*sec, T S::*member, double lo,
+             double hi, const std::string& doc) {
+  Field f{section, key, doc, false, {}, {}};
+  std::string full = section + "." + key;
+  f.set = [=](Config& c, const YAML::Node& n, const std::string& loc) {
+    T v = convert<T>(n, loc, full);
+    if (!(static_cast<double>(v) >= lo && static_cast<double>(v) <= hi)) {
+      std::ostringstream os;
+      os << loc << ": " << full << " = " << scalar_text(n) << " is out of range [" << lo << ", " << hi << "]";
+      fail(os.str());
+    }
+    c.*sec.*member = v;
+  };
+  f.get = [=](const Config& c) {
+    std::ostringstream os;
+    if constexpr (std::is_floating_point_v<T>) os.precision(std::numeric_limits<T>::max_digits10 - 2);
+    os << c.*sec.*member;
+    return os.str();
+  };
+  return f;
+}
+
+template <typename S>
+Field text(const std::string& section, const std::string& key, S Config::*sec, std::string S::*member,
+           std::vector<std::string> choices, const std::string& doc) {
+  Field f{section, key, doc, true, {}, {}};
+  std::string full = section + "." + key;
+  f.set = [=](Config& c, const YAML::Node& n, const std::string& loc) {
+    std::string v = n.IsNull() ? std::string() : convert<std::string>(n, loc, full);
+    if (!choices.empty() && std::find(choices.begin(), choices.end(), v) == choices.end()) {
+      std::string list;
+      for (const auto& ch : choices) list += (list.empty() ? "" : " | ") + ch;
+      fail(loc + ": " + full + " = '" + v + "' is not one of: " + list);
+    }
+    c.*sec.*member = v;
+  };
+  f.get = [=](const Config& c) { return YAML::Dump(YAML::Node(c.*sec.*member)); };
+  return f;
+}
+
+bool is_power_of_two(int v) { return v > 0 && (v & (v - 1)) == 0; }
+
+const std::vector<Field>& fields() {
+  static const std::vector<Field> table = [] {
+    const double kBig = 1e12;
+    std::vector<Field> t;
+    t.push_back(text("data", "source", &Config::data, &DataConfig::source, {"fashion-mnist", "mnist", "idx", "folder"},
+                     "fashion-mnist | mnist | idx | folder"));
+    t.push_back(text("data", "path", &Config::data, &DataConfig::path, {},
+                     "image folder, IDX images file or folder; \"\" = the Debian dataset location"));
+    t.push_back(text("data", "split", &Config::data, &DataConfig::split, {"train", "test", "all"},
+                     "IDX split: train | test | all"));
+    t.push_back(text("data", "background", &Config::data, &DataConfig::background, {},
+                     "#rrggbb colour that transparent pixels are composited on"));
+    t.push_back(number("data", "max_images", &Config::data, &DataConfig::max_images, 0, kBig,
+                       "use at most this many images (0 = all)"));
+    t.push_back(number("data", "workers", &Config::data, &DataConfig::workers, 0, 256,
+                       "image-decoding threads for folders (0 = number of cores)"));
+    Field size = number("model", "image_size", &Config::model, &ModelConfig::image_size, 16, 256,
+                        "output resolution: 16, 32, 64, 128 or 256");
+    size.set = [base = size.set](Config& c, const YAML::Node& n, const std::string& loc) {
+      base(c, n, loc);
+      if (!is_power_of_two(c.model.image_size))
+        fail(loc + ": model.image_size = " + std::to_string(c.model.image_size) +
+             " is not a power of two; use 16, 32, 64, 128 or 256");
+    };
+    t.push_back(size);
+    Field channels = number("model", "channels", &Config::model, &ModelConfig::channels, 1, 3,
+                            "1 (grayscale) or 3 (RGB); images are converted to it");
+    channels.set = [base = channels.set](Config& c, const YAML::Node& n, const std::string& loc) {
+      base(c, n, loc);
+      if (c.model.channels == 2) fail(loc + ": model.channels = 2; use 1 (grayscale) or 3 (RGB)");
+    };
+    t.push_back(channels);
+    t.push_back(number("model", "nz", &Config::model, &ModelConfig::nz, 1, 4096, "latent vector length"));
+    t.push_back(number("model", "ngf", &Config::model, &ModelConfig::ngf, 1, 1024, "generator width"));
+    t.push_back(number("model", "ndf", &Config::model, &ModelConfig::ndf, 1, 1024, "discriminator width"));
+    t.push_back(number("model", "max_mult", &Config::model, &ModelConfig::max_mult, 1, 64,
+                       "channel multiplier cap for sizes above 64"));
+    t.push_back(text("train", "device", &Config::train, &TrainConfig::device, {},
+                     "auto | cpu | cuda | cuda:N (auto = CUDA when available)"));
+    t.push_back(number("train", "threads", &Config::train, &TrainConfig::threads, 0, 1024,
+                       "CPU threads (0 = all cores)"));
+    t.push_back(number("train", "batch_size", &Config::train, &TrainConfig::batch_size, 2, 65536, "images per step"));
+    t.push_back(number("train", "epochs", &Config::train, &TrainConfig::epochs, 0, 1000000,
+                       "passes over the data (ignored when steps > 0)"));
+    t.push_back(number("train", "steps", &Config::train, &TrainConfig::steps, 0, kBig,
+                       "total steps; when > 0 it replaces epochs"));
+    t.push_back(number("train", "lr", &Config::train, &TrainConfig::lr, 1e-9, 1.0, "Adam learning rate"));
+    t.push_back(number("train", "beta1", &Config::train, &TrainConfig::beta1, 0.0, 0.999999, "Adam beta1"));
+    t.push_back(number("train", "beta2", &Config::train, &TrainConfig::beta2, 0.0, 0.999999, "Adam beta2"));
+    t.push_back(number("train", "seed", &Config::train, &TrainConfig::seed, 0, 9.0e15,
+                       "seeds weights, noise and shuffling"));
+    t.push_back(text("output", "dir", &Config::output, &OutputConfig::dir, {}, "parent folder of run folders"));
+    t.push_back(text("output", "name", &Config::output, &OutputConfig::name, {},
+                     "run folder name; \"\" = <config name>-<date>-<time>"));
+    t.push_back(number("output", "log_every", &Config::output, &OutputConfig::log_every, 1, kBig,
+                       "progress line every N steps"));
+    t.push_back(number("output", "metrics_every", &Config::output, &OutputConfig::metrics_every, 1, kBig,
+                       "metrics.jsonl row every N steps"));
+    t.push_back(number("output", "sample_every", &Config::output, &OutputConfig::sample_every, 1, kBig,
+                       "sample grid every N steps (and at the end)"));
+    t.push_back(number("output", "checkpoint_every", &Config::output, &OutputConfig::checkpoint_every, 1, kBig,
+                       "checkpoint every N steps (and at the end)"));
+    t.push_back(number("output", "samples", &Config::output, &OutputConfig::samples, 1, 4096,
+                       "images in each sample grid (fixed noise)"));
+    t.push_back(number("output", "grid_rows", &Config::output, &OutputConfig::grid_rows, 1, 4096,
+                       "images per grid row"));
+    return t;
+  }();
+  return table;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+// " (did you mean 'x'?)" when some candidate is close enough, else "".
+std::string suggestion(const std::string& word, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_d = std::numeric_limits<size_t>::max();
+  for (const auto& c : candidates) {
+    size_t d = edit_distance(word, c);
+    if (d < best_d) best_d = d, best = c;
+  }
+  if (best.empty() || best_d > std::max<size_t>(2, word.size() / 3)) return "";
+  return " (did you mean '" + best + "'?)";
+}
+
+std::vector<std::string> sections() { return {"data", "model", "train", "output"}; }
+
+const Field& find_field(const std::string& section, const std::string& key, const std::string& loc) {
+  std::vector<std::string> keys;
+  for (const auto& f : fields()) {
+    if (f.section != section) continue;
+    if (f.key == key) return f;
+    keys.push_back(f.key);
+  }
+  fail(loc + ": unknown key '" + section + "." + key + "'" + suggestion(key, keys) +
+       "; valid keys are listed by gan-train --help-config");
+}
+
+void check_section(const std::string& section, const std::string& loc) {
+  auto s = sections();
+  if (std::find(s.begin(), s.end(), section) == s.end())
+    fail(loc + ": unknown section '" + section + "'" + suggestion(section, s) +
+         "; sections are data, model, train, output");
+}
+
+}  // namespace
+
+Config parse_config(const std::string& yaml_text, const std::string& origin) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    fail(origin + ":" + std::to_string(e.mark.line + 1) + ": malformed YAML: " + e.msg);
+  }
+  Config cfg;
+  cfg.origin = origin;
+  if (root.IsNull()) return cfg;  // an empty file means all defaults
+  if (!root.IsMap()) fail(origin + ": the config must be a mapping of sections (data, model, train, output)");
+  for (const auto& sec : root) {
+    std::string section = sec.first.as<std::string>();
+    check_section(section, where(origin, sec.first));
+    if (sec.second.IsNull()) continue;
+    if (!sec.second.IsMap()) fail(where(origin, sec.second) + ": section '" + section + "' must be a mapping of keys");
+    for (const auto& kv : sec.second) {
+      std::string key = kv.first.as<std::string>();
+      const Field& f = find_field(section, key, where(origin, kv.first));
+      f.set(cfg, kv.second, where(origin, kv.second));
+    }
+  }
+  validate_config(cfg);
+  return cfg;
+}
+
+Config load_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot read config " + path + ": no such file or not readable (see configs/ for examples)");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  Config cfg = parse_config(ss.str(), path);
+  std::string stem = path.substr(path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/') + 1);
+  cfg.name = stem.substr(0, stem.find_last_of('.') == 0 ? stem.size() : stem.find_last_of('.'));
+  if (cfg.name.empty()) cfg.name = "run";
+  return cfg;
+}
+
+void apply_override(Config& cfg, const std::string& assignment) {
+  auto eq = assignment.find('=');
+  auto dot = assignment.find('.');
+  if (eq == std::string::npos || dot == std::string::npos || dot > eq)
+    fail("--set " + assignment + ": expected section.key=value, e.g. --set train.lr=1e-4");
+  std::string section = assignment.substr(0, dot), key = assignment.substr(dot + 1, eq - dot - 1);
+  std::string value = assignment.substr(eq + 1);
+  std::string loc = "--set " + section + "." + key;
+  check_section(section, loc);
+  const Field& f = find_field(section, key, loc);
+  YAML::Node node(value);
+  if (!f.is_text) {
+    try {
+      node = YAML::Load(value);
+    } catch (const YAML::Exception& e) {
+      fail(loc + ": cannot parse value '" + value + "': " + e.msg);
+    }
+  }
+  f.set(cfg, node, loc);
+}
+
+void validate_config(const Config& cfg) {
+  const auto& m = cfg.model;
+  if (!is_power_of_two(m.image_size))
+    fail(cfg.origin + ": model.image_size = " + std::to_string(m.image_size) +
+         " is not a power of two; use 16, 32, 64, 128 or 256");
+  if (m.channels != 1 && m.channels != 3)
+    fail(cfg.origin + ": model.channels = " + std::to_string(m.channels) + " must be 1 (grayscale) or 3 (RGB)");
+  if (cfg.train.steps == 0 && cfg.train.epochs == 0)
+    fail(cfg.origin + ": train.epochs and train.steps are both 0; set one of them (e.g. --epochs 5 or --steps 1000)");
+  const std::string& d = cfg.train.device;
+  bool cuda_n = d.rfind("cuda:", 0) == 0 && d.size() > 5 &&
+                d.find_first_not_of("0123456789", 5) == std::string::npos;
+  if (d != "auto" && d != "cpu" && d != "cuda" && !cuda_n)
+    fail(cfg.origin + ": train.device = '" + d + "' is not auto, cpu, cuda or cuda:N");
+  const std::string& bg = cfg.data.background;
+  std::string hex = bg.size() == 7 && bg[0] == '#' ? bg.substr(1) : "";
+  if (hex.size() != 6 || hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
+    fail(cfg.origin + ": data.background = '" + bg + "' must be a colour like #ffffff");
+  if (cfg.data.source == "folder" && cfg.data.path.empty())
+    fail(cfg.origin + ": data.source is folder but data.path is empty; set data.path to your image folder");
+  if (cfg.output.name.find('/') != std::string::npos)
+    fail(cfg.origin + ": output.name = '" + cfg.output.name + "' must be a folder name without '/'; use output.dir");
+}
+
+std::string to_yaml(const Config& cfg) {
+  std::ostringstream os;
+  std::string current;
+  for (const auto& f : fields()) {
+    if (f.section != current) {
+      os << (current.empty() ? "" : "\n") << f.section << ":\n";
+      current = f.section;
+    }
+    std::string line = "  " + f.key + ": " + f.get(cfg);
+    os << line << std::string(line.size() < 34 ? 34 - line.size() : 1, ' ') << "# " << f.doc << "\n";
+  }
+  return os.str();
+}
+
+std::vector<std::string> config_keys() {
+  std::vector<std::string> keys;
+  for (const auto& f : fields()) keys.push_back(f.section + "." + f.key);
+  return keys;
+}
+
+}  // namespace gan

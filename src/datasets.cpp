@@ -1,0 +1,175 @@
+#include "gan/datasets.h"
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+
+#include "gan/errors.h"
+#include "gan/idx.h"
+#include "gan/image.h"
+
+namespace gan {
+namespace fs = std::filesystem;
+
+namespace {
+
+// All images of one or more IDX files, converted once to [N, channels, size, size] bytes.
+class IdxSource : public ImageSource {
+ public:
+  IdxSource(const std::vector<std::string>& files, std::int64_t max_images, int size, int channels, const Rgb& bg)
+      : ImageSource(size, channels), files_(files) {
+    std::vector<std::uint8_t> all;
+    std::int64_t n = 0;
+    const size_t per = static_cast<size_t>(channels) * size * size;
+    for (const auto& f : files) {
+      IdxArray a = read_idx(f);
+      if (a.dims.size() != 3 && !(a.dims.size() == 4 && (a.dims[3] == 1 || a.dims[3] == 3)))
+        throw UserError(kExitData, "IDX file " + f + ": expected images [N, rows, cols] or [N, rows, cols, 1|3]");
+      const int h = static_cast<int>(a.dims[1]), w = static_cast<int>(a.dims[2]);
+      const int c = a.dims.size() == 4 ? static_cast<int>(a.dims[3]) : 1;
+      std::int64_t count = a.dims[0];
+      if (max_images > 0) count = std::min(count, max_images - n);
+      all.resize(all.size() + static_cast<size_t>(count) * per);
+      Image img;
+      img.width = w;
+      img.height = h;
+      img.channels = c;
+      const size_t in_per = static_cast<size_t>(h) * w * c;
+      for (std::int64_t i = 0; i < count; ++i) {
+        img.pixels.assign(a.data.begin() + i * in_per, a.data.begin() + (i + 1) * in_per);
+        Image p = prepare_image(img, channels, size, bg);
+        to_chw(p, &all[(n + i) * per]);
+      }
+      n += count;
+      if (max_images > 0 && n >= max_images) break;
+    }
+    n_ = n;
+    images_ = torch::from_blob(all.data(), {n, channels, size, size}, torch::kUInt8).clone();
+    per_ = per;
+  }
+  std::int64_t size() const override { return n_; }
+  bool in_memory() const override { return true; }
+  bool load(std::int64_t i, std::uint8_t* dst) override {
+    std::memcpy(dst, images_.data_ptr<std::uint8_t>() + i * per_, per_);
+    return true;
+  }
+  std::string description() const override {
+    std::string names;
+    for (const auto& f : files_) names += (names.empty() ? "" : ", ") + f;
+    return std::to_string(n_) + " images from " + names;
+  }
+
+  static void to_chw(const Image& p, std::uint8_t* dst) {
+    const size_t hw = static_cast<size_t>(p.width) * p.height;
+    for (size_t k = 0; k < hw; ++k)
+      for (int c = 0; c < p.channels; ++c) dst[c * hw + k] = p.pixels[k * p.channels + c];
+  }
+
+ private:
+  std::vector<std::string> files_;
+  std::int64_t n_ = 0;
+  size_t per_ = 0;
+  torch::Tensor images_;
+};
+
+class FolderSource : public ImageSource {
+ public:
+  FolderSource(std::string dir, std::vector<std::string> files, int size, int channels, const Rgb& bg)
+      : ImageSource(size, channels), dir_(std::move(dir)), files_(std::move(files)), bg_(bg),
+        bad_(files_.size()) {}
+  std::int64_t size() const override { return static_cast<std::int64_t>(files_.size()); }
+  bool load(std::int64_t i, std::uint8_t* dst) override {
+    Image img;
+    std::string error;
+    if (bad_[i].load(std::memory_order_relaxed)) return false;
+    if (!decode_image_file(files_[i], img, error)) {
+      if (!bad_[i].exchange(true)) {
+        ++bad_count_;
+        spdlog::warn("skipping {}: {}", files_[i], error);
+      }
+      return false;
+    }
+    IdxSource::to_chw(prepare_image(img, channels(), image_size(), bg_), dst);
+    return true;
+  }
+  std::int64_t bad_count() const override { return bad_count_.load(); }
+  std::string description() const override {
+    return std::to_string(files_.size()) + " image files under " + dir_;
+  }
+
+ private:
+  std::string dir_;
+  std::vector<std::string> files_;
+  Rgb bg_;
+  std::vector<std::atomic<bool>> bad_;
+  std::atomic<std::int64_t> bad_count_{0};
+};
+
+std::vector<std::string> idx_files(const DataConfig& data) {
+  if (data.source != "fashion-mnist" && data.path.empty())
+    throw UserError(kExitData, "data.source is " + data.source + " but data.path is empty; set it to the " +
+                                   (data.source == "mnist" ? "folder holding the MNIST IDX files" : "IDX images file"));
+  const std::string dir = data.path.empty() ? std::string(kFashionMnistDir) : data.path;
+  if (data.source == "idx" && !fs::is_directory(dir)) return {dir};
+  if (!fs::is_directory(dir))
+    throw UserError(kExitData, "data.path " + dir + " is not a folder" +
+                                   (data.path.empty() ? "; install it with: apt-get install dataset-fashion-mnist"
+                                                      : "; point data.path at the folder holding the IDX files"));
+  auto pick = [&](const std::string& prefix) {
+    for (const char* suffix : {"-images-idx3-ubyte.gz", "-images-idx3-ubyte", "-images.idx3-ubyte"}) {
+      std::string p = dir + "/" + prefix + suffix;
+      if (fs::exists(p)) return p;
+    }
+    throw UserError(kExitData, "no " + prefix + "-images-idx3-ubyte[.gz] in " + dir +
+                                   " (expected the standard MNIST file names)");
+  };
+  std::vector<std::string> out;
+  if (data.split == "train" || data.split == "all") out.push_back(pick("train"));
+  if (data.split == "test" || data.split == "all") out.push_back(pick("t10k"));
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> list_image_files(const std::string& dir) {
+  static const std::vector<std::string> exts = {".jpg", ".jpeg", ".png", ".bmp", ".tga", ".gif"};
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, fs::directory_options::follow_directory_symlink |
+                                                    fs::directory_options::skip_permission_denied,
+                                           ec),
+       end;
+       !ec && it != end; it.increment(ec)) {
+    if (!it->is_regular_file(ec)) continue;
+    std::string ext = it->path().extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    if (std::find(exts.begin(), exts.end(), ext) != exts.end()) files.push_back(it->path().string());
+  }
+  if (ec) throw UserError(kExitData, "cannot list " + dir + ": " + ec.message());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+std::unique_ptr<ImageSource> open_dataset(const DataConfig& data, int image_size, int channels) {
+  const Rgb bg = parse_colour(data.background);
+  if (data.source == "folder") {
+    if (!fs::is_directory(data.path))
+      throw UserError(kExitData, "data.path " + data.path + " is not a folder; see data/README.md for where to put images");
+    auto files = list_image_files(data.path);
+    if (files.empty())
+      throw UserError(kExitData, "data.path " + data.path +
+                                     " holds no .jpg/.jpeg/.png/.bmp/.tga/.gif files (searched recursively)");
+    if (data.max_images > 0 && static_cast<std::int64_t>(files.size()) > data.max_images) files.resize(data.max_images);
+    return std::make_unique<FolderSource>(data.path, std::move(files), image_size, channels, bg);
+  }
+  auto src = std::make_unique<IdxSource>(idx_files(data), data.max_images, image_size, channels, bg);
+  if (src->size() == 0) throw UserError(kExitData, "the dataset " + src->description() + " is empty");
+  return src;
+}
+
+}  // namespace gan

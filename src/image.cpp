@@ -1,0 +1,148 @@
+#include "gan/image.h"
+
+#include <stb/stb_image.h>
+#include <stb/stb_image_resize.h>
+#include <stb/stb_image_write.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <fstream>
+#include <iterator>
+
+#include "gan/errors.h"
+#include "gan/files.h"
+
+namespace gan {
+
+bool decode_image(const std::vector<std::uint8_t>& bytes, Image& out, std::string& error) {
+  if (bytes.empty()) {
+    error = "empty file";
+    return false;
+  }
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    error = "file too large";
+    return false;
+  }
+  int w = 0, h = 0, n = 0;
+  const int len = static_cast<int>(bytes.size());
+  if (!stbi_info_from_memory(bytes.data(), len, &w, &h, &n)) {
+    error = std::string("not a decodable image (") + stbi_failure_reason() + ")";
+    return false;
+  }
+  if (w <= 0 || h <= 0 || static_cast<std::int64_t>(w) * h > kMaxImagePixels) {
+    error = "header claims " + std::to_string(w) + "x" + std::to_string(h) + " pixels, more than the limit of " +
+            std::to_string(kMaxImagePixels) + "; refused before decoding";
+    return false;
+  }
+  unsigned char* px = stbi_load_from_memory(bytes.data(), len, &w, &h, &n, 0);
+  if (!px) {
+    error = std::string("cannot decode (") + stbi_failure_reason() + ")";
+    return false;
+  }
+  out.width = w;
+  out.height = h;
+  out.channels = n;
+  out.pixels.assign(px, px + static_cast<size_t>(w) * h * n);
+  stbi_image_free(px);
+  return true;
+}
+
+bool decode_image_file(const std::string& path, Image& out, std::string& error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = "cannot open";
+    return false;
+  }
+  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return decode_image(bytes, out, error);
+}
+
+Rgb parse_colour(const std::string& hex) {
+  Rgb c{255, 255, 255};
+  if (hex.size() == 7 && hex[0] == '#')
+    for (int i = 0; i < 3; ++i) c[i] = static_cast<std::uint8_t>(std::stoi(hex.substr(1 + 2 * i, 2), nullptr, 16));
+  return c;
+}
+
+Image prepare_image(const Image& in, int channels, int size, const Rgb& bg) {
+  // 1. Composite alpha and convert to the target channel count, at full resolution.
+  const int n = in.channels;
+  const bool has_alpha = n == 2 || n == 4;
+  const bool colour = n >= 3;
+  Image conv;
+  conv.width = in.width;
+  conv.height = in.height;
+  conv.channels = channels;
+  const size_t count = static_cast<size_t>(in.width) * in.height;
+  conv.pixels.resize(count * channels);
+  for (size_t i = 0; i < count; ++i) {
+    const std::uint8_t* p = &in.pixels[i * n];
+    float rgb[3];
+    for (int c = 0; c < 3; ++c) rgb[c] = colour ? p[c] : p[0];
+    if (has_alpha) {
+      float a = p[n - 1] / 255.0f;
+      for (int c = 0; c < 3; ++c) rgb[c] = rgb[c] * a + bg[c] * (1.0f - a);
+    }
+    std::uint8_t* q = &conv.pixels[i * channels];
+    if (channels == 1) {
+      const float y = 0.299f * rgb[0] + 0.587f * rgb[1] + 0.114f * rgb[2];  // plain gray maps to itself
+      q[0] = static_cast<std::uint8_t>(std::lround(std::clamp(y, 0.0f, 255.0f)));
+    } else {
+      for (int c = 0; c < 3; ++c) q[c] = static_cast<std::uint8_t>(std::lround(std::clamp(rgb[c], 0.0f, 255.0f)));
+    }
+  }
+  // 2. Centre crop to a square.
+  const int side = std::min(in.width, in.height);
+  const int x0 = (in.width - side) / 2, y0 = (in.height - side) / 2;
+  const std::uint8_t* crop = conv.pixels.data() + (static_cast<size_t>(y0) * in.width + x0) * channels;
+  const int stride = in.width * channels;
+  // 3. Resize.
+  Image out;
+  out.width = out.height = size;
+  out.channels = channels;
+  out.pixels.resize(static_cast<size_t>(size) * size * channels);
+  if (side == size) {
+    for (int y = 0; y < size; ++y)
+      std::copy_n(crop + static_cast<size_t>(y) * stride, static_cast<size_t>(size) * channels,
+                  out.pixels.data() + static_cast<size_t>(y) * size * channels);
+  } else {
+    stbir_resize_uint8(crop, side, side, stride, out.pixels.data(), size, size, 0, channels);
+  }
+  return out;
+}
+
+Image make_grid(const at::Tensor& images, int nrow, int padding, std::uint8_t pad_value) {
+  TORCH_CHECK(images.dim() == 4, "make_grid expects [N, C, H, W], got ", images.sizes());
+  auto x = images.detach().to(torch::kCPU, torch::kFloat);
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  TORCH_CHECK(c == 1 || c == 3, "make_grid expects 1 or 3 channels");
+  const int64_t cols = std::min<int64_t>(nrow, n), rows = (n + cols - 1) / cols;
+  const int64_t gh = rows * (h + padding) + padding, gw = cols * (w + padding) + padding;
+  // [N, C, H, W] in [-1, 1] -> [N, H, W, C] bytes.
+  auto bytes = x.add(1).div_(2).mul_(255).add_(0.5).clamp_(0, 255).to(torch::kUInt8).permute({0, 2, 3, 1}).contiguous();
+  Image grid;
+  grid.width = static_cast<int>(gw);
+  grid.height = static_cast<int>(gh);
+  grid.channels = static_cast<int>(c);
+  grid.pixels.assign(static_cast<size_t>(gh * gw * c), pad_value);
+  const std::uint8_t* src = bytes.data_ptr<std::uint8_t>();
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t top = (k / cols) * (h + padding) + padding, left = (k % cols) * (w + padding) + padding;
+    for (int64_t y = 0; y < h; ++y)
+      std::copy_n(src + ((k * h + y) * w) * c, w * c, grid.pixels.data() + ((top + y) * gw + left) * c);
+  }
+  return grid;
+}
+
+void write_png(const std::string& path, const Image& image) {
+  std::string bytes;
+  auto sink = [](void* ctx, void* data, int size) {
+    static_cast<std::string*>(ctx)->append(static_cast<const char*>(data), static_cast<size_t>(size));
+  };
+  if (!stbi_write_png_to_func(sink, &bytes, image.width, image.height, image.channels, image.pixels.data(),
+                              image.width * image.channels))
+    throw UserError(kExitIo, "cannot encode PNG " + path);
+  write_file_atomic(path, bytes);
+}
+
+}  // namespace gan

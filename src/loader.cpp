@@ -1,0 +1,135 @@
+#include "gan/loader.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+
+#include "gan/errors.h"
+
+namespace gan {
+
+BatchLoader::BatchLoader(ImageSource& source, int batch_size, std::uint64_t seed, LoaderPosition start, int workers,
+                         int prefetch)
+    : source_(source), batch_size_(batch_size), seed_(seed),
+      workers_(std::max(1, workers > 0 ? workers : static_cast<int>(std::thread::hardware_concurrency()))),
+      prefetch_(static_cast<size_t>(std::max(1, prefetch))), start_(start) {
+  if (source_.size() < batch_size_)
+    throw UserError(kExitData, "the dataset has " + std::to_string(source_.size()) +
+                                   " images, fewer than train.batch_size = " + std::to_string(batch_size_) +
+                                   "; lower the batch size or add images");
+  thread_ = std::thread([this] { produce(); });
+}
+
+BatchLoader::~BatchLoader() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::int64_t BatchLoader::batches_per_epoch() const { return source_.size() / batch_size_; }
+
+std::vector<std::int64_t> BatchLoader::epoch_order(std::int64_t n, std::uint64_t seed, std::int64_t epoch) {
+  std::vector<std::int64_t> order(static_cast<size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) order[i] = i;
+  std::seed_seq seq{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32),
+                    static_cast<std::uint32_t>(epoch), static_cast<std::uint32_t>(epoch >> 32), 0x5eedu};
+  std::mt19937_64 rng(seq);
+  // Fisher-Yates with our own index draw: std::shuffle's output differs between standard libraries.
+  for (std::int64_t i = n - 1; i > 0; --i) {
+    std::int64_t j = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(i + 1));
+    std::swap(order[i], order[j]);
+  }
+  return order;
+}
+
+// Assembles one batch from `order` starting at pos.cursor. Returns false when the epoch runs out first.
+bool BatchLoader::fill(std::vector<std::int64_t>& order, LoaderPosition& pos, Batch& out) {
+  const std::int64_t n = static_cast<std::int64_t>(order.size());
+  const std::int64_t c = source_.channels(), s = source_.image_size();
+  const size_t per = static_cast<size_t>(c * s * s);
+  auto bytes = torch::empty({batch_size_, c, s, s}, torch::kUInt8);
+  std::uint8_t* dst = bytes.data_ptr<std::uint8_t>();
+  std::int64_t filled = 0;
+  std::vector<char> ok;
+  while (filled < batch_size_) {
+    const std::int64_t want = batch_size_ - filled;
+    if (n - pos.cursor < want) return false;
+    // Decode straight into the free slots, then close the gaps that undecodable files left.
+    ok.assign(static_cast<size_t>(want), 0);
+    const std::int64_t first = pos.cursor;
+    auto work = [&](std::int64_t begin, std::int64_t step) {
+      for (std::int64_t k = begin; k < want; k += step)
+        ok[k] = source_.load(order[first + k], dst + (filled + k) * per);
+    };
+    const std::int64_t threads = source_.in_memory() ? 1 : std::min<std::int64_t>(workers_, want);
+    std::vector<std::thread> pool;
+    for (std::int64_t t = 1; t < threads; ++t) pool.emplace_back(work, t, threads);
+    work(0, threads);
+    for (auto& th : pool) th.join();
+    pos.cursor += want;
+    std::int64_t w = filled;
+    for (std::int64_t k = 0; k < want; ++k) {
+      if (!ok[k]) continue;
+      if (w != filled + k) std::memmove(dst + w * per, dst + (filled + k) * per, per);
+      ++w;
+    }
+    filled = w;
+  }
+  out.images = bytes.to(torch::kFloat).div_(127.5).sub_(1.0);  // [B, C, S, S] in [-1, 1]
+  out.after = pos;
+  return true;
+}
+
+void BatchLoader::produce() {
+  try {
+    LoaderPosition pos = start_;
+    auto order = epoch_order(source_.size(), seed_, pos.epoch);
+    bool got_one_this_epoch = pos.cursor > 0;
+    while (true) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || queue_.size() < prefetch_; });
+        if (stop_) return;
+      }
+      Batch b;
+      if (!fill(order, pos, b)) {
+        if (!got_one_this_epoch)
+          throw UserError(kExitData, "no batch of " + std::to_string(batch_size_) +
+                                         " decodable images in a whole epoch (" +
+                                         std::to_string(source_.bad_count()) + " bad files); check the dataset");
+        pos.epoch += 1;
+        pos.cursor = 0;
+        order = epoch_order(source_.size(), seed_, pos.epoch);
+        got_one_this_epoch = false;
+        continue;
+      }
+      got_one_this_epoch = true;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        queue_.push_back(std::move(b));
+      }
+      cv_.notify_all();
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mu_);
+    error_ = std::current_exception();
+    cv_.notify_all();
+  }
+}
+
+Batch BatchLoader::next() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return !queue_.empty() || error_; });
+  if (queue_.empty()) std::rethrow_exception(error_);
+  Batch b = std::move(queue_.front());
+  queue_.pop_front();
+  cv_.notify_all();
+  return b;
+}
+
+}  // namespace gan

@@ -1,0 +1,318 @@
+#include "gan/trainer.h"
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+
+#include "gan/checkpoint.h"
+#include "gan/datasets.h"
+#include "gan/errors.h"
+#include "gan/files.h"
+#include "gan/image.h"
+#include "gan/loader.h"
+#include "gan/models.h"
+#include "gan/platform.h"
+
+namespace gan {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::atomic<int> g_stop_signal{0};
+
+std::string timestamp() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", std::localtime(&t));
+  return buf;
+}
+
+std::string step_name(std::int64_t step, const char* ext) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "step_%07lld%s", static_cast<long long>(step), ext);
+  return buf;
+}
+
+std::string duration(double seconds) {
+  long s = std::lround(std::max(0.0, seconds));
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s % 3600) / 60);
+  else std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
+  return buf;
+}
+
+// Points `link` at `target` atomically (hard link + rename); falls back to copying.
+void publish_as(const std::string& target, const std::string& link) {
+  std::string tmp = link + ".tmp." + std::to_string(::getpid());
+  ::unlink(tmp.c_str());
+  if (::link(target.c_str(), tmp.c_str()) == 0) {
+    if (::rename(tmp.c_str(), link.c_str()) != 0) {
+      int err = errno;
+      ::unlink(tmp.c_str());
+      throw_io_error("update", link, err);
+    }
+    return;
+  }
+  write_file_atomic(link, read_file(target));
+}
+
+// Interval sums of per-step scalars, kept on the device so that steps never wait for the host.
+struct Meter {
+  at::Tensor sums;  // [loss_d, loss_g, d_real, d_fake, d_fake_after]
+  int count = 0;
+  void add(const at::Tensor& values) {
+    sums = sums.defined() ? sums + values : values.clone();
+    ++count;
+  }
+  std::vector<double> mean_and_reset() {
+    auto v = (sums / std::max(count, 1)).cpu();
+    std::vector<double> out(v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
+    sums = at::Tensor();
+    count = 0;
+    return out;
+  }
+};
+
+}  // namespace
+
+void request_stop(int signal_number) { g_stop_signal.store(signal_number); }
+
+std::string run_dir_of_checkpoint(const std::string& checkpoint) {
+  fs::path p = fs::absolute(checkpoint).lexically_normal();
+  fs::path dir = p.parent_path();
+  if (dir.filename() == "checkpoints") dir = dir.parent_path();
+  return dir.string();
+}
+
+std::string find_resume_checkpoint(const Config& cfg, const std::string& resume) {
+  if (resume != "auto") {
+    if (!fs::is_regular_file(resume))
+      throw UserError(kExitCheckpoint, "--resume " + resume + ": no such checkpoint file (use --resume auto to pick "
+                                                              "the newest run's latest.pt)");
+    return resume;
+  }
+  std::string best;
+  fs::file_time_type best_time;
+  auto consider = [&](const fs::path& run) {
+    fs::path latest = run / "checkpoints" / "latest.pt";
+    std::error_code ec;
+    if (!fs::is_regular_file(latest, ec)) return;
+    auto t = fs::last_write_time(latest, ec);
+    if (!ec && (best.empty() || t > best_time)) best = latest.string(), best_time = t;
+  };
+  if (!cfg.output.name.empty()) {
+    consider(fs::path(cfg.output.dir) / cfg.output.name);
+    return best;
+  }
+  std::error_code ec;
+  if (!fs::is_directory(cfg.output.dir, ec)) return "";
+  for (const auto& entry : fs::directory_iterator(cfg.output.dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.is_directory() && name.rfind(cfg.name + "-", 0) == 0) consider(entry.path());
+  }
+  return best;
+}
+
+TrainSummary train(const Config& cfg, const std::string& resume_from) {
+  using clock = std::chrono::steady_clock;
+  const ModelConfig& mc = cfg.model;
+  const c10::Device device = resolve_device(cfg.train.device);
+  const int threads = configure_threads(cfg.train.threads);
+  g_stop_signal.store(0);
+
+  // Data first: a bad dataset should fail before any folder is created.
+  auto source = open_dataset(cfg.data, mc.image_size, mc.channels);
+
+  // Run folder.
+  TrainSummary summary;
+  if (!resume_from.empty()) {
+    summary.run_dir = run_dir_of_checkpoint(resume_from);
+  } else {
+    summary.run_dir = cfg.output.dir + "/" + (cfg.output.name.empty() ? cfg.name + "-" + timestamp() : cfg.output.name);
+    if (fs::exists(fs::path(summary.run_dir) / "checkpoints" / "latest.pt"))
+      throw UserError(kExitUsage, "run folder " + summary.run_dir +
+                                      " already holds a run; continue it with --resume auto or pick another --name");
+  }
+  const std::string& run = summary.run_dir;
+  make_dirs(run + "/samples");
+  make_dirs(checkpoint_dir(run));
+  auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(run + "/train.log");
+  auto logger = spdlog::default_logger();
+  logger->sinks().push_back(file_sink);
+  struct SinkGuard {
+    std::shared_ptr<spdlog::logger> l;
+    ~SinkGuard() { l->sinks().pop_back(); }
+  } sink_guard{logger};
+  write_file_atomic(run + "/config.yaml", to_yaml(cfg));
+
+  // Models and optimizers, seeded.
+  torch::manual_seed(static_cast<std::uint64_t>(cfg.train.seed));
+  Generator g(mc);
+  Discriminator d(mc);
+  dcgan_init(*g);
+  dcgan_init(*d);
+  g->to(device);
+  d->to(device);
+  auto adam = [&](torch::nn::Module& m) {
+    return torch::optim::Adam(m.parameters(),
+                              torch::optim::AdamOptions(cfg.train.lr).betas({cfg.train.beta1, cfg.train.beta2}));
+  };
+  torch::optim::Adam opt_g = adam(*g), opt_d = adam(*d);
+  TrainingState state;
+  state.fixed_noise = torch::randn({cfg.output.samples, mc.nz});
+  auto cpu_gen = at::detail::getDefaultCPUGenerator();
+  if (!resume_from.empty()) {
+    load_checkpoint(resume_from, device, g, &d, &opt_g, &opt_d, &state);
+    std::lock_guard<std::mutex> lock(cpu_gen.mutex());
+    cpu_gen.set_state(state.rng_state);
+    spdlog::info("resumed {} at step {} (epoch {}, image {} of its order)", resume_from, state.step,
+                 state.data.epoch + 1, state.data.cursor);
+  }
+  const at::Tensor fixed_noise = state.fixed_noise.to(device);
+
+  BatchLoader loader(*source, cfg.train.batch_size, static_cast<std::uint64_t>(cfg.train.seed), state.data,
+                     cfg.data.workers);
+  const std::int64_t per_epoch = loader.batches_per_epoch();
+  const std::int64_t total = cfg.train.steps > 0 ? cfg.train.steps : cfg.train.epochs * per_epoch;
+
+  spdlog::info("run folder {}", run);
+  spdlog::info("data: {}", source->description());
+  spdlog::info("device {} | {} CPU threads | G {} params, D {} params | {} steps of {} images ({} per epoch)",
+               device.str(), threads, parameter_count(*g), parameter_count(*d), total, cfg.train.batch_size,
+               per_epoch);
+
+  auto save_grid = [&](std::int64_t step) {
+    torch::NoGradGuard no_grad;
+    g->eval();
+    at::Tensor images = g->forward(fixed_noise);
+    g->train();
+    Image grid = make_grid(images, cfg.output.grid_rows);
+    summary.grid = run + "/samples/" + step_name(step, ".png");
+    write_png(summary.grid, grid);
+    publish_as(summary.grid, run + "/samples/latest.png");
+  };
+  auto save_ckpt = [&](std::int64_t step, const LoaderPosition& pos) {
+    state.step = step;
+    state.data = pos;
+    {
+      std::lock_guard<std::mutex> lock(cpu_gen.mutex());
+      state.rng_state = cpu_gen.get_state();
+    }
+    summary.checkpoint = checkpoint_dir(run) + "/" + step_name(step, ".pt");
+    save_checkpoint(summary.checkpoint, cfg, g, d, opt_g, opt_d, state);
+    publish_as(summary.checkpoint, checkpoint_dir(run) + "/latest.pt");
+  };
+
+  std::int64_t step = state.step;
+  LoaderPosition pos = state.data;
+  Meter meter;
+  const auto start = clock::now();
+  auto interval_start = start;
+  std::int64_t interval_images = 0, images_done = 0;
+  double train_seconds = 0;
+  const auto opts = torch::TensorOptions().device(device);
+  std::vector<at::Tensor> d_params = d->parameters();
+
+  if (step >= total) spdlog::info("the checkpoint is already at step {} of {}; nothing to train", step, total);
+  while (step < total) {
+    Batch batch = loader.next();
+    const auto t0 = clock::now();
+    at::Tensor real = batch.images.to(device, /*non_blocking=*/true);  // [B, C, S, S]
+    const std::int64_t b = real.size(0);
+    at::Tensor z = torch::randn({b, mc.nz}).to(device, true);  // [B, nz], CPU generator: same on every device
+    at::Tensor ones = torch::ones({b}, opts), zeros = torch::zeros({b}, opts);
+
+    // Discriminator: maximise log D(x) + log(1 - D(G(z))).
+    at::Tensor fake = g->forward(z);  // [B, C, S, S]
+    opt_d.zero_grad();
+    at::Tensor real_logits = d->forward(real);           // [B]
+    at::Tensor fake_logits = d->forward(fake.detach());  // [B]
+    at::Tensor loss_d = torch::binary_cross_entropy_with_logits(real_logits, ones) +
+                        torch::binary_cross_entropy_with_logits(fake_logits, zeros);
+    loss_d.backward();
+    opt_d.step();
+
+    // Generator: non-saturating loss, maximise log D(G(z)). D's weight gradients are not needed here.
+    for (auto& p : d_params) p.requires_grad_(false);
+    opt_g.zero_grad();
+    at::Tensor fake_logits_g = d->forward(fake);  // [B]
+    at::Tensor loss_g = torch::binary_cross_entropy_with_logits(fake_logits_g, ones);
+    loss_g.backward();
+    opt_g.step();
+    for (auto& p : d_params) p.requires_grad_(true);
+
+    ++step;
+    pos = batch.after;
+    images_done += b;
+    interval_images += b;
+    {
+      torch::NoGradGuard no_grad;
+      meter.add(torch::stack({loss_d.detach(), loss_g.detach(), torch::sigmoid(real_logits.detach()).mean(),
+                              torch::sigmoid(fake_logits.detach()).mean(),
+                              torch::sigmoid(fake_logits_g.detach()).mean()}));
+    }
+    train_seconds += std::chrono::duration<double>(clock::now() - t0).count();
+
+    const bool last = step == total;
+    const int stop_signal = g_stop_signal.load();
+    const bool log_now = step % cfg.output.log_every == 0 || last || stop_signal;
+    if (step % cfg.output.metrics_every == 0 || log_now) {
+      if (device.is_cuda()) torch::cuda::synchronize();
+      const auto now = clock::now();
+      const double dt = std::chrono::duration<double>(now - interval_start).count();
+      const double ips = dt > 0 ? interval_images / dt : 0;
+      auto m = meter.mean_and_reset();
+      if (!std::isfinite(m[0]) || !std::isfinite(m[1]))
+        throw UserError(kExitInternal, "training diverged at step " + std::to_string(step) +
+                                           " (loss is not finite); last checkpoint: " +
+                                           (summary.checkpoint.empty() ? "none" : summary.checkpoint) +
+                                           "; try a lower train.lr");
+      char row[512];
+      std::snprintf(row, sizeof row,
+                    "{\"step\": %lld, \"epoch\": %lld, \"loss_d\": %.5f, \"loss_g\": %.5f, \"d_real\": %.5f, "
+                    "\"d_fake\": %.5f, \"d_fake_g\": %.5f, \"img_per_s\": %.2f, \"elapsed_s\": %.2f}",
+                    static_cast<long long>(step), static_cast<long long>(pos.epoch + 1), m[0], m[1], m[2], m[3],
+                    m[4], ips, std::chrono::duration<double>(now - start).count());
+      append_line(run + "/metrics.jsonl", row);
+      if (log_now) {
+        const double overall = images_done / std::max(1e-9, std::chrono::duration<double>(now - start).count());
+        const double eta = (total - step) * static_cast<double>(cfg.train.batch_size) / std::max(1e-9, overall);
+        spdlog::info("step {}/{} ({:.0f}%) epoch {} | loss D {:.3f} G {:.3f} | D(x) {:.2f} D(G(z)) {:.2f}/{:.2f} | "
+                     "{:.0f} img/s | ETA {}",
+                     step, total, 100.0 * step / total, pos.epoch + 1, m[0], m[1], m[2], m[3], m[4], ips,
+                     duration(eta));
+      }
+      interval_start = clock::now();
+      interval_images = 0;
+    }
+    if (step % cfg.output.sample_every == 0 || last || stop_signal) save_grid(step);
+    if (step % cfg.output.checkpoint_every == 0 || last || stop_signal) save_ckpt(step, pos);
+    if (stop_signal && !last) {
+      summary.exit_code = stop_signal == SIGTERM ? kExitTerminated : kExitInterrupted;
+      spdlog::warn("stopped by signal at step {}; checkpoint {} and grid {} saved; continue with --resume {}", step,
+                   summary.checkpoint, summary.grid, summary.checkpoint);
+      break;
+    }
+  }
+  if (summary.checkpoint.empty() && step > 0 && !resume_from.empty()) summary.checkpoint = resume_from;
+  summary.steps = step;
+  summary.images_per_sec = images_done / std::max(1e-9, train_seconds);
+  const double wall = std::chrono::duration<double>(clock::now() - start).count();
+  if (source->bad_count() > 0)
+    spdlog::warn("{} image files could not be decoded and were skipped", source->bad_count());
+  if (summary.exit_code == 0)
+    spdlog::info("done: step {} in {} ({:.1f} img/s in training steps); grid {}; checkpoint {}", step, duration(wall),
+                 summary.images_per_sec, summary.grid.empty() ? "-" : summary.grid,
+                 summary.checkpoint.empty() ? "-" : summary.checkpoint);
+  return summary;
+}
+
+}  // namespace gan

@@ -1,0 +1,48 @@
+// Image-file fixtures generated in memory by tests (no binary files are committed).
+//
+// 8-bit PNG/JPEG/BMP/TGA go through stb_image_write (link -lstb); palette PNG, 16-bit PNG
+// and GIF use small hand-written encoders (stored deflate blocks, LZW) with no zlib.
+// Pixel buffers are row-major with interleaved channels. Every function throws
+// std::runtime_error on bad arguments (sizes, channel counts, buffer lengths, indices).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fixtures {
+
+using Bytes = std::vector<std::uint8_t>;
+
+// Deterministic, varied pixel values (smooth gradients per channel + seed offset + small
+// noise, every value in [0, 243]): channel c%4 follows x, y, x+y, inverse x+y respectively.
+Bytes pattern(int w, int h, int channels, unsigned seed);
+
+// 8-bit images through stb_image_write; channels 1..4.
+// Note what the writers store: BMP keeps only RGB for channels 1..3 (grey is replicated,
+// grey+alpha loses its alpha) and RGBA for 4; JPEG ignores alpha.
+Bytes png8(int w, int h, int channels, const Bytes& pixels);
+Bytes jpeg(int w, int h, int channels, const Bytes& pixels, int quality = 95);
+Bytes bmp(int w, int h, int channels, const Bytes& pixels);
+Bytes tga(int w, int h, int channels, const Bytes& pixels);
+
+// PNG colour type 3 (8-bit indices). palette_rgb holds 1..256 RGB triples; alpha (optional,
+// at most one entry per palette colour) is written as a tRNS chunk.
+Bytes png_palette(int w, int h, const Bytes& indices, const Bytes& palette_rgb,
+                  const Bytes& alpha = {});
+// PNG at bit depth 16; channels 1,2,3,4 -> colour types 0 (grey), 4 (grey+alpha), 2 (RGB), 6 (RGBA).
+Bytes png16(int w, int h, int channels, const std::vector<std::uint16_t>& pixels);
+
+// GIF89a, one or more frames of w x h palette indices, global colour table from palette_rgb
+// (1..256 RGB triples), LZW with a leading clear code, code-size growth and a clear code
+// whenever the 4096-entry table fills.
+Bytes gif(int w, int h, const std::vector<Bytes>& frames, const Bytes& palette_rgb);
+
+// Helpers.
+Bytes truncated(const Bytes& file, std::size_t keep);  // first `keep` bytes (keep <= size)
+// PNG signature + IHDR (valid CRC) claiming w x h RGB 8-bit, then IEND; no image data.
+Bytes png_header_claiming(int w, int h);
+void write_file(const std::string& path, const Bytes& bytes);
+
+}  // namespace fixtures

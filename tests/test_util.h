@@ -1,0 +1,40 @@
+// Small helpers shared by the tests.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "gan/errors.h"
+
+namespace testutil {
+
+// Runs `f`, expects a gan::UserError with `code` whose message contains every string in `parts`.
+inline void expect_user_error(const std::function<void()>& f, gan::ExitCode code, const std::vector<std::string>& parts) {
+  try {
+    f();
+    ADD_FAILURE() << "expected a UserError";
+  } catch (const gan::UserError& e) {
+    EXPECT_EQ(e.code(), code) << e.what();
+    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << "'" << p << "' not in: " << e.what();
+  }
+}
+
+// A fresh temporary folder, removed at scope exit.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "gan-test-XXXXXX").string();
+    path = mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+  std::string str() const { return path.string(); }
+};
+
+}  // namespace testutil
