@@ -95,13 +95,13 @@ Loaded load(const std::string& ckpt) {
   return l;
 }
 
-int run(const std::string& cmd, std::string* output = nullptr) {
-  std::string full = cmd + " > /tmp/gan-test-cmd.out 2>&1";
+// Runs a shell command; returns its exit code and puts its stdout+stderr into `output`.
+int run(const std::string& cmd, std::string* output) {
+  TempDir tmp;
+  std::string full = cmd + " > " + (tmp / "out") + " 2>&1";
   int status = std::system(full.c_str());
-  if (output) {
-    std::ifstream in("/tmp/gan-test-cmd.out");
-    output->assign(std::istreambuf_iterator<char>(in), {});
-  }
+  std::ifstream in(tmp / "out");
+  output->assign(std::istreambuf_iterator<char>(in), {});
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 

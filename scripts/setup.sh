@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs the Debian packages this project needs (only those missing), then configures and builds it.
+#   scripts/setup.sh            build everything (trainer, sampler, tests)
+#   scripts/setup.sh --no-tests build gan-train and gan-sample only
+# Environment: BUILD_DIR (default build), JOBS (default: all cores),
+#   GAN_TORCH_DIR: a LibTorch to build against instead of Debian's libtorch-dev (e.g. a CUDA LibTorch; its
+#   share/cmake folder or the folder holding TorchConfig.cmake). Idempotent: a second run only rebuilds what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tests=ON
+[[ "${1:-}" == "--no-tests" ]] && tests=OFF
+build_dir=${BUILD_DIR:-build}
+jobs=${JOBS:-$(nproc)}
+
+packages=(ca-certificates cmake g++ make libopenblas0-openmp libcli11-dev libspdlog-dev libyaml-cpp-dev libstb-dev
+          zlib1g-dev dataset-fashion-mnist)
+[[ -z "${GAN_TORCH_DIR:-}" ]] && packages+=(libtorch-dev)
+[[ "$tests" == ON ]] && packages+=(libgtest-dev)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's reference BLAS is ~4x slower than OpenBLAS for this workload; make sure OpenBLAS is the one in use.
+blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
+if [[ -n "$blas" && "$blas" != *openblas* ]]; then
+  echo "setup: warning: libblas.so.3 is $blas, not OpenBLAS; run: update-alternatives --config libblas.so.3-x86_64-linux-gnu" >&2
+fi
+
+cmake_args=(-S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DGAN_BUILD_TESTS="$tests")
+[[ -n "${GAN_TORCH_DIR:-}" ]] && cmake_args+=(-DCMAKE_PREFIX_PATH="$GAN_TORCH_DIR")
+cmake "${cmake_args[@]}" >/dev/null
+if [[ "$tests" == ON ]]; then
+  cmake --build "$build_dir" -j "$jobs"
+else
+  cmake --build "$build_dir" -j "$jobs" --target gan-train gan-sample
+fi
+echo "setup: built $build_dir/gan-train and $build_dir/gan-sample"
