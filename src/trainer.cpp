@@ -128,30 +128,8 @@ TrainSummary train(const Config& cfg, const std::string& resume_from) {
   const int threads = configure_threads(cfg.train.threads);
   g_stop_signal.store(0);
 
-  // Data first: a bad dataset should fail before any folder is created.
+  // Data, models, checkpoint and loader first: a bad dataset or checkpoint fails before any file is written.
   auto source = open_dataset(cfg.data, mc.image_size, mc.channels);
-
-  // Run folder.
-  TrainSummary summary;
-  if (!resume_from.empty()) {
-    summary.run_dir = run_dir_of_checkpoint(resume_from);
-  } else {
-    summary.run_dir = cfg.output.dir + "/" + (cfg.output.name.empty() ? cfg.name + "-" + timestamp() : cfg.output.name);
-    if (fs::exists(fs::path(summary.run_dir) / "checkpoints" / "latest.pt"))
-      throw UserError(kExitUsage, "run folder " + summary.run_dir +
-                                      " already holds a run; continue it with --resume auto or pick another --name");
-  }
-  const std::string& run = summary.run_dir;
-  make_dirs(run + "/samples");
-  make_dirs(checkpoint_dir(run));
-  auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(run + "/train.log");
-  auto logger = spdlog::default_logger();
-  logger->sinks().push_back(file_sink);
-  struct SinkGuard {
-    std::shared_ptr<spdlog::logger> l;
-    ~SinkGuard() { l->sinks().pop_back(); }
-  } sink_guard{logger};
-  write_file_atomic(run + "/config.yaml", to_yaml(cfg));
 
   // Models and optimizers, seeded.
   torch::manual_seed(static_cast<std::uint64_t>(cfg.train.seed));
@@ -173,13 +151,36 @@ TrainSummary train(const Config& cfg, const std::string& resume_from) {
     load_checkpoint(resume_from, device, g, &d, &opt_g, &opt_d, &state);
     std::lock_guard<std::mutex> lock(cpu_gen.mutex());
     cpu_gen.set_state(state.rng_state);
-    spdlog::info("resumed {} at step {} (epoch {}, image {} of its order)", resume_from, state.step,
-                 state.data.epoch + 1, state.data.cursor);
   }
   const at::Tensor fixed_noise = state.fixed_noise.to(device);
 
   BatchLoader loader(*source, cfg.train.batch_size, static_cast<std::uint64_t>(cfg.train.seed), state.data,
                      cfg.data.workers);
+  // Run folder: created only once everything above has been checked.
+  TrainSummary summary;
+  if (!resume_from.empty()) {
+    summary.run_dir = run_dir_of_checkpoint(resume_from);
+  } else {
+    summary.run_dir = cfg.output.dir + "/" + (cfg.output.name.empty() ? cfg.name + "-" + timestamp() : cfg.output.name);
+    if (fs::exists(fs::path(summary.run_dir) / "checkpoints" / "latest.pt"))
+      throw UserError(kExitUsage, "run folder " + summary.run_dir +
+                                      " already holds a run; continue it with --resume auto or pick another --name");
+  }
+  const std::string& run = summary.run_dir;
+  make_dirs(run + "/samples");
+  make_dirs(checkpoint_dir(run));
+  auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(run + "/train.log");
+  auto logger = spdlog::default_logger();
+  logger->sinks().push_back(file_sink);
+  struct SinkGuard {
+    std::shared_ptr<spdlog::logger> l;
+    ~SinkGuard() { l->sinks().pop_back(); }
+  } sink_guard{logger};
+  write_file_atomic(run + "/config.yaml", to_yaml(cfg));
+
+  if (!resume_from.empty())
+    spdlog::info("resumed {} at step {} (epoch {}, image {} of its order)", resume_from, state.step,
+                 state.data.epoch + 1, state.data.cursor);
   const std::int64_t per_epoch = loader.batches_per_epoch();
   const std::int64_t total = cfg.train.steps > 0 ? cfg.train.steps : cfg.train.epochs * per_epoch;
 

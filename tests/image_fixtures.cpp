@@ -339,4 +339,14 @@ void write_file(const std::string& path, const Bytes& bytes) {
   if (!f) fail("failed writing " + path);
 }
 
+Bytes idx_images(int n, int rows, int cols, const Bytes& pixels) {
+  if (n < 0 || rows <= 0 || cols <= 0 || pixels.size() != static_cast<size_t>(n) * rows * cols)
+    throw std::runtime_error("idx_images: pixel count does not match n x rows x cols");
+  Bytes b = {0, 0, 0x08, 3};  // magic: unsigned byte, 3 dimensions
+  for (int v : {n, rows, cols})
+    for (int shift : {24, 16, 8, 0}) b.push_back(static_cast<std::uint8_t>(v >> shift));  // big-endian sizes
+  b.insert(b.end(), pixels.begin(), pixels.end());
+  return b;
+}
+
 }  // namespace fixtures

@@ -39,6 +39,9 @@ Bytes png16(int w, int h, int channels, const std::vector<std::uint16_t>& pixels
 // whenever the 4096-entry table fills.
 Bytes gif(int w, int h, const std::vector<Bytes>& frames, const Bytes& palette_rgb);
 
+// IDX (MNIST format) unsigned-byte images file: n images of rows x cols; pixels holds n*rows*cols bytes.
+Bytes idx_images(int n, int rows, int cols, const Bytes& pixels);
+
 // Helpers.
 Bytes truncated(const Bytes& file, std::size_t keep);  // first `keep` bytes (keep <= size)
 // PNG signature + IHDR (valid CRC) claiming w x h RGB 8-bit, then IEND; no image data.

@@ -32,11 +32,9 @@ Bytes solid_bytes(int w, int h, std::vector<std::uint8_t> px) { return solid(w, 
 
 // IDX images file: n images of rows x cols, image i filled with value i.
 Bytes idx_bytes(int n, int rows, int cols) {
-  Bytes b = {0, 0, 8, 3};
-  for (int v : {n, rows, cols})
-    for (int s : {24, 16, 8, 0}) b.push_back(static_cast<std::uint8_t>(v >> s));
-  for (int i = 0; i < n; ++i) b.insert(b.end(), static_cast<size_t>(rows) * cols, static_cast<std::uint8_t>(i));
-  return b;
+  Bytes px;
+  for (int i = 0; i < n; ++i) px.insert(px.end(), static_cast<size_t>(rows) * cols, static_cast<std::uint8_t>(i));
+  return fixtures::idx_images(n, rows, cols, px);
 }
 
 void write_gz(const std::string& path, const Bytes& b) {

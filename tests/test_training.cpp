@@ -22,9 +22,7 @@ namespace {
 // An IDX file of n images (size x size): the left half bright (a level in 160..250 per image), the right half dark
 // (5..95), plus pixel noise. Mean left-right contrast in [-1, 1] units: about 1.2.
 std::string write_halves_dataset(const TempDir& dir, int n, int size) {
-  fixtures::Bytes b = {0, 0, 8, 3};
-  for (int v : {n, size, size})
-    for (int s : {24, 16, 8, 0}) b.push_back(static_cast<std::uint8_t>(v >> s));
+  fixtures::Bytes b;
   std::uint32_t state = 12345;
   auto draw = [&](int lo, int hi) {
     state = state * 1664525u + 1013904223u;
@@ -37,7 +35,7 @@ std::string write_halves_dataset(const TempDir& dir, int n, int size) {
         b.push_back(static_cast<std::uint8_t>(std::clamp((x < size / 2 ? left : right) + draw(-16, 15), 0, 255)));
   }
   std::string path = dir / "halves-idx3-ubyte";
-  fixtures::write_file(path, b);
+  fixtures::write_file(path, fixtures::idx_images(n, size, size, b));
   return path;
 }
 
