@@ -109,13 +109,14 @@ void save_checkpoint(const std::string& path, const Config& cfg, Generator& g, D
   ar.write("discriminator", dis);
   ar.write("optimizer_g", og);
   ar.write("optimizer_d", od);
-  replace_file_atomic(path, [&](const std::string& tmp) {
-    try {
-      ar.save_to(tmp);
-    } catch (const c10::Error&) {
-      throw_io_error("write checkpoint", path, errno ? errno : EIO);
-    }
+  // Serialise to memory first: torch's file writer throws from its destructor when a write fails (disk full), which
+  // would terminate the process; our own writer turns the failure into a clean error and keeps the old file.
+  std::string bytes;
+  ar.save_to([&bytes](const void* data, size_t n) -> size_t {
+    bytes.append(static_cast<const char*>(data), n);
+    return n;
   });
+  write_file_atomic(path, bytes);
 }
 
 Config read_checkpoint_config(const std::string& path) {

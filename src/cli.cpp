@@ -137,6 +137,7 @@ int train_main(int argc, char** argv) {
     spdlog::info("{}", blas);
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
+    std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit then fails the write (exit 5) instead of killing us
     TrainSummary s = train(cfg, checkpoint);
     return s.exit_code;
   });

@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <cmath>
 #include <functional>
@@ -151,6 +152,18 @@ const std::vector<Field>& fields() {
     t.push_back(number("train", "beta2", &Config::train, &TrainConfig::beta2, 0.0, 0.999999, "Adam beta2"));
     t.push_back(number("train", "seed", &Config::train, &TrainConfig::seed, 0, 9.0e15,
                        "seeds weights, noise and shuffling"));
+    Field max_time = text("train", "max_time", &Config::train, &TrainConfig::max_time, {},
+                          "stop cleanly after e.g. 90m, 6h, 1d12h (\"\" = none)");
+    max_time.set = [base = max_time.set](Config& c, const YAML::Node& n, const std::string& loc) {
+      base(c, n, loc);
+      if (parse_duration(c.train.max_time) < 0)
+        fail(loc + ": train.max_time = '" + c.train.max_time + "' is not a duration like 45s, 90m, 6h or 1d12h");
+    };
+    t.push_back(max_time);
+    t.push_back(text("train", "on_nan", &Config::train, &TrainConfig::on_nan, {"stop", "rollback"},
+                     "non-finite loss/gradient: stop | rollback"));
+    t.push_back(number("train", "max_rollbacks", &Config::train, &TrainConfig::max_rollbacks, 0, 1000,
+                       "with on_nan: rollback, give up after N"));
     t.push_back(text("output", "dir", &Config::output, &OutputConfig::dir, {}, "parent folder of run folders"));
     t.push_back(text("output", "name", &Config::output, &OutputConfig::name, {},
                      "run folder name; \"\" = <config name>-<date>-<time>"));
@@ -162,6 +175,8 @@ const std::vector<Field>& fields() {
                        "sample grid every N steps (and at the end)"));
     t.push_back(number("output", "checkpoint_every", &Config::output, &OutputConfig::checkpoint_every, 1, kBig,
                        "checkpoint every N steps (and at the end)"));
+    t.push_back(number("output", "keep_last", &Config::output, &OutputConfig::keep_last, 0, 1000000,
+                       "keep the newest N step checkpoints (0 = all)"));
     t.push_back(number("output", "samples", &Config::output, &OutputConfig::samples, 1, 4096,
                        "images in each sample grid (fixed noise)"));
     t.push_back(number("output", "grid_rows", &Config::output, &OutputConfig::grid_rows, 1, 4096,
@@ -312,6 +327,32 @@ std::string to_yaml(const Config& cfg) {
     os << line << std::string(line.size() < 34 ? 34 - line.size() : 1, ' ') << "# " << f.doc << "\n";
   }
   return os.str();
+}
+
+double parse_duration(const std::string& text) {
+  if (text.empty()) return 0;
+  double total = 0;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t j = i;
+    while (j < text.size() && (std::isdigit(static_cast<unsigned char>(text[j])) || text[j] == '.')) ++j;
+    if (j == i || j == text.size()) return -1;  // a number must be followed by a unit
+    double v;
+    try {
+      v = std::stod(text.substr(i, j - i));
+    } catch (const std::exception&) {
+      return -1;
+    }
+    switch (text[j]) {
+      case 's': total += v; break;
+      case 'm': total += 60 * v; break;
+      case 'h': total += 3600 * v; break;
+      case 'd': total += 86400 * v; break;
+      default: return -1;
+    }
+    i = j + 1;
+  }
+  return total;
 }
 
 std::vector<std::string> config_keys() {

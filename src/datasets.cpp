@@ -79,15 +79,23 @@ class IdxSource : public ImageSource {
 
 class FolderSource : public ImageSource {
  public:
-  FolderSource(std::string dir, std::vector<std::string> files, int size, int channels, const Rgb& bg)
-      : ImageSource(size, channels), dir_(std::move(dir)), files_(std::move(files)), bg_(bg),
-        bad_(files_.size()) {}
+  FolderSource(std::string dir, std::vector<std::string> files, int size, int channels, const DataConfig& data)
+      : ImageSource(size, channels), dir_(std::move(dir)), files_(std::move(files)),
+        bg_(parse_colour(data.background)), min_size_(data.min_image_size), max_bad_fraction_(data.max_bad_fraction),
+        bad_(files_.size()), tried_(files_.size()) {}
   std::int64_t size() const override { return static_cast<std::int64_t>(files_.size()); }
   bool load(std::int64_t i, std::uint8_t* dst) override {
     Image img;
     std::string error;
     if (bad_[i].load(std::memory_order_relaxed)) return false;
-    if (!decode_image_file(files_[i], img, error)) {
+    if (!tried_[i].exchange(true)) ++tried_count_;
+    bool ok = decode_image_file(files_[i], img, error);
+    if (ok && (img.width < min_size_ || img.height < min_size_)) {
+      error = "too small (" + std::to_string(img.width) + "x" + std::to_string(img.height) +
+              ", data.min_image_size is " + std::to_string(min_size_) + ")";
+      ok = false;
+    }
+    if (!ok) {
       if (!bad_[i].exchange(true)) {
         ++bad_count_;
         spdlog::warn("skipping {}: {}", files_[i], error);
@@ -98,6 +106,15 @@ class FolderSource : public ImageSource {
     return true;
   }
   std::int64_t bad_count() const override { return bad_count_.load(); }
+  void check_health() const override {
+    const std::int64_t bad = bad_count_.load(), tried = tried_count_.load();
+    const std::int64_t enough = std::min<std::int64_t>(20, static_cast<std::int64_t>(files_.size()));
+    if (tried >= enough && bad > max_bad_fraction_ * static_cast<double>(tried))
+      throw UserError(kExitData, std::to_string(bad) + " of the " + std::to_string(tried) + " files tried under " +
+                                     dir_ + " could not be decoded, more than data.max_bad_fraction = " +
+                                     std::to_string(max_bad_fraction_).substr(0, 4) +
+                                     "; check the folder (warnings above name each file) or raise the limit");
+  }
   std::string description() const override {
     return std::to_string(files_.size()) + " image files under " + dir_;
   }
@@ -106,8 +123,10 @@ class FolderSource : public ImageSource {
   std::string dir_;
   std::vector<std::string> files_;
   Rgb bg_;
-  std::vector<std::atomic<bool>> bad_;
-  std::atomic<std::int64_t> bad_count_{0};
+  int min_size_;
+  double max_bad_fraction_;
+  std::vector<std::atomic<bool>> bad_, tried_;
+  std::atomic<std::int64_t> bad_count_{0}, tried_count_{0};
 };
 
 std::vector<std::string> idx_files(const DataConfig& data) {
@@ -165,7 +184,7 @@ std::unique_ptr<ImageSource> open_dataset(const DataConfig& data, int image_size
       throw UserError(kExitData, "data.path " + data.path +
                                      " holds no .jpg/.jpeg/.png/.bmp/.tga/.gif files (searched recursively)");
     if (data.max_images > 0 && static_cast<std::int64_t>(files.size()) > data.max_images) files.resize(data.max_images);
-    return std::make_unique<FolderSource>(data.path, std::move(files), image_size, channels, bg);
+    return std::make_unique<FolderSource>(data.path, std::move(files), image_size, channels, data);
   }
   auto src = std::make_unique<IdxSource>(idx_files(data), data.max_images, image_size, channels, bg);
   if (src->size() == 0) throw UserError(kExitData, "the dataset " + src->description() + " is empty");

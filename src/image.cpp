@@ -14,6 +14,45 @@
 
 namespace gan {
 
+namespace {
+// What a PNG or JPEG header says, read without decoding (stb refuses to report sizes beyond 2^30 bytes).
+struct Header {
+  std::int64_t width = 0, height = 0;
+  int jpeg_components = 0;   // 4 = CMYK or YCCK
+  int adobe_transform = -1;  // JPEG APP14 "Adobe" transform: 0 CMYK/RGB, 1 YCbCr, 2 YCCK; -1 none
+};
+
+bool read_header(const std::vector<std::uint8_t>& b, Header& hd) {
+  auto be16 = [&](size_t i) { return (b[i] << 8) | b[i + 1]; };
+  static const std::uint8_t png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (b.size() >= 24 && std::equal(png, png + 8, b.begin())) {
+    hd.width = (std::int64_t(be16(16)) << 16) | be16(18);
+    hd.height = (std::int64_t(be16(20)) << 16) | be16(22);
+    return true;
+  }
+  if (b.size() < 4 || b[0] != 0xFF || b[1] != 0xD8) return false;
+  for (size_t i = 2; i + 4 <= b.size();) {  // walk the JPEG markers up to the first SOFn
+    if (b[i] != 0xFF) return false;
+    const std::uint8_t m = b[i + 1];
+    if (m == 0xFF) { ++i; continue; }
+    if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) { i += 2; continue; }
+    if (m == 0xD9 || m == 0xDA) return false;
+    const size_t len = static_cast<size_t>(be16(i + 2));
+    if (len < 2 || i + 2 + len > b.size()) return false;
+    const std::uint8_t* p = b.data() + i + 4;
+    if (m == 0xEE && len >= 14 && std::equal(p, p + 5, "Adobe")) hd.adobe_transform = p[11];
+    if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC && len >= 8) {
+      hd.height = (p[1] << 8) | p[2];
+      hd.width = (p[3] << 8) | p[4];
+      hd.jpeg_components = p[5];
+      return true;
+    }
+    i += 2 + len;
+  }
+  return false;
+}
+}  // namespace
+
 bool decode_image(const std::vector<std::uint8_t>& bytes, Image& out, std::string& error) {
   if (bytes.empty()) {
     error = "empty file";
@@ -25,13 +64,24 @@ bool decode_image(const std::vector<std::uint8_t>& bytes, Image& out, std::strin
   }
   int w = 0, h = 0, n = 0;
   const int len = static_cast<int>(bytes.size());
-  if (!stbi_info_from_memory(bytes.data(), len, &w, &h, &n)) {
-    error = std::string("not a decodable image (") + stbi_failure_reason() + ")";
+  Header hd;
+  const bool info = stbi_info_from_memory(bytes.data(), len, &w, &h, &n);
+  const bool parsed = read_header(bytes, hd);
+  if (info) hd.width = w, hd.height = h;
+  if ((info || parsed) && (hd.width <= 0 || hd.height <= 0 || hd.width * hd.height > kMaxImagePixels)) {
+    error = "header claims " + std::to_string(hd.width) + "x" + std::to_string(hd.height) +
+            " pixels, more than the limit of " + std::to_string(kMaxImagePixels) + "; refused before decoding";
     return false;
   }
-  if (w <= 0 || h <= 0 || static_cast<std::int64_t>(w) * h > kMaxImagePixels) {
-    error = "header claims " + std::to_string(w) + "x" + std::to_string(h) + " pixels, more than the limit of " +
-            std::to_string(kMaxImagePixels) + "; refused before decoding";
+  // stb converts Adobe CMYK (transform 0) and YCCK (2) JPEGs correctly, but decodes a 4-component JPEG without
+  // that marker as YCbCr and drops K: wrong colours with no error. Refuse those.
+  if (hd.jpeg_components == 4 && hd.adobe_transform != 0 && hd.adobe_transform != 2) {
+    error = "4-component (CMYK) JPEG without an Adobe colour-transform marker; its colours cannot be decoded "
+            "reliably: convert it to RGB";
+    return false;
+  }
+  if (!info) {
+    error = std::string("not a decodable image (") + stbi_failure_reason() + ")";
     return false;
   }
   unsigned char* px = stbi_load_from_memory(bytes.data(), len, &w, &h, &n, 0);

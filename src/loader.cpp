@@ -97,7 +97,9 @@ void BatchLoader::produce() {
         if (stop_) return;
       }
       Batch b;
-      if (!fill(order, pos, b)) {
+      const bool complete = fill(order, pos, b);
+      source_.check_health();
+      if (!complete) {
         if (!got_one_this_epoch)
           throw UserError(kExitData, "no batch of " + std::to_string(batch_size_) +
                                          " decodable images in a whole epoch (" +

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <ctime>
 #include <filesystem>
+#include <sstream>
 
 #include "gan/checkpoint.h"
 #include "gan/datasets.h"
@@ -81,6 +82,28 @@ struct Meter {
   }
 };
 
+// Deletes "*.tmp.<pid>" files that a killed process left next to the files it was replacing.
+void remove_stale_temporaries(const std::string& run) {
+  for (const std::string& dir : {run, run + "/samples", checkpoint_dir(run)}) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec))
+      if (e.path().filename().string().find(".tmp.") != std::string::npos) fs::remove(e.path(), ec);
+  }
+}
+
+// Keeps the metrics rows up to `step`, atomically (a resumed run re-does the steps after its checkpoint).
+void truncate_metrics(const std::string& path, std::int64_t step) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return;
+  std::istringstream in(read_file(path));
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    long long s = -1;
+    if (std::sscanf(line.c_str(), "{\"step\": %lld", &s) == 1 && s <= step) kept += line + "\n";
+  }
+  write_file_atomic(path, kept);
+}
+
 }  // namespace
 
 void request_stop(int signal_number) { g_stop_signal.store(signal_number); }
@@ -92,40 +115,64 @@ std::string run_dir_of_checkpoint(const std::string& checkpoint) {
   return dir.string();
 }
 
+std::vector<std::string> step_checkpoints(const std::string& run_dir) {
+  std::vector<std::pair<long long, std::string>> found;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(checkpoint_dir(run_dir), ec)) {
+    long long step;
+    char tail;
+    const std::string name = e.path().filename().string();
+    if (std::sscanf(name.c_str(), "step_%lld.p%c", &step, &tail) == 2 && name.size() > 3 &&
+        name.compare(name.size() - 3, 3, ".pt") == 0)
+      found.emplace_back(step, e.path().string());
+  }
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<std::string> out;
+  for (auto& f : found) out.push_back(std::move(f.second));
+  return out;
+}
+
 std::string find_resume_checkpoint(const Config& cfg, const std::string& resume) {
   if (resume != "auto") {
     if (!fs::is_regular_file(resume))
       throw UserError(kExitCheckpoint, "--resume " + resume + ": no such checkpoint file (use --resume auto to pick "
-                                                              "the newest run's latest.pt)");
+                                                              "the newest valid checkpoint of this config's runs)");
     return resume;
   }
-  std::string best;
-  fs::file_time_type best_time;
-  auto consider = [&](const fs::path& run) {
-    fs::path latest = run / "checkpoints" / "latest.pt";
-    std::error_code ec;
-    if (!fs::is_regular_file(latest, ec)) return;
-    auto t = fs::last_write_time(latest, ec);
-    if (!ec && (best.empty() || t > best_time)) best = latest.string(), best_time = t;
-  };
-  if (!cfg.output.name.empty()) {
-    consider(fs::path(cfg.output.dir) / cfg.output.name);
-    return best;
-  }
+  // Candidate runs: output.name when set, else every <config name>-* folder; newest checkpoint first.
+  std::vector<fs::path> runs;
   std::error_code ec;
-  if (!fs::is_directory(cfg.output.dir, ec)) return "";
-  for (const auto& entry : fs::directory_iterator(cfg.output.dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (entry.is_directory() && name.rfind(cfg.name + "-", 0) == 0) consider(entry.path());
+  if (!cfg.output.name.empty()) {
+    runs.push_back(fs::path(cfg.output.dir) / cfg.output.name);
+  } else if (fs::is_directory(cfg.output.dir, ec)) {
+    for (const auto& entry : fs::directory_iterator(cfg.output.dir, ec))
+      if (entry.is_directory() && entry.path().filename().string().rfind(cfg.name + "-", 0) == 0)
+        runs.push_back(entry.path());
   }
-  return best;
+  std::vector<std::pair<fs::file_time_type, std::string>> candidates;
+  for (const auto& run : runs)
+    for (const auto& ckpt : step_checkpoints(run.string())) {
+      auto t = fs::last_write_time(ckpt, ec);
+      if (!ec) candidates.emplace_back(t, ckpt);
+    }
+  std::stable_sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (const auto& c : candidates) {
+    try {
+      read_checkpoint_config(c.second);  // opens the archive and checks header, format and config
+      return c.second;
+    } catch (const UserError& e) {
+      spdlog::warn("--resume auto: skipping {}", e.what());
+    }
+  }
+  return "";
 }
 
-TrainSummary train(const Config& cfg, const std::string& resume_from) {
+TrainSummary train(const Config& cfg, const std::string& resume_from, const TrainHooks& hooks) {
   using clock = std::chrono::steady_clock;
   const ModelConfig& mc = cfg.model;
   const c10::Device device = resolve_device(cfg.train.device);
   const int threads = configure_threads(cfg.train.threads);
+  const double max_seconds = parse_duration(cfg.train.max_time);
   g_stop_signal.store(0);
 
   // Data, models, checkpoint and loader first: a bad dataset or checkpoint fails before any file is written.
@@ -147,28 +194,35 @@ TrainSummary train(const Config& cfg, const std::string& resume_from) {
   TrainingState state;
   state.fixed_noise = torch::randn({cfg.output.samples, mc.nz});
   auto cpu_gen = at::detail::getDefaultCPUGenerator();
-  if (!resume_from.empty()) {
-    load_checkpoint(resume_from, device, g, &d, &opt_g, &opt_d, &state);
+  // Restores everything a checkpoint holds; the RNG is reseeded with `reseed` > 0 (divergence rollbacks).
+  auto restore = [&](const std::string& path, std::uint64_t reseed) {
+    load_checkpoint(path, device, g, &d, &opt_g, &opt_d, &state);
     std::lock_guard<std::mutex> lock(cpu_gen.mutex());
     cpu_gen.set_state(state.rng_state);
-  }
+    if (reseed) cpu_gen.set_current_seed(reseed);
+  };
+  if (!resume_from.empty()) restore(resume_from, 0);
   const at::Tensor fixed_noise = state.fixed_noise.to(device);
+  auto make_loader = [&] {
+    return std::make_unique<BatchLoader>(*source, cfg.train.batch_size, static_cast<std::uint64_t>(cfg.train.seed),
+                                         state.data, cfg.data.workers);
+  };
+  auto loader = make_loader();
 
-  BatchLoader loader(*source, cfg.train.batch_size, static_cast<std::uint64_t>(cfg.train.seed), state.data,
-                     cfg.data.workers);
   // Run folder: created only once everything above has been checked.
   TrainSummary summary;
   if (!resume_from.empty()) {
     summary.run_dir = run_dir_of_checkpoint(resume_from);
   } else {
     summary.run_dir = cfg.output.dir + "/" + (cfg.output.name.empty() ? cfg.name + "-" + timestamp() : cfg.output.name);
-    if (fs::exists(fs::path(summary.run_dir) / "checkpoints" / "latest.pt"))
+    if (!step_checkpoints(summary.run_dir).empty())
       throw UserError(kExitUsage, "run folder " + summary.run_dir +
                                       " already holds a run; continue it with --resume auto or pick another --name");
   }
   const std::string& run = summary.run_dir;
   make_dirs(run + "/samples");
   make_dirs(checkpoint_dir(run));
+  remove_stale_temporaries(run);
   auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(run + "/train.log");
   auto logger = spdlog::default_logger();
   logger->sinks().push_back(file_sink);
@@ -177,13 +231,16 @@ TrainSummary train(const Config& cfg, const std::string& resume_from) {
     ~SinkGuard() { l->sinks().pop_back(); }
   } sink_guard{logger};
   write_file_atomic(run + "/config.yaml", to_yaml(cfg));
-
-  if (!resume_from.empty())
+  const std::string metrics_path = run + "/metrics.jsonl";
+  if (!resume_from.empty()) {
+    truncate_metrics(metrics_path, state.step);  // rows a killed process wrote after its last checkpoint
+    summary.checkpoint = resume_from;
     spdlog::info("resumed {} at step {} (epoch {}, image {} of its order)", resume_from, state.step,
                  state.data.epoch + 1, state.data.cursor);
-  const std::int64_t per_epoch = loader.batches_per_epoch();
-  const std::int64_t total = cfg.train.steps > 0 ? cfg.train.steps : cfg.train.epochs * per_epoch;
+  }
 
+  const std::int64_t per_epoch = loader->batches_per_epoch();
+  const std::int64_t total = cfg.train.steps > 0 ? cfg.train.steps : cfg.train.epochs * per_epoch;
   spdlog::info("run folder {}", run);
   spdlog::info("data: {}", source->description());
   spdlog::info("device {} | {} CPU threads | G {} params, D {} params | {} steps of {} images ({} per epoch)",
@@ -207,9 +264,14 @@ TrainSummary train(const Config& cfg, const std::string& resume_from) {
       std::lock_guard<std::mutex> lock(cpu_gen.mutex());
       state.rng_state = cpu_gen.get_state();
     }
-    summary.checkpoint = checkpoint_dir(run) + "/" + step_name(step, ".pt");
-    save_checkpoint(summary.checkpoint, cfg, g, d, opt_g, opt_d, state);
-    publish_as(summary.checkpoint, checkpoint_dir(run) + "/latest.pt");
+    const std::string path = checkpoint_dir(run) + "/" + step_name(step, ".pt");
+    save_checkpoint(path, cfg, g, d, opt_g, opt_d, state);
+    publish_as(path, checkpoint_dir(run) + "/latest.pt");
+    summary.checkpoint = path;
+    if (cfg.output.keep_last > 0) {  // only now that the new one is safe
+      auto all = step_checkpoints(run);
+      for (size_t i = static_cast<size_t>(cfg.output.keep_last); i < all.size(); ++i) ::unlink(all[i].c_str());
+    }
   };
 
   std::int64_t step = state.step;
@@ -220,11 +282,44 @@ TrainSummary train(const Config& cfg, const std::string& resume_from) {
   std::int64_t interval_images = 0, images_done = 0;
   double train_seconds = 0;
   const auto opts = torch::TensorOptions().device(device);
-  std::vector<at::Tensor> d_params = d->parameters();
+  std::vector<at::Tensor> d_params = d->parameters(), g_params = g->parameters();
+
+  // Divergence: a non-finite loss or gradient is caught before the optimizer applies it.
+  auto diverged = [&](const char* net) -> bool {
+    std::string where = "training diverged at step " + std::to_string(step + 1) + " (non-finite " + net +
+                        " loss or gradient)";
+    std::string last = summary.checkpoint.empty() ? std::string("none yet") : summary.checkpoint;
+    if (cfg.train.on_nan == "stop")
+      throw UserError(kExitDiverged, where + "; last good checkpoint: " + last +
+                                         " (resume from it with a lower train.lr, or set train.on_nan: rollback)");
+    if (summary.checkpoint.empty())
+      throw UserError(kExitDiverged, where + " before the first checkpoint; lower train.lr");
+    if (summary.rollbacks >= cfg.train.max_rollbacks)
+      throw UserError(kExitDiverged, where + " again after " + std::to_string(summary.rollbacks) +
+                                         " rollbacks (train.max_rollbacks); last good checkpoint: " + last +
+                                         "; lower train.lr");
+    ++summary.rollbacks;
+    loader.reset();  // stop its thread before restoring the position
+    restore(summary.checkpoint, static_cast<std::uint64_t>(cfg.train.seed) * 1000003u + 7919u * summary.rollbacks +
+                                    static_cast<std::uint64_t>(step));
+    spdlog::warn("{}; rolled back to {} (step {}) with a new noise seed, rollback {} of {}", where, summary.checkpoint,
+                 state.step, summary.rollbacks, cfg.train.max_rollbacks);
+    step = state.step;
+    pos = state.data;
+    meter = Meter();
+    loader = make_loader();
+    return true;
+  };
+  auto all_finite = [](const at::Tensor& loss, const std::vector<at::Tensor>& params) {
+    at::Tensor sum = loss.detach().clone();
+    for (const auto& p : params)
+      if (p.grad().defined()) sum += p.grad().sum();  // NaN and Inf propagate into the sum
+    return std::isfinite(sum.item<double>());
+  };
 
   if (step >= total) spdlog::info("the checkpoint is already at step {} of {}; nothing to train", step, total);
   while (step < total) {
-    Batch batch = loader.next();
+    Batch batch = loader->next();
     const auto t0 = clock::now();
     at::Tensor real = batch.images.to(device, /*non_blocking=*/true);  // [B, C, S, S]
     const std::int64_t b = real.size(0);
@@ -238,7 +333,9 @@ TrainSummary train(const Config& cfg, const std::string& resume_from) {
     at::Tensor fake_logits = d->forward(fake.detach());  // [B]
     at::Tensor loss_d = torch::binary_cross_entropy_with_logits(real_logits, ones) +
                         torch::binary_cross_entropy_with_logits(fake_logits, zeros);
+    if (hooks.poison_d_loss && hooks.poison_d_loss(step + 1)) loss_d = loss_d * std::nan("");
     loss_d.backward();
+    if (!all_finite(loss_d, d_params) && diverged("D")) continue;
     opt_d.step();
 
     // Generator: non-saturating loss, maximise log D(G(z)). D's weight gradients are not needed here.
@@ -247,8 +344,9 @@ TrainSummary train(const Config& cfg, const std::string& resume_from) {
     at::Tensor fake_logits_g = d->forward(fake);  // [B]
     at::Tensor loss_g = torch::binary_cross_entropy_with_logits(fake_logits_g, ones);
     loss_g.backward();
-    opt_g.step();
     for (auto& p : d_params) p.requires_grad_(true);
+    if (!all_finite(loss_g, g_params) && diverged("G")) continue;
+    opt_g.step();
 
     ++step;
     pos = batch.after;
@@ -264,25 +362,22 @@ TrainSummary train(const Config& cfg, const std::string& resume_from) {
 
     const bool last = step == total;
     const int stop_signal = g_stop_signal.load();
-    const bool log_now = step % cfg.output.log_every == 0 || last || stop_signal;
+    const bool out_of_time =
+        max_seconds > 0 && std::chrono::duration<double>(clock::now() - start).count() >= max_seconds;
+    const bool stopping = (stop_signal || out_of_time) && !last;
+    const bool log_now = step % cfg.output.log_every == 0 || last || stopping;
     if (step % cfg.output.metrics_every == 0 || log_now) {
-      if (device.is_cuda()) torch::cuda::synchronize();
       const auto now = clock::now();
       const double dt = std::chrono::duration<double>(now - interval_start).count();
       const double ips = dt > 0 ? interval_images / dt : 0;
       auto m = meter.mean_and_reset();
-      if (!std::isfinite(m[0]) || !std::isfinite(m[1]))
-        throw UserError(kExitInternal, "training diverged at step " + std::to_string(step) +
-                                           " (loss is not finite); last checkpoint: " +
-                                           (summary.checkpoint.empty() ? "none" : summary.checkpoint) +
-                                           "; try a lower train.lr");
       char row[512];
       std::snprintf(row, sizeof row,
                     "{\"step\": %lld, \"epoch\": %lld, \"loss_d\": %.5f, \"loss_g\": %.5f, \"d_real\": %.5f, "
                     "\"d_fake\": %.5f, \"d_fake_g\": %.5f, \"img_per_s\": %.2f, \"elapsed_s\": %.2f}",
                     static_cast<long long>(step), static_cast<long long>(pos.epoch + 1), m[0], m[1], m[2], m[3],
                     m[4], ips, std::chrono::duration<double>(now - start).count());
-      append_line(run + "/metrics.jsonl", row);
+      append_line(metrics_path, row);
       if (log_now) {
         const double overall = images_done / std::max(1e-9, std::chrono::duration<double>(now - start).count());
         const double eta = (total - step) * static_cast<double>(cfg.train.batch_size) / std::max(1e-9, overall);
@@ -294,16 +389,16 @@ TrainSummary train(const Config& cfg, const std::string& resume_from) {
       interval_start = clock::now();
       interval_images = 0;
     }
-    if (step % cfg.output.sample_every == 0 || last || stop_signal) save_grid(step);
-    if (step % cfg.output.checkpoint_every == 0 || last || stop_signal) save_ckpt(step, pos);
-    if (stop_signal && !last) {
-      summary.exit_code = stop_signal == SIGTERM ? kExitTerminated : kExitInterrupted;
-      spdlog::warn("stopped by signal at step {}; checkpoint {} and grid {} saved; continue with --resume {}", step,
+    if (step % cfg.output.sample_every == 0 || last || stopping) save_grid(step);
+    if (step % cfg.output.checkpoint_every == 0 || last || stopping) save_ckpt(step, pos);
+    if (stopping) {
+      summary.exit_code = stop_signal == SIGTERM ? kExitTerminated : stop_signal ? kExitInterrupted : kExitTimeLimit;
+      spdlog::warn("{} at step {}; saved checkpoint {} and grid {}; continue with --resume auto (or --resume {})",
+                   stop_signal ? "stopped by signal" : "reached train.max_time = " + cfg.train.max_time, step,
                    summary.checkpoint, summary.grid, summary.checkpoint);
       break;
     }
   }
-  if (summary.checkpoint.empty() && step > 0 && !resume_from.empty()) summary.checkpoint = resume_from;
   summary.steps = step;
   summary.images_per_sec = images_done / std::max(1e-9, train_seconds);
   const double wall = std::chrono::duration<double>(clock::now() - start).count();

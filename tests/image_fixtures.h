@@ -42,6 +42,16 @@ Bytes gif(int w, int h, const std::vector<Bytes>& frames, const Bytes& palette_r
 // IDX (MNIST format) unsigned-byte images file: n images of rows x cols; pixels holds n*rows*cols bytes.
 Bytes idx_images(int n, int rows, int cols, const Bytes& pixels);
 
+// JPEG files stb_image_write cannot produce, embedded as bytes generated once with Pillow 9.4.0
+// (see image_fixtures.cpp for the exact command lines).
+// 16x16 progressive (SOF2, JFIF, 4:2:0) JPEG of the solid colour (r,g,b) = (200, 60, 30),
+// quality 95, 522 bytes. Pillow and stb both decode every pixel to (199, 60, 29).
+Bytes progressive_jpeg();
+// 16x16 baseline 4-component CMYK JPEG (Adobe APP14 marker, transform 0, no JFIF; samples
+// stored inverted as Photoshop/Pillow write them) of the solid colour (c,m,y,k) =
+// (20, 180, 220, 40), quality 95, 362 bytes. Pillow converts it to RGB (198, 63, 30).
+Bytes cmyk_jpeg();
+
 // Helpers.
 Bytes truncated(const Bytes& file, std::size_t keep);  // first `keep` bytes (keep <= size)
 // PNG signature + IHDR (valid CRC) claiming w x h RGB 8-bit, then IEND; no image data.

@@ -325,3 +325,68 @@ TEST(Loader, SkipsBadFilesAndFailsWhenNothingDecodes) {
   expect_user_error([&] { failing.next(); }, gan::kExitData, {"no batch of 2 decodable images"});
   expect_user_error([&] { gan::BatchLoader(*all_bad, 8, 1, {}, 1); }, gan::kExitData, {"fewer than train.batch_size"});
 }
+
+TEST(BadImages, EveryKindIsSkippedWithAReasonOrDecodedRight) {
+  TempDir dir;
+  const int s = 16;
+  Bytes jpg = fixtures::jpeg(s, s, 3, solid_bytes(s, s, {60, 120, 180}));
+  Bytes cmyk = fixtures::cmyk_jpeg();
+  // The same CMYK file without its Adobe APP14 segment: stb would silently return wrong colours.
+  Bytes no_app14 = cmyk;
+  for (size_t i = 2; i + 4 < no_app14.size(); i += 2 + ((no_app14[i + 2] << 8) | no_app14[i + 3]))
+    if (no_app14[i + 1] == 0xEE) {
+      no_app14.erase(no_app14.begin() + i, no_app14.begin() + i + 2 + ((no_app14[i + 2] << 8) | no_app14[i + 3]));
+      break;
+    }
+  ASSERT_LT(no_app14.size(), cmyk.size());
+  fixtures::write_file(dir / "a_progressive.jpg", fixtures::progressive_jpeg());
+  fixtures::write_file(dir / "b_cmyk.jpg", cmyk);
+  fixtures::write_file(dir / "c_cmyk_no_marker.jpg", no_app14);
+  fixtures::write_file(dir / "d_truncated.jpg", fixtures::truncated(jpg, jpg.size() / 2));
+  fixtures::write_file(dir / "e_one_pixel.gif", fixtures::gif(1, 1, {Bytes{0}}, {0, 0, 0}));
+  fixtures::write_file(dir / "f_huge.png", fixtures::png_header_claiming(100000, 100000));
+  fixtures::write_file(dir / "g_zero.png", Bytes{});
+  auto src = gan::open_dataset(folder_config(dir.str()), s, 3);
+  expect_colour(*src, 0, {199, 60, 29}, 2, "progressive jpeg");
+  expect_colour(*src, 1, {198, 63, 30}, 2, "adobe cmyk jpeg (as PIL)");
+  std::vector<std::uint8_t> buf(3 * s * s);
+  for (int i = 2; i <= 6; ++i) EXPECT_FALSE(src->load(i, buf.data())) << i;
+  EXPECT_EQ(src->bad_count(), 5);
+  // The reasons, as the warnings print them.
+  gan::Image img;
+  std::string error;
+  EXPECT_FALSE(gan::decode_image(no_app14, img, error));
+  EXPECT_NE(error.find("CMYK"), std::string::npos) << error;
+  EXPECT_FALSE(gan::decode_image(fixtures::png_header_claiming(100000, 100000), img, error));
+  EXPECT_NE(error.find("header claims 100000x100000"), std::string::npos) << error;
+  std::vector<std::uint8_t> huge_jpeg = jpg;  // patch the SOF0 size fields to 60000x60000
+  for (size_t i = 2; i + 9 < huge_jpeg.size(); i += 2 + ((huge_jpeg[i + 2] << 8) | huge_jpeg[i + 3]))
+    if (huge_jpeg[i + 1] == 0xC0) {
+      huge_jpeg[i + 5] = huge_jpeg[i + 7] = 0xEA;
+      huge_jpeg[i + 6] = huge_jpeg[i + 8] = 0x60;
+      break;
+    }
+  EXPECT_FALSE(gan::decode_image(huge_jpeg, img, error));
+  EXPECT_NE(error.find("header claims 60000x60000"), std::string::npos) << error;
+  EXPECT_TRUE(gan::decode_image(fixtures::gif(1, 1, {Bytes{0}}, {0, 0, 0}), img, error));  // decodes, but:
+  auto tiny = gan::open_dataset(folder_config(dir.str()), s, 3);
+  EXPECT_FALSE(tiny->load(4, buf.data()));  // 1x1 is below data.min_image_size (8)
+}
+
+TEST(BadImages, MostlyBadFolderStopsAboveTheConfiguredFraction) {
+  TempDir dir;
+  for (int i = 0; i < 30; ++i) {
+    const bool good = i % 4 == 0;  // 8 good, 22 bad
+    fixtures::write_file(dir / ("img" + std::to_string(100 + i) + ".png"),
+                         good ? fixtures::png8(8, 8, 1, solid_bytes(8, 8, {9})) : Bytes{'b', 'a', 'd'});
+  }
+  gan::DataConfig d = folder_config(dir.str());
+  auto src = gan::open_dataset(d, 8, 1);
+  gan::BatchLoader loader(*src, 4, 1, {}, 1);
+  expect_user_error([&] { for (int k = 0; k < 10; ++k) loader.next(); }, gan::kExitData,
+                    {"could not be decoded, more than data.max_bad_fraction = 0.50", dir.str()});
+  d.max_bad_fraction = 0.9;
+  auto lenient = gan::open_dataset(d, 8, 1);
+  gan::BatchLoader ok(*lenient, 4, 1, {}, 1);
+  for (int k = 0; k < 10; ++k) EXPECT_EQ(ok.next().images.size(0), 4);
+}

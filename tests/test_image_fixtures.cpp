@@ -90,6 +90,32 @@ Bytes varied_indices(int w, int h, int n, unsigned seed) {
 // Colours stb returns (always RGBA, alpha 255) for a GIF frame.
 Bytes gif_rgba(const Bytes& idx, const Bytes& pal) { return expand_palette(idx, pal, {}, 4); }
 
+// Offset of the first JPEG marker segment `marker` (its 0xFF byte) before SOS, or npos.
+// Walks SOI then the length-prefixed segments.
+std::size_t jpeg_segment(const Bytes& f, std::uint8_t marker) {
+  for (std::size_t at = 2; at + 4 <= f.size() && f[at] == 0xFF; at += 2 + (f[at + 2] << 8 | f[at + 3])) {
+    if (f[at + 1] == marker) return at;
+    if (f[at + 1] == 0xDA) break;  // SOS: entropy-coded data follows
+  }
+  return std::string::npos;
+}
+
+// Every pixel of a solid image equals `want` (channels = want.size()).
+bool all_pixels_are(const Image& im, const Bytes& want) {
+  if (im.pixels.size() != static_cast<std::size_t>(im.w) * im.h * want.size()) return false;
+  for (std::size_t i = 0; i < im.pixels.size(); ++i)
+    if (im.pixels[i] != want[i % want.size()]) return false;
+  return true;
+}
+
+// First pixel as "(r,g,b)" for failure messages.
+std::string first_pixel(const Image& im) {
+  std::string s = "(";
+  for (int c = 0; c < im.channels && c < int(im.pixels.size()); ++c)
+    s += (c ? "," : "") + std::to_string(im.pixels[c]);
+  return s + ")";
+}
+
 }  // namespace
 
 TEST(ImageFixtures, PatternIsDeterministicAndVaried) {
@@ -253,6 +279,110 @@ TEST(ImageFixtures, GifCodeSizeGrowthAndTableResets) {
   const Image im = decode(fixtures::gif(100, 50, {runs}, pal));
   ASSERT_TRUE(im.ok) << stbi_failure_reason();
   EXPECT_EQ(im.pixels, gif_rgba(runs, pal));
+}
+
+TEST(ImageFixtures, ProgressiveJpegDecodesWithinTolerance) {
+  const Bytes file = fixtures::progressive_jpeg();
+  ASSERT_EQ(file.size(), 522u);
+  EXPECT_NE(jpeg_segment(file, 0xE0), std::string::npos) << "JFIF APP0";
+  const std::size_t sof = jpeg_segment(file, 0xC2);  // SOF2 = progressive, Huffman
+  ASSERT_NE(sof, std::string::npos);
+  EXPECT_EQ(jpeg_segment(file, 0xC0), std::string::npos) << "no baseline SOF0";
+  EXPECT_EQ(file[sof + 9], 3) << "3 components (YCbCr)";
+
+  const Image im = decode(file);
+  ASSERT_TRUE(im.ok) << stbi_failure_reason();
+  EXPECT_EQ(im.w, 16);
+  EXPECT_EQ(im.h, 16);
+  EXPECT_EQ(im.channels, 3);
+  const int want[3] = {200, 60, 30};
+  int max_diff = 0;
+  for (std::size_t i = 0; i < im.pixels.size(); ++i)
+    max_diff = std::max(max_diff, std::abs(int(im.pixels[i]) - want[i % 3]));
+  std::printf("  progressive JPEG q95: pixel 0 %s, max abs diff %d to (200,60,30)\n",
+              first_pixel(im).c_str(), max_diff);
+  EXPECT_LE(max_diff, 2);
+  // Observed with Debian's stb_image 2.27 (and Pillow): every pixel is (199, 60, 29).
+  EXPECT_TRUE(all_pixels_are(im, {199, 60, 29})) << first_pixel(im);
+}
+
+TEST(ImageFixtures, CmykJpegHeader) {
+  const Bytes file = fixtures::cmyk_jpeg();
+  ASSERT_EQ(file.size(), 362u);
+  EXPECT_EQ(jpeg_segment(file, 0xE0), std::string::npos) << "no JFIF APP0";
+  const std::size_t app14 = jpeg_segment(file, 0xEE);
+  ASSERT_NE(app14, std::string::npos);
+  // Length 14, then "Adobe", version 100 (0x00 0x64), flags0 (2), flags1 (2), transform 0
+  // (= CMYK, not YCCK) at payload offset 11.
+  EXPECT_EQ((file[app14 + 2] << 8) | file[app14 + 3], 14);
+  EXPECT_EQ(std::string(file.begin() + app14 + 4, file.begin() + app14 + 10), std::string("Adobe\0", 6));
+  EXPECT_EQ(file[app14 + 15], 0);
+  const std::size_t sof = jpeg_segment(file, 0xC0);  // baseline
+  ASSERT_NE(sof, std::string::npos);
+  EXPECT_EQ(file[sof + 9], 4) << "4 components";
+  EXPECT_EQ(std::string(file.begin() + sof + 10, file.begin() + sof + 22),
+            std::string("C\x11\0M\x11\0Y\x11\0K\x11\0", 12))
+      << "component ids 'C','M','Y','K', 1x1 sampling, quant table 0";
+}
+
+TEST(ImageFixtures, CmykJpegStbConvertsAdobeCmykToRgb) {
+  // Debian's stb_image 2.27 honours APP14 transform 0: R = C'*K'/255 etc. on the stored
+  // (inverted) samples, reports 3 channels (never 4) and matches Pillow's
+  // Image.open(f).convert('RGB') exactly: (198, 63, 30) for (c,m,y,k) = (20,180,220,40).
+  const Bytes file = fixtures::cmyk_jpeg();
+  int w = 0, h = 0, c = 0;
+  ASSERT_TRUE(stbi_info_from_memory(file.data(), int(file.size()), &w, &h, &c)) << stbi_failure_reason();
+  EXPECT_EQ(w, 16);
+  EXPECT_EQ(h, 16);
+  EXPECT_EQ(c, 3);
+
+  const Image im = decode(file);
+  ASSERT_TRUE(im.ok) << stbi_failure_reason();
+  EXPECT_EQ(im.w, 16);
+  EXPECT_EQ(im.h, 16);
+  EXPECT_EQ(im.channels, 3);
+  EXPECT_TRUE(all_pixels_are(im, {198, 63, 30})) << first_pixel(im);
+
+  // Requesting 4 channels gives opaque RGBA, not the CMYK planes.
+  stbi_uc* p = stbi_load_from_memory(file.data(), int(file.size()), &w, &h, &c, 4);
+  ASSERT_NE(p, nullptr) << stbi_failure_reason();
+  EXPECT_EQ(c, 3);
+  Image rgba;
+  rgba.w = w, rgba.h = h, rgba.channels = 4;
+  rgba.pixels.assign(p, p + 16 * 16 * 4);
+  stbi_image_free(p);
+  EXPECT_TRUE(all_pixels_are(rgba, {198, 63, 30, 255})) << first_pixel(rgba);
+}
+
+TEST(ImageFixtures, CmykJpegStbDependsOnAdobeTransform) {
+  const Bytes file = fixtures::cmyk_jpeg();
+  const std::size_t app14 = jpeg_segment(file, 0xEE);
+  ASSERT_NE(app14, std::string::npos);
+
+  // Without APP14 stb treats the 4 components as YCbCr + ignored 4th channel: wrong colours,
+  // no error (Pillow/libjpeg still assume CMYK here and give (198, 63, 30)).
+  Bytes stripped = file;
+  stripped.erase(stripped.begin() + app14, stripped.begin() + app14 + 2 + 14);
+  Image im = decode(stripped);
+  ASSERT_TRUE(im.ok) << stbi_failure_reason();
+  EXPECT_EQ(im.channels, 3);
+  EXPECT_TRUE(all_pixels_are(im, {105, 255, 141})) << first_pixel(im);
+
+  // Transform 1 (YCbCr) on 4 components: same YCbCr-and-drop-K path.
+  Bytes t1 = file;
+  t1[app14 + 15] = 1;
+  im = decode(t1);
+  ASSERT_TRUE(im.ok) << stbi_failure_reason();
+  EXPECT_TRUE(all_pixels_are(im, {105, 255, 141})) << first_pixel(im);
+
+  // Transform 2 (YCCK): stb converts YCC->RGB, inverts and multiplies by K; Pillow decodes
+  // the same patched file to (126, 0, 96) too.
+  Bytes t2 = file;
+  t2[app14 + 15] = 2;
+  im = decode(t2);
+  ASSERT_TRUE(im.ok) << stbi_failure_reason();
+  EXPECT_EQ(im.channels, 3);
+  EXPECT_TRUE(all_pixels_are(im, {126, 0, 96})) << first_pixel(im);
 }
 
 TEST(ImageFixtures, TruncatedPngFailsToDecode) {

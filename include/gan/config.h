@@ -14,6 +14,8 @@ struct DataConfig {
   std::string background = "#ffffff";   // colour that transparent pixels are composited on
   std::int64_t max_images = 0;           // use at most this many images (0 = all)
   int workers = 0;                       // image-decoding threads for folders (0 = number of cores)
+  int min_image_size = 8;                // skip images narrower or shorter than this (tracking pixels, icons)
+  double max_bad_fraction = 0.5;         // stop when more than this fraction of the files tried fail to decode
 };
 
 struct ModelConfig {
@@ -35,6 +37,9 @@ struct TrainConfig {
   double beta1 = 0.5;            // Adam beta1
   double beta2 = 0.999;          // Adam beta2
   std::int64_t seed = 1;         // seeds weights, noise and shuffling
+  std::string max_time = "";     // stop cleanly after this long, e.g. 90m, 6h, 1d12h ("" = no limit)
+  std::string on_nan = "stop";   // non-finite loss or gradient: stop | rollback (to the last checkpoint)
+  int max_rollbacks = 3;         // with on_nan: rollback, give up after this many rollbacks
 };
 
 struct OutputConfig {
@@ -44,6 +49,7 @@ struct OutputConfig {
   int metrics_every = 10;        // metrics.jsonl row every N steps
   int sample_every = 500;        // sample grid every N steps (and always at the end)
   int checkpoint_every = 2000;   // checkpoint every N steps (and always at the end)
+  int keep_last = 0;             // keep only the newest N step checkpoints (0 = keep all)
   int samples = 64;              // images in each sample grid (fixed noise)
   int grid_rows = 8;             // images per grid row
 };
@@ -68,6 +74,8 @@ void apply_override(Config& cfg, const std::string& assignment);
 void validate_config(const Config& cfg);
 // The resolved config as YAML with one comment per key; parse_config(to_yaml(c)) == c.
 std::string to_yaml(const Config& cfg);
+// "90s", "30m", "6h", "1d12h", "1h30m" -> seconds; "" -> 0 (no limit). Returns -1 when malformed.
+double parse_duration(const std::string& text);
 // All keys as "section.key", in table order (for help and suggestions).
 std::vector<std::string> config_keys();
 

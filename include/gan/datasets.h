@@ -24,6 +24,9 @@ class ImageSource {
   virtual bool load(std::int64_t i, std::uint8_t* dst) = 0;
   // Files that failed to decode so far.
   virtual std::int64_t bad_count() const { return 0; }
+  // Throws UserError(kExitData) when so many files have failed that the dataset is probably wrong
+  // (data.max_bad_fraction). Called by the loader after every batch.
+  virtual void check_health() const {}
   // One line for the log: what was opened, how many images.
   virtual std::string description() const = 0;
 

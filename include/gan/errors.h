@@ -13,6 +13,8 @@ enum ExitCode : int {
   kExitData = 3,        // dataset missing, empty or unreadable
   kExitCheckpoint = 4,  // checkpoint missing, corrupt or incompatible
   kExitIo = 5,          // cannot write outputs (permissions, disk full)
+  kExitDiverged = 6,    // non-finite loss or gradient (train.on_nan), last good checkpoint named
+  kExitTimeLimit = 75,  // stopped at train.max_time after saving; run again with --resume auto
   kExitInterrupted = 130,  // SIGINT: stopped cleanly after saving
   kExitTerminated = 143,   // SIGTERM: stopped cleanly after saving
 };

@@ -3,7 +3,9 @@
 //   <run>/checkpoints/step_XXXXXXX.pt  checkpoints/latest.pt
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "gan/config.h"
 
@@ -15,19 +17,30 @@ struct TrainSummary {
   std::string grid;         // last sample grid written
   std::int64_t steps = 0;   // step count at the end
   double images_per_sec = 0;
-  int exit_code = 0;        // 0, or kExitInterrupted / kExitTerminated when stopped by a signal
+  int exit_code = 0;        // 0, kExitInterrupted / kExitTerminated (signal) or kExitTimeLimit (train.max_time)
+  int rollbacks = 0;        // divergence rollbacks done (train.on_nan: rollback)
 };
 
-// The checkpoint `--resume` means: a path is checked to exist; "auto" finds the newest latest.pt of this config's
-// runs under output.dir (or of output.name when set). Returns "" when "auto" finds nothing (a new run starts).
+// The checkpoint `--resume` means: a path is checked to exist; "auto" takes the newest step checkpoint of this
+// config's runs under output.dir (or of output.name when set) that opens and validates, skipping (with a warning)
+// those that do not. Returns "" when "auto" finds none (a new run starts).
 std::string find_resume_checkpoint(const Config& cfg, const std::string& resume);
+
+// <run>/checkpoints/step_*.pt, highest step first.
+std::vector<std::string> step_checkpoints(const std::string& run_dir);
 
 // The run folder a checkpoint belongs to (<run>/checkpoints/x.pt -> <run>).
 std::string run_dir_of_checkpoint(const std::string& checkpoint);
 
+// Test hooks (not reachable from the command line).
+struct TrainHooks {
+  // Called before the discriminator's backward pass; returning true replaces its loss by NaN (divergence tests).
+  std::function<bool(std::int64_t step)> poison_d_loss;
+};
+
 // Trains. With `resume_from` set, continues that checkpoint's run (same folder, step, optimizer and RNG state);
 // `cfg` must have the checkpoint's model section. Throws UserError for user-caused failures.
-TrainSummary train(const Config& cfg, const std::string& resume_from = "");
+TrainSummary train(const Config& cfg, const std::string& resume_from = "", const TrainHooks& hooks = {});
 
 // Asks a running train() to stop after the current step, saving a checkpoint and a grid (signal-safe).
 void request_stop(int signal_number);
