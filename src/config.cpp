@@ -243,13 +243,17 @@ Config parse_config(const std::string& yaml_text, const std::string& origin) {
   cfg.origin = origin;
   if (root.IsNull()) return cfg;  // an empty file means all defaults
   if (!root.IsMap()) fail(origin + ": the config must be a mapping of sections (data, model, train, output)");
+  auto key_name = [&](const YAML::Node& k) {
+    if (!k.IsScalar()) fail(where(origin, k) + ": keys must be plain names, not lists or mappings");
+    return k.Scalar();
+  };
   for (const auto& sec : root) {
-    std::string section = sec.first.as<std::string>();
+    std::string section = key_name(sec.first);
     check_section(section, where(origin, sec.first));
     if (sec.second.IsNull()) continue;
     if (!sec.second.IsMap()) fail(where(origin, sec.second) + ": section '" + section + "' must be a mapping of keys");
     for (const auto& kv : sec.second) {
-      std::string key = kv.first.as<std::string>();
+      std::string key = key_name(kv.first);
       const Field& f = find_field(section, key, where(origin, kv.first));
       f.set(cfg, kv.second, where(origin, kv.second));
     }

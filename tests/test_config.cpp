@@ -165,3 +165,10 @@ TEST(Config, ShippedConfigsParse) {
   EXPECT_EQ(celeba.model.channels, 3);
   EXPECT_EQ(celeba.data.source, "folder");
 }
+
+TEST(Config, ComplexKeysAreUserErrors) {
+  // Found by the config fuzzer (tests/fuzz): YAML allows lists and maps as keys.
+  expect_user_error([] { gan::parse_config("{[a]: 1}\n", "k.cfg"); }, kExitUsage, {"k.cfg:1", "keys must be plain names"});
+  expect_user_error([] { gan::parse_config("train:\n  ? [lr]\n  : 1\n", "k.cfg"); }, kExitUsage,
+                    {"keys must be plain names"});
+}
