@@ -52,7 +52,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string line = input.substr(pos, end - pos);
     pos = end;
     if (line.rfind("--set ", 0) == 0) {
-      if (!line.empty() && line.back() == '\n') line.pop_back();
+      if (line.back() == '\n') line.pop_back();
       overrides.push_back(line.substr(6));
     } else {
       yaml += line;
