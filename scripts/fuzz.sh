@@ -64,7 +64,7 @@ runs=$(sed -n -e 's/^stat::number_of_executed_units: *//p' -e 's/^#\([0-9]*\): c
 cov=$(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" | tail -1 || true)
 # Findings: the artifacts (crash-*, timeout-*, oom-*, leak-*) this run wrote or rewrote (a known crash keeps its
 # name); with -fork=N -ignore_crashes=1 libFuzzer keeps going after a crash and may exit 0, so the exit status
-# alone is not enough. (-fork also drops crashing seeds silently: only a plain run re-checks crash-* seeds.)
+# alone is not enough.
 mapfile -t found < <(find "$out/artifacts" -type f -newer "$out/.run-start" | sort)
 summary="fuzz: ${runs:-?} runs in $took s${cov:+ ($cov)}"
 if ((${#found[@]})); then

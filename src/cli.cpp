@@ -146,6 +146,7 @@ int train_main(int argc, char** argv) {
 int sample_main(int argc, char** argv) {
   ensure_fast_blas(argv);
   setup_logging();
+  std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit fails the write (exit 5) instead of killing us
   return guarded("gan-sample", [&]() -> int {
     CLI::App app{"gan-sample: generate images from a gan-train checkpoint"};
     SampleOptions o;

@@ -73,9 +73,18 @@ Field number(const std::string& section, const std::string& key, S Config::*sec,
     c.*sec.*member = v;
   };
   f.get = [=](const Config& c) {
+    const T v = c.*sec.*member;
     std::ostringstream os;
-    if constexpr (std::is_floating_point_v<T>) os.precision(std::numeric_limits<T>::max_digits10 - 2);
-    os << c.*sec.*member;
+    if constexpr (std::is_floating_point_v<T>) {
+      os.precision(std::numeric_limits<T>::digits10);  // short ("0.0002") when that reads back exactly
+      os << v;
+      T back{};
+      std::istringstream(os.str()) >> back;
+      if (back == v) return os.str();
+      os.str("");
+      os.precision(std::numeric_limits<T>::max_digits10);  // else every digit (found by the config fuzzer)
+    }
+    os << v;
     return os.str();
   };
   return f;
@@ -244,7 +253,7 @@ Config parse_config(const std::string& yaml_text, const std::string& origin) {
   if (root.IsNull()) return cfg;  // an empty file means all defaults
   if (!root.IsMap()) fail(origin + ": the config must be a mapping of sections (data, model, train, output)");
   auto key_name = [&](const YAML::Node& k) {
-    if (!k.IsScalar()) fail(where(origin, k) + ": keys must be plain names, not lists or mappings");
+    if (!k.IsScalar()) fail(where(origin, k) + ": keys must be plain names" + (k.IsNull() ? "" : ", not lists or mappings"));
     return k.Scalar();
   };
   for (const auto& sec : root) {
