@@ -18,9 +18,7 @@
 #include "gan/trainer.h"
 
 namespace gan {
-namespace {
 
-// Runs `body`, turning every failure into one line on stderr and an exit code.
 int guarded(const char* prog, const std::function<int()>& body) {
   try {
     return body();
@@ -35,6 +33,8 @@ int guarded(const char* prog, const std::function<int()>& body) {
     return kExitInternal;
   }
 }
+
+namespace {
 
 std::atomic<int> g_signals{0};
 

@@ -108,6 +108,21 @@ Field text(const std::string& section, const std::string& key, S Config::*sec, s
   return f;
 }
 
+template <typename S>
+Field flag(const std::string& section, const std::string& key, S Config::*sec, bool S::*member,
+           const std::string& doc) {
+  Field f{section, key, doc, false, {}, {}};
+  std::string full = section + "." + key;
+  f.set = [=](Config& c, const YAML::Node& n, const std::string& loc) {
+    bool v = false;
+    if (!n.IsScalar() || !YAML::convert<bool>::decode(n, v))
+      fail(loc + ": " + full + " must be true or false, got '" + scalar_text(n) + "'");
+    c.*sec.*member = v;
+  };
+  f.get = [=](const Config& c) { return std::string(c.*sec.*member ? "true" : "false"); };
+  return f;
+}
+
 bool is_power_of_two(int v) { return v > 0 && (v & (v - 1)) == 0; }
 
 const std::vector<Field>& fields() {
@@ -126,6 +141,18 @@ const std::vector<Field>& fields() {
                        "use at most this many images (0 = all)"));
     t.push_back(number("data", "workers", &Config::data, &DataConfig::workers, 0, 256,
                        "image-decoding threads for folders (0 = number of cores)"));
+    t.push_back(number("data", "min_image_size", &Config::data, &DataConfig::min_image_size, 1, 65536,
+                       "skip images narrower or shorter than this (icons, tracking pixels)"));
+    t.push_back(number("data", "max_bad_fraction", &Config::data, &DataConfig::max_bad_fraction, 0.0, 1.0,
+                       "stop when more than this fraction of the files tried fail to decode"));
+    Field cache = text("data", "cache", &Config::data, &DataConfig::cache, {},
+                       "auto | off | FOLDER: where folder sources keep a uint8 cache");
+    cache.set = [base = cache.set](Config& c, const YAML::Node& n, const std::string& loc) {
+      base(c, n, loc);
+      if (c.data.cache.empty())
+        fail(loc + ": data.cache is empty; use auto, off or a folder to keep the preprocessed cache in");
+    };
+    t.push_back(cache);
     Field size = number("model", "image_size", &Config::model, &ModelConfig::image_size, 16, 256,
                         "output resolution: 16, 32, 64, 128 or 256");
     size.set = [base = size.set](Config& c, const YAML::Node& n, const std::string& loc) {
@@ -173,6 +200,15 @@ const std::vector<Field>& fields() {
                      "non-finite loss/gradient: stop | rollback"));
     t.push_back(number("train", "max_rollbacks", &Config::train, &TrainConfig::max_rollbacks, 0, 1000,
                        "with on_nan: rollback, give up after N"));
+    t.push_back(text("train", "upconv", &Config::train, &TrainConfig::upconv,
+                     {"auto", "phase", "gemm", "transposed"},
+                     "G's transposed convs: auto | phase (sub-pixel conv2d) | gemm (GEMM + fold) | transposed"));
+    t.push_back(text("train", "channels_last", &Config::train, &TrainConfig::channels_last, {"auto", "on", "off"},
+                     "channels_last activations: auto (on for CUDA) | on | off"));
+    t.push_back(text("train", "amp", &Config::train, &TrainConfig::amp, {"off", "bf16", "fp16"},
+                     "CUDA mixed precision: off | bf16 | fp16 (with loss scaling)"));
+    t.push_back(flag("train", "cudnn_benchmark", &Config::train, &TrainConfig::cudnn_benchmark,
+                     "CUDA: let cuDNN pick the fastest algorithms"));
     t.push_back(text("output", "dir", &Config::output, &OutputConfig::dir, {}, "parent folder of run folders"));
     t.push_back(text("output", "name", &Config::output, &OutputConfig::name, {},
                      "run folder name; \"\" = <config name>-<date>-<time>"));

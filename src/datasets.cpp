@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <mutex>
 
+#include "gan/cache.h"
 #include "gan/errors.h"
 #include "gan/idx.h"
 #include "gan/image.h"
@@ -77,6 +78,19 @@ class IdxSource : public ImageSource {
   torch::Tensor images_;
 };
 
+bool decode_chw(const std::string& path, int size, int channels, const Rgb& bg, int min_size, std::uint8_t* dst,
+                std::string& error) {
+  Image img;
+  if (!decode_image_file(path, img, error)) return false;
+  if (img.width < min_size || img.height < min_size) {
+    error = "too small (" + std::to_string(img.width) + "x" + std::to_string(img.height) +
+            ", data.min_image_size is " + std::to_string(min_size) + ")";
+    return false;
+  }
+  IdxSource::to_chw(prepare_image(img, channels, size, bg), dst);
+  return true;
+}
+
 class FolderSource : public ImageSource {
  public:
   FolderSource(std::string dir, std::vector<std::string> files, int size, int channels, const DataConfig& data)
@@ -85,24 +99,16 @@ class FolderSource : public ImageSource {
         bad_(files_.size()), tried_(files_.size()) {}
   std::int64_t size() const override { return static_cast<std::int64_t>(files_.size()); }
   bool load(std::int64_t i, std::uint8_t* dst) override {
-    Image img;
     std::string error;
     if (bad_[i].load(std::memory_order_relaxed)) return false;
     if (!tried_[i].exchange(true)) ++tried_count_;
-    bool ok = decode_image_file(files_[i], img, error);
-    if (ok && (img.width < min_size_ || img.height < min_size_)) {
-      error = "too small (" + std::to_string(img.width) + "x" + std::to_string(img.height) +
-              ", data.min_image_size is " + std::to_string(min_size_) + ")";
-      ok = false;
-    }
-    if (!ok) {
+    if (!decode_chw(files_[i], image_size(), channels(), bg_, min_size_, dst, error)) {
       if (!bad_[i].exchange(true)) {
         ++bad_count_;
         spdlog::warn("skipping {}: {}", files_[i], error);
       }
       return false;
     }
-    IdxSource::to_chw(prepare_image(img, channels(), image_size(), bg_), dst);
     return true;
   }
   std::int64_t bad_count() const override { return bad_count_.load(); }
@@ -155,6 +161,11 @@ std::vector<std::string> idx_files(const DataConfig& data) {
 
 }  // namespace
 
+bool decode_to_chw(const std::string& path, int size, int channels, const DataConfig& data, std::uint8_t* dst,
+                   std::string& error) {
+  return decode_chw(path, size, channels, parse_colour(data.background), data.min_image_size, dst, error);
+}
+
 std::vector<std::string> list_image_files(const std::string& dir) {
   static const std::vector<std::string> exts = {".jpg", ".jpeg", ".png", ".bmp", ".tga", ".gif"};
   std::vector<std::string> files;
@@ -174,17 +185,27 @@ std::vector<std::string> list_image_files(const std::string& dir) {
   return files;
 }
 
+std::vector<std::string> folder_files(const DataConfig& data) {
+  if (!fs::is_directory(data.path))
+    throw UserError(kExitData, "data.path " + data.path + " is not a folder; see data/README.md for where to put images");
+  auto files = list_image_files(data.path);
+  if (files.empty())
+    throw UserError(kExitData, "data.path " + data.path +
+                                   " holds no .jpg/.jpeg/.png/.bmp/.tga/.gif files (searched recursively)");
+  if (data.max_images > 0 && static_cast<std::int64_t>(files.size()) > data.max_images) files.resize(data.max_images);
+  return files;
+}
+
 std::unique_ptr<ImageSource> open_dataset(const DataConfig& data, int image_size, int channels) {
   const Rgb bg = parse_colour(data.background);
   if (data.source == "folder") {
-    if (!fs::is_directory(data.path))
-      throw UserError(kExitData, "data.path " + data.path + " is not a folder; see data/README.md for where to put images");
-    auto files = list_image_files(data.path);
-    if (files.empty())
-      throw UserError(kExitData, "data.path " + data.path +
-                                     " holds no .jpg/.jpeg/.png/.bmp/.tga/.gif files (searched recursively)");
-    if (data.max_images > 0 && static_cast<std::int64_t>(files.size()) > data.max_images) files.resize(data.max_images);
-    return std::make_unique<FolderSource>(data.path, std::move(files), image_size, channels, data);
+    auto files = folder_files(data);
+    if (data.cache == "off") return std::make_unique<FolderSource>(data.path, std::move(files), image_size, channels, data);
+    // The preprocessed cache (cache.h); it decodes through the same decode_chw, so the bytes are identical.
+    auto folder = std::make_unique<FolderSource>(data.path, files, image_size, channels, data);
+    CacheOutcome cache = open_folder_cache(data, image_size, channels, files, std::move(folder));
+    if (!cache.cached) spdlog::warn("{}", cache.reason);
+    return std::move(cache.source);
   }
   auto src = std::make_unique<IdxSource>(idx_files(data), data.max_images, image_size, channels, bg);
   if (src->size() == 0) throw UserError(kExitData, "the dataset " + src->description() + " is empty");

@@ -98,12 +98,18 @@ bool decode_image(const std::vector<std::uint8_t>& bytes, Image& out, std::strin
 }
 
 bool decode_image_file(const std::string& path, Image& out, std::string& error) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) {
     error = "cannot open";
     return false;
   }
-  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::streamoff size = in.tellg();
+  std::vector<std::uint8_t> bytes(static_cast<size_t>(std::max<std::streamoff>(size, 0)));
+  in.seekg(0);
+  if (size < 0 || (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size))) {
+    error = "cannot read";
+    return false;
+  }
   return decode_image(bytes, out, error);
 }
 
@@ -114,38 +120,54 @@ Rgb parse_colour(const std::string& hex) {
   return c;
 }
 
+namespace {
+// std::lround for x in [0, 255], without the libm call (x - trunc(x) is exact for x >= 0; halves round up).
+inline std::uint8_t round_half_up(float x) {
+  const int r = static_cast<int>(x);
+  return static_cast<std::uint8_t>(r + (x - static_cast<float>(r) >= 0.5f ? 1 : 0));
+}
+}  // namespace
+
 Image prepare_image(const Image& in, int channels, int size, const Rgb& bg) {
-  // 1. Composite alpha and convert to the target channel count, at full resolution.
   const int n = in.channels;
   const bool has_alpha = n == 2 || n == 4;
   const bool colour = n >= 3;
-  Image conv;
-  conv.width = in.width;
-  conv.height = in.height;
-  conv.channels = channels;
-  const size_t count = static_cast<size_t>(in.width) * in.height;
-  conv.pixels.resize(count * channels);
-  for (size_t i = 0; i < count; ++i) {
-    const std::uint8_t* p = &in.pixels[i * n];
-    float rgb[3];
-    for (int c = 0; c < 3; ++c) rgb[c] = colour ? p[c] : p[0];
-    if (has_alpha) {
-      float a = p[n - 1] / 255.0f;
-      for (int c = 0; c < 3; ++c) rgb[c] = rgb[c] * a + bg[c] * (1.0f - a);
-    }
-    std::uint8_t* q = &conv.pixels[i * channels];
-    if (channels == 1) {
-      const float y = 0.299f * rgb[0] + 0.587f * rgb[1] + 0.114f * rgb[2];  // plain gray maps to itself
-      q[0] = static_cast<std::uint8_t>(std::lround(std::clamp(y, 0.0f, 255.0f)));
-    } else {
-      for (int c = 0; c < 3; ++c) q[c] = static_cast<std::uint8_t>(std::lround(std::clamp(rgb[c], 0.0f, 255.0f)));
-    }
-  }
-  // 2. Centre crop to a square.
+  // 1. Centre crop to a square (only those pixels are converted).
   const int side = std::min(in.width, in.height);
   const int x0 = (in.width - side) / 2, y0 = (in.height - side) / 2;
-  const std::uint8_t* crop = conv.pixels.data() + (static_cast<size_t>(y0) * in.width + x0) * channels;
-  const int stride = in.width * channels;
+  const std::uint8_t* crop = in.pixels.data() + (static_cast<size_t>(y0) * in.width + x0) * n;
+  int stride = in.width * n;
+  // 2. Composite alpha and convert to the target channel count. Without alpha and with the same channel count the
+  // pixels are already right (gray: the luma weights map every gray level to itself), so they are used in place.
+  std::vector<std::uint8_t> conv;
+  if (has_alpha || n != channels) {
+    conv.resize(static_cast<size_t>(side) * side * channels);
+    for (int y = 0; y < side; ++y) {
+      const std::uint8_t* row = crop + static_cast<size_t>(y) * stride;
+      std::uint8_t* q = conv.data() + static_cast<size_t>(y) * side * channels;
+      if (!has_alpha && n == 1) {  // gray -> RGB: replicate
+        for (int x = 0; x < side; ++x, q += 3) q[0] = q[1] = q[2] = row[x];
+        continue;
+      }
+      for (int x = 0; x < side; ++x, q += channels) {
+        const std::uint8_t* p = row + static_cast<size_t>(x) * n;
+        float rgb[3];
+        for (int c = 0; c < 3; ++c) rgb[c] = colour ? p[c] : p[0];
+        if (has_alpha) {
+          float a = p[n - 1] / 255.0f;
+          for (int c = 0; c < 3; ++c) rgb[c] = rgb[c] * a + bg[c] * (1.0f - a);
+        }
+        if (channels == 1) {
+          const float luma = 0.299f * rgb[0] + 0.587f * rgb[1] + 0.114f * rgb[2];
+          q[0] = round_half_up(std::clamp(luma, 0.0f, 255.0f));
+        } else {
+          for (int c = 0; c < 3; ++c) q[c] = round_half_up(std::clamp(rgb[c], 0.0f, 255.0f));
+        }
+      }
+    }
+    crop = conv.data();
+    stride = side * channels;
+  }
   // 3. Resize.
   Image out;
   out.width = out.height = size;

@@ -13,10 +13,87 @@ int channel_mult(const ModelConfig& cfg, int resolution) {
   return std::min(mult, cfg.max_mult);
 }
 
-namespace {
-nn::ConvTranspose2d up(int in, int out, int stride, int pad) {
-  return nn::ConvTranspose2d(nn::ConvTranspose2dOptions(in, out, 4).stride(stride).padding(pad).bias(false));
+UpConvImpl::UpConvImpl(int in, int out, int stride_, int padding_) : stride(stride_), padding(padding_) {
+  weight = register_parameter("weight", torch::empty({in, out, 4, 4}));
+  nn::init::kaiming_uniform_(weight, std::sqrt(5.0));  // as ConvTranspose2d does: the same random draws
 }
+
+torch::Tensor UpConvImpl::forward(const torch::Tensor& x) {
+  if (mode != UpconvMode::kTransposed && x.dim() == 4) {
+    if (stride == 2 && padding == 1) {
+      const bool small = x.size(2) <= 4 && x.size(3) <= 4;
+      return mode == UpconvMode::kGemm || (mode == UpconvMode::kAuto && small) ? upconv_gemm(x, weight)
+                                                                              : upconv_phase(x, weight);
+    }
+    if (stride == 1 && padding == 0 && x.size(2) == 1 && x.size(3) == 1) {
+      auto y = upconv_from_1x1(x, weight);
+      return x.size(0) > 1 && weight.is_contiguous(at::MemoryFormat::ChannelsLast) && !weight.is_contiguous()
+                 ? y.contiguous(at::MemoryFormat::ChannelsLast)
+                 : y;
+    }
+  }
+  return torch::conv_transpose2d(x, weight, {}, stride, padding);
+}
+
+torch::Tensor upconv_phase(const torch::Tensor& x, const torch::Tensor& w) {
+  TORCH_CHECK(x.dim() == 4 && w.dim() == 4 && w.size(2) == 4 && w.size(3) == 4 && x.size(1) == w.size(0),
+              "upconv_phase: x ", x.sizes(), " and weight ", w.sizes(), " do not fit");
+  const std::int64_t n = x.size(0), h = x.size(2), wd = x.size(3), cin = w.size(0), cout = w.size(1);
+  // Output pixel (2m + a, 2j + b) only ever meets kernel rows 3 - a - 2t and columns 3 - b - 2u at input (m - 1 + a +
+  // t, j - 1 + b + u), t, u in {0, 1}: per phase (a, b) a 2x2 correlation over the input padded by one pixel.
+  // All four phases as one conv: K[(a, b, co), ci, t, u] = w[ci, co, 3 - a - 2t, 3 - b - 2u].
+  auto k = w.permute({1, 0, 2, 3}).flip({2, 3})       // [Cout, Cin, 4 (= 2t + a), 4 (= 2u + b)]
+               .reshape({cout, cin, 2, 2, 2, 2})      // [Cout, Cin, t, a, u, b]
+               .permute({3, 5, 0, 1, 2, 4})           // [a, b, Cout, Cin, t, u]
+               .reshape({4 * cout, cin, 2, 2});       // [4*Cout, Cin, 2, 2]
+  const bool cl = x.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+  if (cl) k = k.contiguous(at::MemoryFormat::ChannelsLast);
+  auto o = torch::conv2d(x, k, {}, 1, 1);  // [N, 4*Cout, H+1, W+1]: phase (a, b) is rows a..a+H-1, cols b..b+W-1
+  const auto s = o.strides();  // sN, sC, sH, sW
+  const std::int64_t s_a = 2 * cout * s[1] + s[2], s_b = cout * s[1] + s[3];  // one phase step = next block + 1 px
+  if (cl) {
+    auto v = o.as_strided({n, h, 2, wd, 2, cout}, {s[0], s[2], s_a, s[3], s_b, s[1]}, o.storage_offset());
+    return v.reshape({n, 2 * h, 2 * wd, cout}).permute({0, 3, 1, 2});  // [N, Cout, 2H, 2W], channels_last
+  }
+  auto v = o.as_strided({n, cout, h, 2, wd, 2}, {s[0], s[1], s[2], s_a, s[3], s_b}, o.storage_offset());
+  return v.reshape({n, cout, 2 * h, 2 * wd});  // [N, Cout, 2H, 2W]
+}
+
+torch::Tensor upconv_from_1x1(const torch::Tensor& z, const torch::Tensor& w) {
+  TORCH_CHECK(z.dim() == 4 && z.size(2) == 1 && z.size(3) == 1 && z.size(1) == w.size(0),
+              "upconv_from_1x1: z ", z.sizes(), " and weight ", w.sizes(), " do not fit");
+  const std::int64_t n = z.size(0), cin = w.size(0), cout = w.size(1), k = w.size(2);
+  auto y = z.reshape({n, cin}).mm(w.reshape({cin, cout * k * k}));  // [N, Cout*k*k]
+  return y.view({n, cout, k, k});                                      // [N, Cout, k, k]
+}
+
+torch::Tensor upconv_gemm(const torch::Tensor& x, const torch::Tensor& w) {
+  TORCH_CHECK(x.dim() == 4 && w.dim() == 4 && w.size(2) == 4 && w.size(3) == 4 && x.size(1) == w.size(0),
+              "upconv_gemm: x ", x.sizes(), " and weight ", w.sizes(), " do not fit");
+  const std::int64_t n = x.size(0), h = x.size(2), wd = x.size(3), cin = w.size(0), cout = w.size(1);
+  auto cols = x.permute({0, 2, 3, 1}).reshape({n * h * wd, cin})  // [N*H*W, Cin]
+                  .mm(w.reshape({cin, cout * 16}));                // [N*H*W, Cout*16]: each pixel's 4x4 footprint
+  cols = cols.view({n, h * wd, cout * 16}).transpose(1, 2);       // [N, Cout*16, H*W]
+  return torch::nn::functional::fold(
+      cols, torch::nn::functional::FoldFuncOptions({2 * h, 2 * wd}, {4, 4}).stride(2).padding(1));  // [N, Cout, 2H, 2W]
+}
+
+void GeneratorImpl::set_upconv_mode(UpconvMode mode) {
+  for (auto& m : modules(/*include_self=*/false))
+    if (auto* u = m->as<UpConvImpl>()) u->mode = mode;
+}
+
+void set_channels_last(nn::Module& module, bool channels_last) {
+  torch::NoGradGuard no_grad;
+  const auto fmt = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  for (auto& p : module.parameters())
+    if (p.dim() == 4) p.set_data(p.contiguous(fmt));
+  for (auto& b : module.buffers())
+    if (b.dim() == 4) b.set_data(b.contiguous(fmt));
+}
+
+namespace {
+UpConv up(int in, int out, int stride, int pad) { return UpConv(in, out, stride, pad); }
 nn::Conv2d down(int in, int out, int stride, int pad) {
   return nn::Conv2d(nn::Conv2dOptions(in, out, 4).stride(stride).padding(pad).bias(false));
 }
@@ -78,7 +155,7 @@ void dcgan_init(nn::Module& module) {
   torch::NoGradGuard no_grad;
   for (auto& m : module.modules(/*include_self=*/false)) {
     if (auto* c = m->as<nn::Conv2d>()) c->weight.normal_(0.0, 0.02);
-    else if (auto* t = m->as<nn::ConvTranspose2d>()) t->weight.normal_(0.0, 0.02);
+    else if (auto* u = m->as<UpConvImpl>()) u->weight.normal_(0.0, 0.02);
     else if (auto* b = m->as<nn::BatchNorm2d>()) {
       b->weight.normal_(1.0, 0.02);
       b->bias.zero_();

@@ -21,6 +21,7 @@
 #include "gan/loader.h"
 #include "gan/models.h"
 #include "gan/platform.h"
+#include "gan/step.h"
 
 namespace gan {
 namespace fs = std::filesystem;
@@ -186,6 +187,8 @@ TrainSummary train(const Config& cfg, const std::string& resume_from, const Trai
   dcgan_init(*d);
   g->to(device);
   d->to(device);
+  const StepOptions step_opts = step_options(cfg.train, device);
+  prepare_models(g, d, step_opts);
   auto adam = [&](torch::nn::Module& m) {
     return torch::optim::Adam(m.parameters(),
                               torch::optim::AdamOptions(cfg.train.lr).betas({cfg.train.beta1, cfg.train.beta2}));
@@ -197,6 +200,7 @@ TrainSummary train(const Config& cfg, const std::string& resume_from, const Trai
   // Restores everything a checkpoint holds; the RNG is reseeded with `reseed` > 0 (divergence rollbacks).
   auto restore = [&](const std::string& path, std::uint64_t reseed) {
     load_checkpoint(path, device, g, &d, &opt_g, &opt_d, &state);
+    prepare_models(g, d, step_opts);  // loaded tensors keep the layout they were saved in
     std::lock_guard<std::mutex> lock(cpu_gen.mutex());
     cpu_gen.set_state(state.rng_state);
     if (reseed) cpu_gen.set_current_seed(reseed);
@@ -205,7 +209,8 @@ TrainSummary train(const Config& cfg, const std::string& resume_from, const Trai
   const at::Tensor fixed_noise = state.fixed_noise.to(device);
   auto make_loader = [&] {
     return std::make_unique<BatchLoader>(*source, cfg.train.batch_size, static_cast<std::uint64_t>(cfg.train.seed),
-                                         state.data, cfg.data.workers);
+                                         state.data, cfg.data.workers, /*prefetch=*/3,
+                                         /*pin_memory=*/device.is_cuda());
   };
   auto loader = make_loader();
 
@@ -243,6 +248,8 @@ TrainSummary train(const Config& cfg, const std::string& resume_from, const Trai
   const std::int64_t total = cfg.train.steps > 0 ? cfg.train.steps : cfg.train.epochs * per_epoch;
   spdlog::info("run folder {}", run);
   spdlog::info("data: {}", source->description());
+  spdlog::info("step: upconv {}, channels_last {}, amp {}{}", cfg.train.upconv, step_opts.channels_last ? "on" : "off",
+               step_opts.amp, device.is_cuda() ? (cfg.train.cudnn_benchmark ? ", cuDNN benchmark" : "") : "");
   spdlog::info("device {} | {} CPU threads | G {} params, D {} params | {} steps of {} images ({} per epoch)",
                device.str(), threads, parameter_count(*g), parameter_count(*d), total, cfg.train.batch_size,
                per_epoch);
@@ -281,13 +288,13 @@ TrainSummary train(const Config& cfg, const std::string& resume_from, const Trai
   auto interval_start = start;
   std::int64_t interval_images = 0, images_done = 0;
   double train_seconds = 0;
-  const auto opts = torch::TensorOptions().device(device);
-  std::vector<at::Tensor> d_params = d->parameters(), g_params = g->parameters();
+  GanStep stepper(g, d, opt_g, opt_d, step_opts);
 
-  // Divergence: a non-finite loss or gradient is caught before the optimizer applies it.
-  auto diverged = [&](const char* net) -> bool {
-    std::string where = "training diverged at step " + std::to_string(step + 1) + " (non-finite " + net +
-                        " loss or gradient)";
+  // Divergence: a non-finite loss or gradient is caught before the optimizer applies it (on CUDA, where a per-step
+  // check would stall the GPU, at the next point where statistics are read; no checkpoint is written before that).
+  auto diverged = [&](char net, std::int64_t at_step) {
+    std::string where = "training diverged at step " + std::to_string(at_step) + " (non-finite " +
+                        std::string(1, net) + " loss or gradient)";
     std::string last = summary.checkpoint.empty() ? std::string("none yet") : summary.checkpoint;
     if (cfg.train.on_nan == "stop")
       throw UserError(kExitDiverged, where + "; last good checkpoint: " + last +
@@ -301,20 +308,13 @@ TrainSummary train(const Config& cfg, const std::string& resume_from, const Trai
     ++summary.rollbacks;
     loader.reset();  // stop its thread before restoring the position
     restore(summary.checkpoint, static_cast<std::uint64_t>(cfg.train.seed) * 1000003u + 7919u * summary.rollbacks +
-                                    static_cast<std::uint64_t>(step));
+                                    static_cast<std::uint64_t>(at_step - 1));
     spdlog::warn("{}; rolled back to {} (step {}) with a new noise seed, rollback {} of {}", where, summary.checkpoint,
                  state.step, summary.rollbacks, cfg.train.max_rollbacks);
     step = state.step;
     pos = state.data;
     meter = Meter();
     loader = make_loader();
-    return true;
-  };
-  auto all_finite = [](const at::Tensor& loss, const std::vector<at::Tensor>& params) {
-    at::Tensor sum = loss.detach().clone();
-    for (const auto& p : params)
-      if (p.grad().defined()) sum += p.grad().sum();  // NaN and Inf propagate into the sum
-    return std::isfinite(sum.item<double>());
   };
 
   if (step >= total) spdlog::info("the checkpoint is already at step {} of {}; nothing to train", step, total);
@@ -324,40 +324,22 @@ TrainSummary train(const Config& cfg, const std::string& resume_from, const Trai
     at::Tensor real = batch.images.to(device, /*non_blocking=*/true);  // [B, C, S, S]
     const std::int64_t b = real.size(0);
     at::Tensor z = torch::randn({b, mc.nz}).to(device, true);  // [B, nz], CPU generator: same on every device
-    at::Tensor ones = torch::ones({b}, opts), zeros = torch::zeros({b}, opts);
-
-    // Discriminator: maximise log D(x) + log(1 - D(G(z))).
-    at::Tensor fake = g->forward(z);  // [B, C, S, S]
-    opt_d.zero_grad();
-    at::Tensor real_logits = d->forward(real);           // [B]
-    at::Tensor fake_logits = d->forward(fake.detach());  // [B]
-    at::Tensor loss_d = torch::binary_cross_entropy_with_logits(real_logits, ones) +
-                        torch::binary_cross_entropy_with_logits(fake_logits, zeros);
-    if (hooks.poison_d_loss && hooks.poison_d_loss(step + 1)) loss_d = loss_d * std::nan("");
-    loss_d.backward();
-    if (!all_finite(loss_d, d_params) && diverged("D")) continue;
-    opt_d.step();
-
-    // Generator: non-saturating loss, maximise log D(G(z)). D's weight gradients are not needed here.
-    for (auto& p : d_params) p.requires_grad_(false);
-    opt_g.zero_grad();
-    at::Tensor fake_logits_g = d->forward(fake);  // [B]
-    at::Tensor loss_g = torch::binary_cross_entropy_with_logits(fake_logits_g, ones);
-    loss_g.backward();
-    for (auto& p : d_params) p.requires_grad_(true);
-    if (!all_finite(loss_g, g_params) && diverged("G")) continue;
-    opt_g.step();
-
+    const bool poison = hooks.poison_d_loss && hooks.poison_d_loss(step + 1);
+    StepResult r = stepper.run(real, z, step + 1, poison);
+    if (r.status == StepResult::kDivergedD || r.status == StepResult::kDivergedG) {
+      diverged(r.status == StepResult::kDivergedD ? 'D' : 'G', step + 1);
+      continue;
+    }
+    if (r.status == StepResult::kSkipped) {  // fp16 overflow: same batch position, next noise, lower loss scale
+      spdlog::debug("step {}: fp16 gradient overflow, loss scale now {}", step + 1, stepper.loss_scale());
+      pos = batch.after;
+      continue;
+    }
     ++step;
     pos = batch.after;
     images_done += b;
     interval_images += b;
-    {
-      torch::NoGradGuard no_grad;
-      meter.add(torch::stack({loss_d.detach(), loss_g.detach(), torch::sigmoid(real_logits.detach()).mean(),
-                              torch::sigmoid(fake_logits.detach()).mean(),
-                              torch::sigmoid(fake_logits_g.detach()).mean()}));
-    }
+    meter.add(r.stats);
     train_seconds += std::chrono::duration<double>(clock::now() - t0).count();
 
     const bool last = step == total;
@@ -366,7 +348,17 @@ TrainSummary train(const Config& cfg, const std::string& resume_from, const Trai
         max_seconds > 0 && std::chrono::duration<double>(clock::now() - start).count() >= max_seconds;
     const bool stopping = (stop_signal || out_of_time) && !last;
     const bool log_now = step % cfg.output.log_every == 0 || last || stopping;
-    if (step % cfg.output.metrics_every == 0 || log_now) {
+    const bool metrics_now = step % cfg.output.metrics_every == 0 || log_now;
+    const bool grid_now = step % cfg.output.sample_every == 0 || last || stopping;
+    const bool ckpt_now = step % cfg.output.checkpoint_every == 0 || last || stopping;
+    if (!step_opts.check_every_step && (metrics_now || grid_now || ckpt_now)) {
+      auto bad = stepper.take_deferred_divergence();  // before anything is read, saved or drawn
+      if (bad.first) {
+        diverged(bad.second, bad.first);
+        continue;
+      }
+    }
+    if (metrics_now) {
       const auto now = clock::now();
       const double dt = std::chrono::duration<double>(now - interval_start).count();
       const double ips = dt > 0 ? interval_images / dt : 0;
@@ -389,8 +381,8 @@ TrainSummary train(const Config& cfg, const std::string& resume_from, const Trai
       interval_start = clock::now();
       interval_images = 0;
     }
-    if (step % cfg.output.sample_every == 0 || last || stopping) save_grid(step);
-    if (step % cfg.output.checkpoint_every == 0 || last || stopping) save_ckpt(step, pos);
+    if (grid_now) save_grid(step);
+    if (ckpt_now) save_ckpt(step, pos);
     if (stopping) {
       summary.exit_code = stop_signal == SIGTERM ? kExitTerminated : stop_signal ? kExitInterrupted : kExitTimeLimit;
       spdlog::warn("{} at step {}; saved checkpoint {} and grid {}; continue with --resume auto (or --resume {})",

@@ -174,3 +174,26 @@ TEST(Config, ComplexKeysAreUserErrors) {
   expect_user_error([] { gan::parse_config("train:\n  ? [lr]\n  : 1\n", "k.cfg"); }, kExitUsage,
                     {"keys must be plain names"});
 }
+
+TEST(Config, SpeedAndBadDataKeysAreSettableAndChecked) {
+  gan::Config c = gan::parse_config(
+      "data:\n  min_image_size: 16\n  max_bad_fraction: 0.1\n  cache: off\n"
+      "train:\n  upconv: phase\n  channels_last: on\n  amp: bf16\n  cudnn_benchmark: false\n",
+      "speed.cfg");
+  EXPECT_EQ(c.data.min_image_size, 16);
+  EXPECT_DOUBLE_EQ(c.data.max_bad_fraction, 0.1);
+  EXPECT_EQ(c.data.cache, "off");
+  EXPECT_EQ(c.train.upconv, "phase");
+  EXPECT_EQ(c.train.channels_last, "on");
+  EXPECT_EQ(c.train.amp, "bf16");
+  EXPECT_FALSE(c.train.cudnn_benchmark);
+  gan::Config back = gan::parse_config(gan::to_yaml(c), "round trip");
+  EXPECT_EQ(back.train.upconv, "phase");
+  EXPECT_FALSE(back.train.cudnn_benchmark);
+  testutil::expect_user_error([] { gan::parse_config("train:\n  upconv: fast\n", "u.cfg"); }, gan::kExitUsage,
+                              {"u.cfg:2", "train.upconv", "auto | phase | gemm | transposed"});
+  testutil::expect_user_error([] { gan::parse_config("train:\n  cudnn_benchmark: maybe\n", "b.cfg"); },
+                              gan::kExitUsage, {"b.cfg:2", "train.cudnn_benchmark", "true or false"});
+  testutil::expect_user_error([] { gan::parse_config("data:\n  max_bad_fraction: 1.5\n", "f.cfg"); },
+                              gan::kExitUsage, {"f.cfg:2", "data.max_bad_fraction", "out of range"});
+}

@@ -44,10 +44,12 @@ void write_gz(const std::string& path, const Bytes& b) {
   gzclose(f);
 }
 
+// Decoding on the fly (FolderSource); the data cache over the same folders is tested in test_cache.cpp.
 gan::DataConfig folder_config(const std::string& dir) {
   gan::DataConfig d;
   d.source = "folder";
   d.path = dir;
+  d.cache = "off";
   return d;
 }
 

@@ -16,6 +16,7 @@ struct DataConfig {
   int workers = 0;                       // image-decoding threads for folders (0 = number of cores)
   int min_image_size = 8;                // skip images narrower or shorter than this (tracking pixels, icons)
   double max_bad_fraction = 0.5;         // stop when more than this fraction of the files tried fail to decode
+  std::string cache = "auto";            // folder sources: auto | off | folder for the preprocessed uint8 cache
 };
 
 struct ModelConfig {
@@ -40,6 +41,10 @@ struct TrainConfig {
   std::string max_time = "";     // stop cleanly after this long, e.g. 90m, 6h, 1d12h ("" = no limit)
   std::string on_nan = "stop";   // non-finite loss or gradient: stop | rollback (to the last checkpoint)
   int max_rollbacks = 3;         // with on_nan: rollback, give up after this many rollbacks
+  std::string upconv = "auto";   // G's transposed convs: auto | phase | gemm | transposed (same function, see README)
+  std::string channels_last = "auto";  // activations in channels_last: auto (on for CUDA) | on | off
+  std::string amp = "off";       // mixed precision on CUDA: off | bf16 (autocast) | fp16 (autocast + loss scaling)
+  bool cudnn_benchmark = true;   // CUDA: let cuDNN time its algorithms for the fixed shapes
 };
 
 struct OutputConfig {

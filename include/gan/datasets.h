@@ -37,11 +37,24 @@ class ImageSource {
 // Default location of Debian's dataset-fashion-mnist.
 constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
 
-// Opens the source named by `data` at the model's size and channels. Throws UserError(kExitData) when the path is
-// missing or holds no images.
+// Opens the source named by `data` at the model's size and channels. A folder source is served from its data cache
+// (cache.h; built first when missing or stale) unless data.cache is off or no cache can be written (then one
+// warning, and the files are decoded on the fly). Throws UserError(kExitData) when the path is missing or holds no
+// images, or when the data cache finds more than data.max_bad_fraction of the files unusable (decoding on the fly,
+// the loader stops on that instead, once it has tried enough files).
 std::unique_ptr<ImageSource> open_dataset(const DataConfig& data, int image_size, int channels);
 
 // Image files under `dir`, recursively, sorted (extensions jpg jpeg png bmp tga gif, any case).
 std::vector<std::string> list_image_files(const std::string& dir);
+// The files a folder source uses: list_image_files(data.path) cut to data.max_images. Throws UserError(kExitData)
+// when the folder is missing or holds no images.
+std::vector<std::string> folder_files(const DataConfig& data);
+
+// Decodes one image file into bytes [channels, size, size] exactly as a folder source does (decode, refuse images
+// below data.min_image_size, composite on data.background, crop, resize, convert). Returns false and fills `error`
+// when the file is unusable. Thread-safe, logs nothing. (The data cache stores its output: change it and bump
+// kCacheFormatVersion in cache.h.)
+bool decode_to_chw(const std::string& path, int size, int channels, const DataConfig& data, std::uint8_t* dst,
+                   std::string& error);
 
 }  // namespace gan

@@ -24,12 +24,16 @@ struct Batch {
   LoaderPosition after;    // position once this batch is consumed (store it in checkpoints)
 };
 
+// out[i] = in[i] / 127.5 - 1 in float, bit-identical to torch's `x.to(kFloat).div_(127.5).sub_(1.0)`; vectorised.
+void bytes_to_unit_range(const std::uint8_t* in, float* out, std::size_t n);
+
 class BatchLoader {
  public:
   // Epoch e's order is a permutation drawn from (seed, e), so any position can be resumed exactly.
   // The last incomplete batch of an epoch is dropped. Files that fail to decode are replaced by the next ones.
+  // With `pin_memory` (CUDA training) batches are in page-locked memory, so the copy to the GPU is asynchronous.
   BatchLoader(ImageSource& source, int batch_size, std::uint64_t seed, LoaderPosition start, int workers,
-              int prefetch = 3);
+              int prefetch = 3, bool pin_memory = false);
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
@@ -49,6 +53,7 @@ class BatchLoader {
   const std::uint64_t seed_;
   const int workers_;
   const size_t prefetch_;
+  const bool pin_memory_;
   LoaderPosition start_;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -10,12 +10,42 @@
 
 namespace gan {
 
+// How a generator computes its transposed convolutions; the parameters and the function are the same either way.
+enum class UpconvMode {
+  kTransposed,  // torch's conv_transpose2d (on CPU a slow per-image GEMM path in this libtorch)
+  kPhase,       // sub-pixel form: a 2x2 conv2d to 4x the channels, interleaved
+  kGemm,        // one batched GEMM to [N*H*W, out*16] columns, summed into place by fold (col2im)
+  kAuto,        // per layer: 1x1 input as a matmul, inputs up to 4x4 as kGemm, larger ones as kPhase
+};
+
+// A bias-free 4x4 transposed convolution with ConvTranspose2d's parameter ("weight" [in, out, 4, 4]) and init,
+// for stride 1 / padding 0 (the first generator layer) or stride 2 / padding 1 (every later one).
+class UpConvImpl : public torch::nn::Module {
+ public:
+  UpConvImpl(int in, int out, int stride, int padding);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+  int stride, padding;
+  UpconvMode mode = UpconvMode::kAuto;
+};
+TORCH_MODULE(UpConv);
+
+// conv_transpose2d(x, w, stride 2, padding 1) for a [in, out, 4, 4] weight, computed as one 2x2 conv2d to 4*out
+// channels (the four output phases) and an interleave; keeps x's memory format (channels_last in, channels_last out).
+torch::Tensor upconv_phase(const torch::Tensor& x, const torch::Tensor& w);
+// conv_transpose2d(z, w) for a [N, in, 1, 1] input and a [in, out, k, k] weight: a matmul. Returns [N, out, k, k].
+torch::Tensor upconv_from_1x1(const torch::Tensor& z, const torch::Tensor& w);
+// conv_transpose2d(x, w, stride 2, padding 1) as one batched GEMM and fold (col2im). Returns [N, out, 2H, 2W].
+torch::Tensor upconv_gemm(const torch::Tensor& x, const torch::Tensor& w);
+
 class GeneratorImpl : public torch::nn::Module {
  public:
   explicit GeneratorImpl(const ModelConfig& cfg);
   // z: [N, nz] or [N, nz, 1, 1] -> images [N, channels, image_size, image_size] in (-1, 1).
   torch::Tensor forward(const torch::Tensor& z);
   const ModelConfig& config() const { return cfg_; }
+  // Selects how the transposed convolutions are computed (default kAuto).
+  void set_upconv_mode(UpconvMode mode);
 
  private:
   ModelConfig cfg_;
@@ -35,6 +65,10 @@ class DiscriminatorImpl : public torch::nn::Module {
   torch::nn::Sequential main_;
 };
 TORCH_MODULE(Discriminator);
+
+// Puts every 4-D parameter and buffer of `module` into channels_last (or back into contiguous) memory format.
+// On CPU, oneDNN's convolutions run faster on channels_last activations.
+void set_channels_last(torch::nn::Module& module, bool channels_last);
 
 // DCGAN init: conv weights N(0, 0.02); batch-norm weight N(1, 0.02), bias 0. Uses torch's global generator.
 void dcgan_init(torch::nn::Module& module);

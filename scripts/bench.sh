@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Speed table: the trainer's CPU training step against the Python reference (scripts/bench_reference.py, Debian's
+# python3-torch: the same libtorch), each as img/s, ratio and fraction of this machine's measured convolution peak;
+# peak memory per batch size; step time per image size; the transposed-convolution forms per layer; data loading.
+#   bash scripts/bench.sh                 everything (~10 minutes on 2 cores)
+# Environment: THREADS (default: all cores), STEPS (timed steps per run, default 8),
+#   BENCH_FOLDER=DIR  also time decoding that image folder and streaming its cache (gan-data bench).
+# Both sides run with the same threads and the same OpenBLAS kernel (gan-bench blas prints the one it uses).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${BUILD_DIR:-build}
+bash scripts/setup.sh --no-tests >/dev/null
+cmake --build "$build" -j "$(nproc)" --target gan-bench gan-data >/dev/null
+[[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c "import torch" 2>/dev/null || {
+  echo "bench: installing python3-torch for the reference"
+  sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-torch >/dev/null
+}
+threads=${THREADS:-$(nproc)}
+steps=${STEPS:-8}
+bench="$build/gan-bench"
+core=$("$bench" blas)
+[[ -n "$core" ]] && export OPENBLAS_CORETYPE=$core
+val() { awk -v k="$1" '$1 == k {print $2}'; }  # value of "key value" lines
+ours() { "$bench" step --threads "$threads" "$@"; }  # callers give --steps
+ref() { /usr/bin/python3 scripts/bench_reference.py --threads "$threads" "$@"; }
+
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, threads $threads, OPENBLAS_CORETYPE=${core:-<OpenBLAS default>}"
+peak=$("$bench" peak --threads "$threads")
+conv_peak=$(val peak.conv_gflop_per_s <<<"$peak")
+echo "peak: GEMM $(val peak.gemm_gflop_per_s <<<"$peak") GFLOP/s, convolution $conv_peak GFLOP/s"
+echo
+printf '%-34s %9s %9s %7s %9s %9s\n' "training step (CPU)" "ref img/s" "img/s" "ratio" "ref %pk" "ours %pk"
+row() {  # label, then model arguments
+  local label=$1; shift
+  local o ri=0 oi=0 gf x
+  for _ in 1 2; do  # alternate the two sides twice and keep each side's best: this machine's speed drifts
+    x=$(ref --steps "$steps" "$@" | val ref.img_per_s); ri=$(awk -v a="$ri" -v b="$x" 'BEGIN {print (b > a ? b : a)}')
+    o=$(ours --steps "$steps" "$@")
+    x=$(val step.img_per_s <<<"$o"); oi=$(awk -v a="$oi" -v b="$x" 'BEGIN {print (b > a ? b : a)}')
+  done
+  gf=$(val step.gflop_per_image <<<"$o")
+  awk -v l="$label" -v ri="$ri" -v oi="$oi" -v gf="$gf" -v pk="$conv_peak" 'BEGIN {
+    printf "%-34s %9.1f %9.1f %6.2fx %8.0f%% %8.0f%%\n", l, ri, oi, oi / ri, 100 * ri * gf / pk, 100 * oi * gf / pk }'
+}
+row "64x64 RGB ngf=ndf=64 batch 64" --image-size 64 --channels 3 --batch 64
+row "32x32 gray ngf=ndf=64 batch 128" --image-size 32 --channels 1 --batch 128
+echo "(%pk: reference-step FLOPs per image x img/s / convolution peak; ours skips D's weight gradients in the G update)"
+echo
+echo "our step, by option (64x64 RGB, batch 64):"
+for opt in "--upconv transposed --channels-last off" "--upconv auto --channels-last off" "--upconv auto --channels-last on" "--upconv phase --channels-last off" "--upconv gemm --channels-last off"; do
+  # shellcheck disable=SC2086
+  printf '  %-40s %7.1f img/s\n' "$opt" "$(ours --steps "$steps" --image-size 64 --channels 3 --batch 64 $opt | val step.img_per_s)"
+done
+echo
+echo "generator layers, forward+backward ms (64x64 RGB, batch 64):"
+"$bench" layers --threads "$threads" --image-size 64 --channels 3 --batch 64 | grep '^layer' | sed 's/^/  /'
+echo
+printf '%-28s %12s %12s\n' "peak RSS (64x64 RGB)" "ref MiB" "ours MiB"
+for b in 64 128 256; do
+  printf '%-28s %12s %12s\n' "batch $b" "$(ref --image-size 64 --batch "$b" --steps 2 --warmup 1 | val ref.peak_rss_mib)" \
+    "$(ours --image-size 64 --batch "$b" --steps 2 --warmup 1 | val step.peak_rss_mib)"
+done
+echo
+printf '%-28s %12s %12s\n' "step time (RGB, batch 64)" "ms/step" "ms/image"
+for s in 32 64 128; do
+  ms=$(ours --image-size "$s" --batch 64 --steps 3 --warmup 1 | val step.ms)
+  awk -v s="$s" -v ms="$ms" 'BEGIN { printf "%-28s %12.0f %12.2f\n", s "x" s, ms, ms / 64 }'
+done
+echo
+echo "data loading (gan-data bench):"
+args=(--synthetic 20000)
+[[ -n "${BENCH_FOLDER:-}" ]] && args=(--folder "$BENCH_FOLDER")
+"$build/gan-data" bench "${args[@]}" 2>/dev/null | grep '^data\.' | sed 's/^/  /' || echo "  (gan-data bench failed)"

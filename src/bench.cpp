@@ -1,0 +1,228 @@
+#include "gan/bench.h"
+
+#include <CLI/CLI.hpp>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "gan/cli.h"
+#include "gan/errors.h"
+#include "gan/models.h"
+#include "gan/platform.h"
+#include "gan/step.h"
+
+namespace gan {
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point t0) {
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+// Best of `reps` timings of f() after one warm-up call, in seconds.
+template <typename F>
+double best_time(F&& f, int reps) {
+  f();
+  double best = 1e30;
+  for (int i = 0; i < reps; ++i) {
+    auto t0 = clock_type::now();
+    f();
+    best = std::min(best, seconds_since(t0));
+  }
+  return best;
+}
+
+struct StepArgs {
+  int image_size = 64, channels = 3, batch = 64, ngf = 64, ndf = 64, steps = 10, warmup = 3, threads = 0;
+  std::string upconv = "auto", channels_last = "off";
+};
+
+// Trains `steps` steps (after `warmup`) of the trainer's own step on random data: img/s and peak RSS.
+int run_step(const StepArgs& a) {
+  const int threads = configure_threads(a.threads);
+  ModelConfig mc;
+  mc.image_size = a.image_size;
+  mc.channels = a.channels;
+  mc.ngf = a.ngf;
+  mc.ndf = a.ndf;
+  TrainConfig tc;
+  tc.upconv = a.upconv;
+  tc.channels_last = a.channels_last;
+  torch::manual_seed(1);
+  Generator g(mc);
+  Discriminator d(mc);
+  dcgan_init(*g);
+  dcgan_init(*d);
+  const StepOptions opts = step_options(tc, torch::kCPU);
+  prepare_models(g, d, opts);
+  auto adam = [&](torch::nn::Module& m) {
+    return torch::optim::Adam(m.parameters(), torch::optim::AdamOptions(tc.lr).betas({tc.beta1, tc.beta2}));
+  };
+  torch::optim::Adam opt_g = adam(*g), opt_d = adam(*d);
+  GanStep stepper(g, d, opt_g, opt_d, opts);
+  at::Tensor real = torch::rand({a.batch, mc.channels, mc.image_size, mc.image_size}) * 2 - 1;  // [B, C, S, S]
+  double sum = 0;
+  auto one = [&](std::int64_t i) {
+    at::Tensor z = torch::randn({a.batch, mc.nz});  // [B, nz]
+    auto r = stepper.run(real, z, i);
+    if (r.status != StepResult::kOk) throw UserError(kExitInternal, "benchmark step diverged");
+    sum += r.stats[0].item<double>();
+  };
+  for (int i = 0; i < a.warmup; ++i) one(i + 1);
+  auto t0 = clock_type::now();
+  for (int i = 0; i < a.steps; ++i) one(a.warmup + i + 1);
+  const double dt = seconds_since(t0);
+  const double ips = a.steps * a.batch / dt;
+  const ModelFlops f = model_flops(mc);
+  std::printf("step.config %dx%d nc=%d batch=%d ngf=%d ndf=%d threads=%d upconv=%s channels_last=%s\n", a.image_size,
+              a.image_size, a.channels, a.batch, a.ngf, a.ndf, threads, a.upconv.c_str(), a.channels_last.c_str());
+  std::printf("step.img_per_s %.2f\n", ips);
+  std::printf("step.ms %.1f\n", 1000 * dt / a.steps);
+  std::printf("step.gflop_per_image %.4f\n", f.step() / 1e9);
+  std::printf("step.gflop_per_s %.1f\n", ips * f.step() / 1e9);
+  std::printf("step.peak_rss_mib %.0f\n", peak_rss_mib());
+  std::printf("step.loss_check %.4f\n", sum / (a.warmup + a.steps));
+  return 0;
+}
+
+// GEMM and convolution throughput: the ceiling the training step is measured against.
+int run_peak(int threads_arg, int reps) {
+  const int threads = configure_threads(threads_arg);
+  torch::NoGradGuard no_grad;
+  auto a = torch::randn({2048, 2048}), b = torch::randn({2048, 2048});
+  const double t_mm = best_time([&] { (void)a.mm(b); }, reps);
+  std::printf("peak.threads %d\n", threads);
+  std::printf("peak.gemm_gflop_per_s %.1f\n", 2.0 * 2048 * 2048 * 2048 / t_mm / 1e9);
+  // The discriminator's middle layer at 64x64 (k4 s2 p1, 128 -> 256 channels at 16x16, batch 64), and a 3x3 conv.
+  double best = 0;
+  struct Shape { int cin, cout, h, k, s, p; };
+  for (Shape sh : {Shape{128, 256, 16, 4, 2, 1}, Shape{256, 256, 16, 3, 1, 1}}) {
+    auto x = torch::randn({64, sh.cin, sh.h, sh.h}), w = torch::randn({sh.cout, sh.cin, sh.k, sh.k});
+    const int ho = (sh.h + 2 * sh.p - sh.k) / sh.s + 1;
+    const double flops = 2.0 * 64 * sh.cout * sh.cin * sh.k * sh.k * ho * ho;
+    const double t = best_time([&] { (void)torch::conv2d(x, w, {}, sh.s, sh.p); }, reps);
+    std::printf("peak.conv_k%d_s%d_%dx%d_gflop_per_s %.1f\n", sh.k, sh.s, sh.h, sh.h, flops / t / 1e9);
+    best = std::max(best, flops / t / 1e9);
+  }
+  std::printf("peak.conv_gflop_per_s %.1f\n", best);
+  return 0;
+}
+
+// Forward + backward (input and weight gradients) of each generator layer in both forms.
+int run_layers(const StepArgs& a, int reps) {
+  configure_threads(a.threads);
+  ModelConfig mc;
+  mc.image_size = a.image_size;
+  mc.channels = a.channels;
+  mc.ngf = a.ngf;
+  Generator g(mc);
+  at::Tensor x = torch::randn({a.batch, mc.nz, 1, 1});  // [B, nz, 1, 1]
+  for (auto& m : g->modules(false)) {
+    auto* u = m->as<UpConvImpl>();
+    if (!u) continue;
+    at::Tensor in = x.detach().requires_grad_();
+    at::Tensor w = u->weight.detach().requires_grad_();
+    double ms[3];
+    for (int mode = 0; mode < 3; ++mode) {
+      auto f = [&] {
+        at::Tensor y = mode == 0         ? torch::conv_transpose2d(in, w, {}, u->stride, u->padding)
+                       : u->stride == 1  ? upconv_from_1x1(in, w)
+                       : mode == 1       ? upconv_phase(in, w)
+                                         : upconv_gemm(in, w);
+        y.backward(torch::ones_like(y));
+      };
+      ms[mode] = 1000 * best_time(f, reps);
+    }
+    std::printf("layer.%ld_to_%ld_at_%ldx%ld transposed_ms %.1f phase_ms %.1f gemm_ms %.1f\n",
+                (long)u->weight.size(0), (long)u->weight.size(1), (long)x.size(2), (long)x.size(3), ms[0], ms[1],
+                ms[2]);
+    torch::NoGradGuard no_grad;
+    x = torch::conv_transpose2d(x, u->weight, {}, u->stride, u->padding);  // next layer's input shape
+  }
+  return 0;
+}
+
+}  // namespace
+
+ModelFlops model_flops(const ModelConfig& mc) {
+  ModelFlops f;
+  torch::NoGradGuard no_grad;
+  Generator g(mc);
+  Discriminator d(mc);
+  // Walk the layers with a 1-image input and count 2 * out_elements * (in_channels * k * k) per convolution.
+  at::Tensor x = torch::zeros({1, mc.nz, 1, 1});
+  for (auto& m : g->modules(false))
+    if (auto* u = m->as<UpConvImpl>()) {
+      const double in_px = static_cast<double>(x.size(2) * x.size(3));
+      f.g += 2.0 * in_px * u->weight.numel();  // every input pixel meets the whole [in, out, 4, 4] kernel
+      x = torch::conv_transpose2d(x, u->weight, {}, u->stride, u->padding);
+    }
+  x = torch::zeros({1, mc.channels, mc.image_size, mc.image_size});
+  for (auto& m : d->modules(false))
+    if (auto* c = m->as<torch::nn::Conv2dImpl>()) {
+      x = c->forward(x);
+      f.d += 2.0 * static_cast<double>(x.size(2) * x.size(3)) * c->weight.numel();
+    }
+  return f;
+}
+
+double peak_rss_mib() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0;
+}
+
+int bench_main(int argc, char** argv) {
+  std::string blas = ensure_fast_blas(argv);
+  return guarded("gan-bench", [&]() -> int {
+    CLI::App app{"gan-bench: training-step, layer and peak throughput on this machine (see scripts/bench.sh)"};
+    app.require_subcommand(1);
+    StepArgs a;
+    int reps = 5;
+    auto add_model = [&](CLI::App* c) {
+      c->add_option("--image-size", a.image_size, "16..256, power of two")->check(CLI::IsMember({16, 32, 64, 128, 256}));
+      c->add_option("--channels", a.channels, "1 or 3")->check(CLI::IsMember({1, 3}));
+      c->add_option("--batch", a.batch, "images per step")->check(CLI::Range(2, 4096));
+      c->add_option("--ngf", a.ngf)->check(CLI::Range(1, 1024));
+      c->add_option("--ndf", a.ndf)->check(CLI::Range(1, 1024));
+      c->add_option("--threads", a.threads, "0 = all cores")->check(CLI::Range(0, 1024));
+    };
+    auto* step = app.add_subcommand("step", "img/s of the trainer's step on random data");
+    add_model(step);
+    step->add_option("--steps", a.steps, "timed steps")->check(CLI::Range(1, 100000));
+    step->add_option("--warmup", a.warmup, "untimed steps first")->check(CLI::Range(0, 1000));
+    step->add_option("--upconv", a.upconv)->check(CLI::IsMember({"auto", "phase", "gemm", "transposed"}));
+    step->add_option("--channels-last", a.channels_last)->check(CLI::IsMember({"on", "off"}));
+    auto* layers = app.add_subcommand("layers", "each generator layer: transposed vs phase form, forward+backward");
+    add_model(layers);
+    layers->add_option("--reps", reps)->check(CLI::Range(1, 1000));
+    app.add_subcommand("blas", "prints the OPENBLAS_CORETYPE this program runs with (empty: OpenBLAS's own choice)");
+    auto* peak = app.add_subcommand("peak", "GEMM and convolution GFLOP/s");
+    peak->add_option("--threads", a.threads)->check(CLI::Range(0, 1024));
+    peak->add_option("--reps", reps)->check(CLI::Range(1, 1000));
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      const int code = app.exit(e);
+      return code == 0 ? 0 : kExitUsage;
+    }
+    if (app.got_subcommand("blas")) {
+      const char* core = std::getenv("OPENBLAS_CORETYPE");
+      std::printf("%s\n", core ? core : "");
+      return 0;
+    }
+    std::printf("bench.blas %s\n", blas.c_str());
+    if (*step) return run_step(a);
+    if (*layers) return run_layers(a, reps);
+    return run_peak(a.threads, reps);
+  });
+}
+
+}  // namespace gan
