@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <cstring>
 #include <random>
@@ -68,14 +69,16 @@ bool BatchLoader::fill(std::vector<std::int64_t>& order, LoaderPosition& pos, Ba
     // Decode straight into the free slots, then close the gaps that undecodable files left.
     ok.assign(static_cast<size_t>(want), 0);
     const std::int64_t first = pos.cursor;
-    auto work = [&](std::int64_t begin, std::int64_t step) {
-      for (std::int64_t k = begin; k < want; k += step)
-        ok[k] = source_.load(order[first + k], dst + (filled + k) * per);
+    // Each thread takes the next image as it finishes one (a static split waits for the slowest core; on shared
+    // vCPUs one is often slower). Slot k is fixed, so the batch does not depend on which thread decoded what.
+    std::atomic<std::int64_t> next{0};
+    auto work = [&] {
+      for (std::int64_t k = next++; k < want; k = next++) ok[k] = source_.load(order[first + k], dst + (filled + k) * per);
     };
     const std::int64_t threads = source_.in_memory() ? 1 : std::min<std::int64_t>(workers_, want);
     std::vector<std::thread> pool;
-    for (std::int64_t t = 1; t < threads; ++t) pool.emplace_back(work, t, threads);
-    work(0, threads);
+    for (std::int64_t t = 1; t < threads; ++t) pool.emplace_back(work);
+    work();
     for (auto& th : pool) th.join();
     pos.cursor += want;
     std::int64_t w = filled;

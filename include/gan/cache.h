@@ -1,8 +1,8 @@
 // The preprocessed data cache of a folder source: every image decoded once to bytes [channels, size, size] and
-// stored in one file, read back through a read-only mapping.
+// stored in one file, read back with pread (see ImageCache).
 //
 //   <stem>.data    4096-byte header, then one slot of channels*size*size bytes per source file, in listing order
-//                  (slots of bad files are holes)
+//                  (zeros for bad files)
 //   <stem>.index   format version, the settings that change pixels (image_size, channels, background,
 //                  min_image_size), a build id shared with the .data header, and per source file: its path relative
 //                  to the folder, size, mtime (ns), the checksum of its bytes or why it was skipped; then a checksum of
