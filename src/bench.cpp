@@ -207,12 +207,7 @@ int bench_main(int argc, char** argv) {
     auto* peak = app.add_subcommand("peak", "GEMM and convolution GFLOP/s");
     peak->add_option("--threads", a.threads)->check(CLI::Range(0, 1024));
     peak->add_option("--reps", reps)->check(CLI::Range(1, 1000));
-    try {
-      app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-      const int code = app.exit(e);
-      return code == 0 ? 0 : kExitUsage;
-    }
+    if (int code = parse_command_line(app, argc, argv, "gan-bench"); code >= 0) return code;
     if (app.got_subcommand("blas")) {
       const char* core = std::getenv("OPENBLAS_CORETYPE");
       std::printf("%s\n", core ? core : "");

@@ -34,6 +34,17 @@ int guarded(const char* prog, const std::function<int()>& body) {
   }
 }
 
+int parse_command_line(CLI::App& app, int argc, char** argv, const char* prog) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    std::fprintf(stderr, "%s: error: %s (see %s --help)\n", prog, e.what(), prog);
+    return kExitUsage;
+  }
+  return -1;
+}
+
 namespace {
 
 std::atomic<int> g_signals{0};
@@ -87,13 +98,7 @@ int train_main(int argc, char** argv) {
     app.add_option("--resume", resume, "continue from a checkpoint: PATH or auto (newest run of this config)");
     app.add_flag("--dry-run", dry_run, "print the resolved config and exit");
     app.add_flag("--help-config", help_config, "print every config key with its default and exit");
-    try {
-      app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-      if (e.get_exit_code() == 0) return app.exit(e);
-      std::fprintf(stderr, "gan-train: error: %s (see gan-train --help)\n", e.what());
-      return kExitUsage;
-    }
+    if (int code = parse_command_line(app, argc, argv, "gan-train"); code >= 0) return code;
     if (help_config) {
       std::cout << to_yaml(Config{});
       return kExitOk;
@@ -157,13 +162,7 @@ int sample_main(int argc, char** argv) {
     app.add_option("--seed", o.seed, "noise seed");
     app.add_option("--nrow", o.nrow, "images per grid row")->check(CLI::Range(1, 100000));
     app.add_option("--device", o.device, "auto | cpu | cuda | cuda:N");
-    try {
-      app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-      if (e.get_exit_code() == 0) return app.exit(e);
-      std::fprintf(stderr, "gan-sample: error: %s (see gan-sample --help)\n", e.what());
-      return kExitUsage;
-    }
+    if (int code = parse_command_line(app, argc, argv, "gan-sample"); code >= 0) return code;
     sample(o);
     return kExitOk;
   });

@@ -525,13 +525,7 @@ int data_main(int argc, char** argv) {
     bench->add_option("--cache-dir", bo.cache_dir, "where --synthetic writes (default: $TMPDIR/gan-data-bench)");
     bench->add_flag("--keep", bo.keep, "keep the --synthetic cache (and reuse a kept one)");
     bench->add_flag("--rebuild", bo.rebuild, "rebuild the folder's cache (measures building)");
-    try {
-      app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-      if (e.get_exit_code() == 0) return app.exit(e);
-      std::fprintf(stderr, "gan-data: error: %s (see gan-data --help)\n", e.what());
-      return kExitUsage;
-    }
+    if (int code = parse_command_line(app, argc, argv, "gan-data"); code >= 0) return code;
     if (prepare->parsed()) return run_prepare(resolve(co), force);
     if (check->parsed()) {
       const bool sized = !co.config.empty() || co.image_size > 0;

@@ -116,30 +116,25 @@ StepResult GanStep::run(const at::Tensor& real_in, const at::Tensor& z, std::int
     for (auto& p : params)
       if (p.grad().defined()) p.mutable_grad().mul_(1.0 / scale_);
   };
-  // Returns false when the update must not be applied; records deferred divergence on the device.
+  // Returns false when the update must not be applied. Deferred mode (CUDA without fp16) only records the first
+  // non-finite step on the device; fp16 must decide now (as torch.cuda.amp.GradScaler does).
   auto check = [&](const at::Tensor& loss, std::vector<at::Tensor>& params, int net) -> bool {
-    if (opts_.amp == "fp16") {
-      if (finite(loss, params)) return true;
-      if (scale_ > 1.0) {  // an overflow of the scaled loss, not a divergence: skip and retry with a lower scale
-        scale_ /= 2;
-        good_steps_ = 0;
-        result.status = StepResult::kSkipped;
-        return false;
-      }
-      result.status = net == 1 ? StepResult::kDivergedD : StepResult::kDivergedG;
-      return false;
+    if (!opts_.check_every_step && opts_.amp != "fp16") {
+      at::Tensor bad = torch::logical_not(torch::isfinite(poison_sum(loss, params))) & (first_bad_[0] == 0);
+      // [step, net] built on the device (a host tensor copied over would be a sync point).
+      at::Tensor here = torch::arange(2, first_bad_.options()) * (net - step) + step;
+      first_bad_ = torch::where(bad, here, first_bad_);
+      return true;
     }
-    if (opts_.check_every_step) {
-      if (finite(loss, params)) return true;
+    if (finite(loss, params)) return true;
+    if (opts_.amp == "fp16" && scale_ > 1.0) {  // an overflow of the scaled loss: skip, retry with a lower scale
+      scale_ /= 2;
+      good_steps_ = 0;
+      result.status = StepResult::kSkipped;
+    } else {
       result.status = net == 1 ? StepResult::kDivergedD : StepResult::kDivergedG;
-      return false;
     }
-    // Deferred (CUDA): remember the first bad step without reading it back now.
-    at::Tensor bad = torch::logical_not(torch::isfinite(poison_sum(loss, params))) & (first_bad_[0] == 0);
-    // [step, net] built on the device (a host tensor copied over would be a sync point).
-    at::Tensor here = torch::arange(2, first_bad_.options()) * (net - step) + step;
-    first_bad_ = torch::where(bad, here, first_bad_);
-    return true;
+    return false;
   };
 
   // Discriminator: maximise log D(x) + log(1 - D(G(z))).
