@@ -84,12 +84,26 @@ void load_module(torch::nn::Module& m, torch::serialize::InputArchive& ar, const
   m.load(sub);
 }
 
+std::vector<std::string> read_class_names(torch::serialize::InputArchive& ar) {
+  std::vector<std::string> out;
+  c10::IValue v;
+  if (!ar.try_read("class_names", v) || !v.isString()) return out;
+  const std::string& s = v.toStringRef();
+  size_t begin = 0, nl;
+  while ((nl = s.find('\n', begin)) != std::string::npos) {
+    out.push_back(s.substr(begin, nl - begin));
+    begin = nl + 1;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string checkpoint_dir(const std::string& run_dir) { return run_dir + "/checkpoints"; }
 
 void save_checkpoint(const std::string& path, const Config& cfg, Generator& g, Discriminator& d,
-                     torch::optim::Optimizer& opt_g, torch::optim::Optimizer& opt_d, const TrainingState& state) {
+                     torch::optim::Optimizer& opt_g, torch::optim::Optimizer& opt_d, const TrainingState& state,
+                     Generator* g_ema) {
   torch::serialize::OutputArchive ar;
   ar.write("magic", c10::IValue(std::string(kMagic)));
   ar.write("format", c10::IValue(kCheckpointFormat));
@@ -100,6 +114,15 @@ void save_checkpoint(const std::string& path, const Config& cfg, Generator& g, D
   ar.write("cursor", c10::IValue(state.data.cursor));
   ar.write("rng_state", state.rng_state, /*is_buffer=*/true);
   ar.write("fixed_noise", state.fixed_noise.cpu(), /*is_buffer=*/true);
+  if (state.fixed_labels.defined()) ar.write("fixed_labels", state.fixed_labels.cpu(), /*is_buffer=*/true);
+  std::string names;
+  for (const auto& n : state.class_names) names += n + "\n";
+  ar.write("class_names", c10::IValue(names));
+  if (g_ema) {
+    torch::serialize::OutputArchive ema;
+    (*g_ema)->save(ema);
+    ar.write("generator_ema", ema);
+  }
   torch::serialize::OutputArchive gen, dis, og, od;
   g->save(gen);
   d->save(dis);
@@ -128,10 +151,16 @@ Config read_checkpoint_config(const std::string& path) {
 }
 
 void load_checkpoint(const std::string& path, const c10::Device& device, Generator& g, Discriminator* d,
-                     torch::optim::Optimizer* opt_g, torch::optim::Optimizer* opt_d, TrainingState* state) {
+                     torch::optim::Optimizer* opt_g, torch::optim::Optimizer* opt_d, TrainingState* state,
+                     Generator* g_ema) {
   torch::serialize::InputArchive ar;
   open_archive(path, device, ar);
   load_module(*g, ar, "generator", path);
+  if (g_ema) {
+    torch::serialize::InputArchive sub;
+    if (ar.try_read("generator_ema", sub)) load_module(**g_ema, ar, "generator_ema", path);
+    else copy_weights(*g, **g_ema);
+  }
   if (d) load_module(**d, ar, "discriminator", path);
   try {
     torch::serialize::InputArchive sub;
@@ -153,7 +182,33 @@ void load_checkpoint(const std::string& path, const c10::Device& device, Generat
     if (!ar.try_read("rng_state", state->rng_state, true) || !ar.try_read("fixed_noise", state->fixed_noise, true))
       bad(path, "has no RNG state or fixed noise");
     state->rng_state = state->rng_state.cpu();
+    at::Tensor labels;
+    state->fixed_labels = ar.try_read("fixed_labels", labels, true) ? labels.cpu() : at::Tensor();
+    state->class_names = read_class_names(ar);
   }
+}
+
+void copy_weights(torch::nn::Module& from, torch::nn::Module& to) {
+  torch::NoGradGuard no_grad;
+  auto src_p = from.named_parameters(), dst_p = to.named_parameters();
+  for (auto& p : dst_p) p.value().copy_(src_p[p.key()]);
+  auto src_b = from.named_buffers(), dst_b = to.named_buffers();
+  for (auto& b : dst_b) b.value().copy_(src_b[b.key()]);
+}
+
+SamplingModel load_generator(const std::string& path, const c10::Device& device) {
+  SamplingModel m;
+  m.cfg = read_checkpoint_config(path);
+  torch::serialize::InputArchive ar;
+  open_archive(path, device, ar);
+  m.g = Generator(m.cfg.model);
+  torch::serialize::InputArchive sub;
+  m.ema = ar.try_read("generator_ema", sub);
+  load_module(*m.g, ar, m.ema ? "generator_ema" : "generator", path);
+  m.class_names = read_class_names(ar);
+  m.g->to(device);
+  m.g->eval();
+  return m;
 }
 
 }  // namespace gan

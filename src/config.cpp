@@ -153,6 +153,8 @@ const std::vector<Field>& fields() {
         fail(loc + ": data.cache is empty; use auto, off or a folder to keep the preprocessed cache in");
     };
     t.push_back(cache);
+    t.push_back(text("data", "labels", &Config::data, &DataConfig::labels, {},
+                     "IDX label file for source idx (\"\" = next to the images)"));
     Field size = number("model", "image_size", &Config::model, &ModelConfig::image_size, 16, 256,
                         "output resolution: 16, 32, 64, 128 or 256");
     size.set = [base = size.set](Config& c, const YAML::Node& n, const std::string& loc) {
@@ -174,6 +176,22 @@ const std::vector<Field>& fields() {
     t.push_back(number("model", "ndf", &Config::model, &ModelConfig::ndf, 1, 1024, "discriminator width"));
     t.push_back(number("model", "max_mult", &Config::model, &ModelConfig::max_mult, 1, 64,
                        "channel multiplier cap for sizes above 64"));
+    t.push_back(text("model", "latent", &Config::model, &ModelConfig::latent, {"normal", "uniform"},
+                     "latent distribution: normal | uniform (-1, 1)"));
+    t.push_back(text("model", "d_norm", &Config::model, &ModelConfig::d_norm, {"batch", "none", "layer", "instance"},
+                     "D normalisation: batch | none | layer | instance"));
+    t.push_back(flag("model", "spectral_norm", &Config::model, &ModelConfig::spectral_norm,
+                     "spectral normalisation of D's convolutions"));
+    t.push_back(flag("model", "minibatch_std", &Config::model, &ModelConfig::minibatch_std,
+                     "minibatch std-dev channel before D's last conv"));
+    t.push_back(flag("model", "conditional", &Config::model, &ModelConfig::conditional,
+                     "class-conditional G and D (labelled data)"));
+    t.push_back(number("model", "num_classes", &Config::model, &ModelConfig::num_classes, 0, 100000,
+                       "classes of a conditional model (0 = from the data)"));
+    t.push_back(number("model", "class_embed", &Config::model, &ModelConfig::class_embed, 1, 4096,
+                       "length of G's class embedding"));
+    t.push_back(text("model", "d_conditioning", &Config::model, &ModelConfig::d_conditioning,
+                     {"projection", "concat"}, "conditional D: projection | concat"));
     t.push_back(text("train", "device", &Config::train, &TrainConfig::device, {},
                      "auto | cpu | cuda | cuda:N (auto = CUDA when available)"));
     t.push_back(number("train", "threads", &Config::train, &TrainConfig::threads, 0, 1024,
@@ -186,6 +204,29 @@ const std::vector<Field>& fields() {
     t.push_back(number("train", "lr", &Config::train, &TrainConfig::lr, 1e-9, 1.0, "Adam learning rate"));
     t.push_back(number("train", "beta1", &Config::train, &TrainConfig::beta1, 0.0, 0.999999, "Adam beta1"));
     t.push_back(number("train", "beta2", &Config::train, &TrainConfig::beta2, 0.0, 0.999999, "Adam beta2"));
+    t.push_back(number("train", "lr_g", &Config::train, &TrainConfig::lr_g, 0.0, 1.0, "G learning rate (0 = lr)"));
+    t.push_back(number("train", "lr_d", &Config::train, &TrainConfig::lr_d, 0.0, 1.0, "D learning rate (0 = lr)"));
+    t.push_back(number("train", "beta1_g", &Config::train, &TrainConfig::beta1_g, -1.0, 0.999999, "G beta1 (-1 = beta1)"));
+    t.push_back(number("train", "beta2_g", &Config::train, &TrainConfig::beta2_g, -1.0, 0.999999, "G beta2 (-1 = beta2)"));
+    t.push_back(number("train", "beta1_d", &Config::train, &TrainConfig::beta1_d, -1.0, 0.999999, "D beta1 (-1 = beta1)"));
+    t.push_back(number("train", "beta2_d", &Config::train, &TrainConfig::beta2_d, -1.0, 0.999999, "D beta2 (-1 = beta2)"));
+    t.push_back(text("train", "loss", &Config::train, &TrainConfig::loss, {"bce", "minimax", "lsgan", "hinge", "wgan-gp"},
+                     "bce (non-saturating) | minimax | lsgan | hinge | wgan-gp"));
+    t.push_back(number("train", "gp_weight", &Config::train, &TrainConfig::gp_weight, 0.0, 1e6,
+                       "wgan-gp gradient penalty weight"));
+    t.push_back(number("train", "r1_gamma", &Config::train, &TrainConfig::r1_gamma, 0.0, 1e6,
+                       "R1 penalty gamma on real images (0 = off)"));
+    t.push_back(number("train", "label_smoothing", &Config::train, &TrainConfig::label_smoothing, 0.0, 0.5,
+                       "one-sided: real targets 1 - s"));
+    t.push_back(number("train", "instance_noise", &Config::train, &TrainConfig::instance_noise, 0.0, 10.0,
+                       "std of noise on D inputs at step 0, annealed to 0"));
+    t.push_back(number("train", "instance_noise_steps", &Config::train, &TrainConfig::instance_noise_steps, 0, kBig,
+                       "steps to anneal instance noise (0 = whole run)"));
+    t.push_back(number("train", "d_steps", &Config::train, &TrainConfig::d_steps, 1, 100, "D updates per G update"));
+    t.push_back(number("train", "ema_decay", &Config::train, &TrainConfig::ema_decay, 0.0, 0.999999,
+                       "generator EMA decay (0 = off)"));
+    t.push_back(flag("train", "ema_rampup", &Config::train, &TrainConfig::ema_rampup,
+                     "EMA decay min(decay, (1+t)/(10+t))"));
     t.push_back(number("train", "seed", &Config::train, &TrainConfig::seed, 0, 9.0e15,
                        "seeds weights, noise and shuffling"));
     Field max_time = text("train", "max_time", &Config::train, &TrainConfig::max_time, {},
@@ -226,6 +267,30 @@ const std::vector<Field>& fields() {
                        "images in each sample grid (fixed noise)"));
     t.push_back(number("output", "grid_rows", &Config::output, &OutputConfig::grid_rows, 1, 4096,
                        "images per grid row"));
+    t.push_back(number("eval", "every", &Config::eval, &EvalConfig::every, 0, kBig,
+                       "evaluate every N steps and at the end (0 = off)"));
+    t.push_back(number("eval", "samples", &Config::eval, &EvalConfig::samples, 100, 1000000,
+                       "generated (and real) images per evaluation"));
+    Field eval_time = text("eval", "max_time", &Config::eval, &EvalConfig::max_time, {},
+                           "cap per evaluation, e.g. 2m (\"\" = none)");
+    eval_time.set = [base = eval_time.set](Config& c, const YAML::Node& n, const std::string& loc) {
+      base(c, n, loc);
+      if (parse_duration(c.eval.max_time) < 0)
+        fail(loc + ": eval.max_time = '" + c.eval.max_time + "' is not a duration like 45s, 2m or 1h");
+    };
+    t.push_back(eval_time);
+    t.push_back(text("eval", "extractor", &Config::eval, &EvalConfig::extractor, {},
+                     "classifier | path to a TorchScript feature model"));
+    t.push_back(text("eval", "cache", &Config::eval, &EvalConfig::cache, {},
+                     "folder for classifier + real statistics (auto = ~/.cache/gan-trainer)"));
+    t.push_back(number("health", "window", &Config::health, &HealthConfig::window, 1, 1000000,
+                       "steps over which D saturation is judged"));
+    t.push_back(number("health", "saturation", &Config::health, &HealthConfig::saturation, 0.5, 1.0,
+                       "warn when D(x) > this and D(G(z)) < 1 - this"));
+    t.push_back(number("health", "min_diversity", &Config::health, &HealthConfig::min_diversity, 0.0, 1.0,
+                       "warn below this fraction of the data's diversity"));
+    t.push_back(number("health", "eval_regress", &Config::health, &HealthConfig::eval_regress, 1.0, 1e6,
+                       "warn when an eval FD exceeds best x this"));
     return t;
   }();
   return table;
@@ -255,7 +320,7 @@ std::string suggestion(const std::string& word, const std::vector<std::string>& 
   return " (did you mean '" + best + "'?)";
 }
 
-std::vector<std::string> sections() { return {"data", "model", "train", "output"}; }
+std::vector<std::string> sections() { return {"data", "model", "train", "output", "eval", "health"}; }
 
 const Field& find_field(const std::string& section, const std::string& key, const std::string& loc) {
   std::vector<std::string> keys;
@@ -272,7 +337,7 @@ void check_section(const std::string& section, const std::string& loc) {
   auto s = sections();
   if (std::find(s.begin(), s.end(), section) == s.end())
     fail(loc + ": unknown section '" + section + "'" + suggestion(section, s) +
-         "; sections are data, model, train, output");
+         "; sections are data, model, train, output, eval, health");
 }
 
 }  // namespace
@@ -287,7 +352,8 @@ Config parse_config(const std::string& yaml_text, const std::string& origin) {
   Config cfg;
   cfg.origin = origin;
   if (root.IsNull()) return cfg;  // an empty file means all defaults
-  if (!root.IsMap()) fail(origin + ": the config must be a mapping of sections (data, model, train, output)");
+  if (!root.IsMap())
+    fail(origin + ": the config must be a mapping of sections (data, model, train, output, eval, health)");
   auto key_name = [&](const YAML::Node& k) {
     if (!k.IsScalar()) fail(where(origin, k) + ": keys must be plain names" + (k.IsNull() ? "" : ", not lists or mappings"));
     return k.Scalar();
@@ -360,6 +426,16 @@ void validate_config(const Config& cfg) {
     fail(cfg.origin + ": data.background = '" + bg + "' must be a colour like #ffffff");
   if (cfg.data.source == "folder" && cfg.data.path.empty())
     fail(cfg.origin + ": data.source is folder but data.path is empty; set data.path to your image folder");
+  const auto& t = cfg.train;
+  if (t.loss == "wgan-gp" && m.d_norm == "batch")
+    fail(cfg.origin + ": train.loss wgan-gp needs model.d_norm none, layer or instance (batch norm mixes the samples "
+                      "that the gradient penalty treats one by one)");
+  if (t.label_smoothing > 0 && (t.loss == "hinge" || t.loss == "wgan-gp"))
+    fail(cfg.origin + ": train.label_smoothing applies to bce, minimax and lsgan, not " + t.loss);
+  if (m.conditional && m.num_classes == 1)
+    fail(cfg.origin + ": model.num_classes = 1 for a conditional model; use 0 (from the data) or at least 2");
+  if (m.minibatch_std && cfg.train.batch_size < 2)
+    fail(cfg.origin + ": model.minibatch_std needs train.batch_size >= 2");
   if (cfg.output.name.find('/') != std::string::npos)
     fail(cfg.origin + ": output.name = '" + cfg.output.name + "' must be a folder name without '/'; use output.dir");
 }

@@ -17,6 +17,36 @@
 namespace gan {
 namespace fs = std::filesystem;
 
+void ImageSource::set_labels(std::vector<std::int32_t> labels, std::vector<std::string> names) {
+  if (static_cast<std::int64_t>(labels.size()) != size())
+    throw std::logic_error("set_labels: " + std::to_string(labels.size()) + " labels for " + std::to_string(size()) +
+                           " images");
+  labels_ = std::move(labels);
+  class_names_ = std::move(names);
+}
+
+bool folder_labels(const std::string& dir, const std::vector<std::string>& files, std::vector<std::int32_t>& labels,
+                   std::vector<std::string>& names) {
+  labels.clear();
+  names.clear();
+  std::vector<std::string> cls;
+  cls.reserve(files.size());
+  const fs::path root = fs::path(dir).lexically_normal();
+  for (const auto& f : files) {
+    fs::path rel = fs::path(f).lexically_normal().lexically_relative(root);
+    auto it = rel.begin();
+    if (it == rel.end() || std::next(it) == rel.end() || it->string() == "..") return false;  // directly in `dir`
+    cls.push_back(it->string());
+  }
+  names = cls;
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  labels.reserve(cls.size());
+  for (const auto& c : cls)
+    labels.push_back(static_cast<std::int32_t>(std::lower_bound(names.begin(), names.end(), c) - names.begin()));
+  return true;
+}
+
 namespace {
 
 // All images of one or more IDX files, converted once to [N, channels, size, size] bytes.
@@ -159,6 +189,40 @@ std::vector<std::string> idx_files(const DataConfig& data) {
   return out;
 }
 
+// The label file of an IDX images file: data.labels when set, else the name with "images-idx3" -> "labels-idx1".
+// Missing label files leave the source unlabelled (a conditional model then refuses it).
+void attach_idx_labels(ImageSource& src, const std::vector<std::string>& image_files, const DataConfig& data) {
+  std::vector<std::int32_t> labels;
+  int max_label = -1;
+  for (const auto& f : image_files) {
+    std::string lf = data.labels;
+    if (lf.empty() || image_files.size() > 1) {
+      lf = f;
+      auto at = lf.rfind("images-idx3");
+      if (at == std::string::npos) at = lf.rfind("images.idx3");
+      if (at == std::string::npos) return;
+      lf.replace(at, 11, lf.compare(at, 11, "images-idx3") == 0 ? "labels-idx1" : "labels.idx1");
+      if (!fs::exists(lf)) return;
+    }
+    IdxArray a = read_idx(lf);
+    if (a.dims.size() != 1) throw UserError(kExitData, "IDX label file " + lf + ": expected one dimension [N]");
+    for (std::uint8_t v : a.data) {
+      if (static_cast<std::int64_t>(labels.size()) >= src.size()) break;
+      labels.push_back(v);
+      max_label = std::max<int>(max_label, v);
+    }
+  }
+  if (static_cast<std::int64_t>(labels.size()) != src.size())
+    throw UserError(kExitData, "IDX label files hold " + std::to_string(labels.size()) + " labels for " +
+                                   std::to_string(src.size()) + " images (" + image_files.front() + ")");
+  std::vector<std::string> names;
+  static const char* kFashion[] = {"t-shirt", "trouser", "pullover", "dress", "coat",
+                                   "sandal",  "shirt",   "sneaker",  "bag",   "ankle-boot"};
+  const bool fashion = data.source == "fashion-mnist" && max_label < 10;
+  for (int c = 0; c <= max_label; ++c) names.push_back(fashion ? kFashion[c] : std::to_string(c));
+  src.set_labels(std::move(labels), std::move(names));
+}
+
 }  // namespace
 
 bool decode_to_chw(const std::string& path, int size, int channels, const DataConfig& data, std::uint8_t* dst,
@@ -200,15 +264,26 @@ std::unique_ptr<ImageSource> open_dataset(const DataConfig& data, int image_size
   const Rgb bg = parse_colour(data.background);
   if (data.source == "folder") {
     auto files = folder_files(data);
-    if (data.cache == "off") return std::make_unique<FolderSource>(data.path, std::move(files), image_size, channels, data);
+    if (data.cache == "off") {
+      auto src = std::make_unique<FolderSource>(data.path, files, image_size, channels, data);
+      std::vector<std::int32_t> labels;
+      std::vector<std::string> names;
+      if (folder_labels(data.path, files, labels, names)) src->set_labels(std::move(labels), std::move(names));
+      return src;
+    }
     // The preprocessed cache (cache.h); it decodes through the same decode_chw, so the bytes are identical.
     auto folder = std::make_unique<FolderSource>(data.path, files, image_size, channels, data);
     CacheOutcome cache = open_folder_cache(data, image_size, channels, files, std::move(folder));
     if (!cache.cached) spdlog::warn("{}", cache.reason);
+    std::vector<std::int32_t> labels;
+    std::vector<std::string> names;
+    if (folder_labels(data.path, files, labels, names)) cache.source->set_labels(std::move(labels), std::move(names));
     return std::move(cache.source);
   }
-  auto src = std::make_unique<IdxSource>(idx_files(data), data.max_images, image_size, channels, bg);
+  const auto files = idx_files(data);
+  auto src = std::make_unique<IdxSource>(files, data.max_images, image_size, channels, bg);
   if (src->size() == 0) throw UserError(kExitData, "the dataset " + src->description() + " is empty");
+  attach_idx_labels(*src, files, data);
   return src;
 }
 

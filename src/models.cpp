@@ -78,6 +78,52 @@ torch::Tensor upconv_gemm(const torch::Tensor& x, const torch::Tensor& w) {
       cols, torch::nn::functional::FoldFuncOptions({2 * h, 2 * wd}, {4, 4}).stride(2).padding(1));  // [N, Cout, 2H, 2W]
 }
 
+SNConv2dImpl::SNConv2dImpl(int in, int out, int kernel, int stride_, int padding_) : stride(stride_), padding(padding_) {
+  weight = register_parameter("weight", torch::empty({out, in, kernel, kernel}));
+  nn::init::kaiming_uniform_(weight, std::sqrt(5.0));  // as Conv2d
+  u = register_buffer("u", torch::nn::functional::normalize(torch::randn({out}),
+                                                            torch::nn::functional::NormalizeFuncOptions().dim(0)));
+}
+
+torch::Tensor SNConv2dImpl::sigma() const {
+  torch::NoGradGuard no_grad;
+  auto w = weight.reshape({weight.size(0), -1});  // [out, in*k*k]
+  auto v = torch::nn::functional::normalize(w.t().mv(u), torch::nn::functional::NormalizeFuncOptions().dim(0));
+  return u.dot(w.mv(v));
+}
+
+torch::Tensor SNConv2dImpl::forward(const torch::Tensor& x) {
+  auto w = weight.reshape({weight.size(0), -1});  // [out, in*k*k]
+  const auto unit = torch::nn::functional::NormalizeFuncOptions().dim(0).eps(1e-12);
+  torch::Tensor v;
+  {
+    torch::NoGradGuard no_grad;
+    v = torch::nn::functional::normalize(w.detach().t().mv(u), unit);  // [in*k*k]
+    if (is_training()) u.copy_(torch::nn::functional::normalize(w.detach().mv(v), unit));  // [out]
+  }
+  auto sigma = u.dot(w.mv(v));  // u^T W v: the top singular value, differentiable in W (u, v constants)
+  return torch::conv2d(x, weight / sigma, {}, stride, padding);
+}
+
+torch::Tensor MinibatchStdImpl::forward(const torch::Tensor& x) {
+  const std::int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  const std::int64_t g = n % 4 == 0 ? 4 : n;                         // group size
+  auto y = x.reshape({g, n / g, c, h, w});                           // [G, N/G, C, H, W]: group members on dim 0
+  auto sd = (y.var(0, /*unbiased=*/false) + 1e-8).sqrt();            // [N/G, C, H, W]
+  auto f = sd.mean({1, 2, 3});                                       // [N/G]
+  auto maps = f.view({1, n / g, 1, 1, 1}).expand({g, n / g, 1, h, w}).reshape({n, 1, h, w});  // [N, 1, H, W]
+  return torch::cat({x, maps.to(x.dtype())}, 1);                     // [N, C + 1, H, W]
+}
+
+torch::Tensor sample_latent(const ModelConfig& cfg, std::int64_t n, c10::optional<at::Generator> gen) {
+  if (cfg.latent == "uniform") return torch::rand({n, cfg.nz}, gen) * 2 - 1;  // [n, nz] in [-1, 1)
+  return torch::randn({n, cfg.nz}, gen);                                     // [n, nz]
+}
+
+torch::Tensor sample_labels(const ModelConfig& cfg, std::int64_t n, c10::optional<at::Generator> gen) {
+  return torch::randint(std::max(cfg.num_classes, 1), {n}, gen, torch::kLong);  // [n]
+}
+
 void GeneratorImpl::set_upconv_mode(UpconvMode mode) {
   for (auto& m : modules(/*include_self=*/false))
     if (auto* u = m->as<UpConvImpl>()) u->mode = mode;
@@ -94,15 +140,27 @@ void set_channels_last(nn::Module& module, bool channels_last) {
 
 namespace {
 UpConv up(int in, int out, int stride, int pad) { return UpConv(in, out, stride, pad); }
-nn::Conv2d down(int in, int out, int stride, int pad) {
-  return nn::Conv2d(nn::Conv2dOptions(in, out, 4).stride(stride).padding(pad).bias(false));
+nn::AnyModule down(const ModelConfig& cfg, int in, int out, int stride, int pad) {
+  if (cfg.spectral_norm) return nn::AnyModule(SNConv2d(in, out, 4, stride, pad));
+  return nn::AnyModule(nn::Conv2d(nn::Conv2dOptions(in, out, 4).stride(stride).padding(pad).bias(false)));
+}
+nn::AnyModule norm(const ModelConfig& cfg, int ch) {
+  if (cfg.d_norm == "layer") return nn::AnyModule(nn::GroupNorm(nn::GroupNormOptions(1, ch)));
+  if (cfg.d_norm == "instance") return nn::AnyModule(nn::InstanceNorm2d(nn::InstanceNorm2dOptions(ch).affine(true)));
+  return nn::AnyModule(nn::BatchNorm2d(ch));
+}
+void check_labels(const ModelConfig& cfg, const torch::Tensor& labels, std::int64_t n, const char* who) {
+  TORCH_CHECK(labels.defined(), who, " is conditional (", cfg.num_classes, " classes): labels are required");
+  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == n, who, " labels must be [", n, "], got ", labels.sizes());
 }
 }  // namespace
 
 GeneratorImpl::GeneratorImpl(const ModelConfig& cfg) : cfg_(cfg) {
   const int g = cfg.ngf;
   int ch = g * channel_mult(cfg, 4);
-  main_->push_back(up(cfg.nz, ch, 1, 0));  // [N, ngf*m, 4, 4]
+  TORCH_CHECK(!cfg.conditional || cfg.num_classes >= 2, "conditional generator needs model.num_classes >= 2");
+  const int in = cfg.nz + (cfg.conditional ? cfg.class_embed : 0);
+  main_->push_back(up(in, ch, 1, 0));  // [N, ngf*m, 4, 4]
   main_->push_back(nn::BatchNorm2d(ch));
   main_->push_back(nn::ReLU(true));
   for (int res = 8; res < cfg.image_size; res *= 2) {
@@ -115,37 +173,71 @@ GeneratorImpl::GeneratorImpl(const ModelConfig& cfg) : cfg_(cfg) {
   main_->push_back(up(ch, cfg.channels, 2, 1));  // [N, channels, image_size, image_size]
   main_->push_back(nn::Tanh());
   register_module("main", main_);
+  if (cfg.conditional) embed_ = register_module("embed", nn::Embedding(cfg.num_classes, cfg.class_embed));
 }
 
-torch::Tensor GeneratorImpl::forward(const torch::Tensor& z) {
+torch::Tensor GeneratorImpl::forward(const torch::Tensor& z, const torch::Tensor& labels) {
   TORCH_CHECK(z.dim() == 2 || z.dim() == 4, "generator input must be [N, nz] or [N, nz, 1, 1]");
   TORCH_CHECK(z.size(1) == cfg_.nz, "generator expects nz = ", cfg_.nz, ", got ", z.size(1));
-  auto out = main_->forward(z.dim() == 2 ? z.view({z.size(0), cfg_.nz, 1, 1}) : z);
+  auto in = z.reshape({z.size(0), cfg_.nz});  // [N, nz]
+  if (cfg_.conditional) {
+    check_labels(cfg_, labels, z.size(0), "generator");
+    in = torch::cat({in, embed_->forward(labels).to(in.dtype())}, 1);  // [N, nz + class_embed]
+  }
+  auto out = main_->forward(in.view({in.size(0), in.size(1), 1, 1}));
   return out;  // [N, channels, image_size, image_size]
 }
 
 DiscriminatorImpl::DiscriminatorImpl(const ModelConfig& cfg) : cfg_(cfg) {
   const int d = cfg.ndf;
   int ch = d;
-  main_->push_back(down(cfg.channels, ch, 2, 1));  // [N, ndf, S/2, S/2]
+  TORCH_CHECK(!cfg.conditional || cfg.num_classes >= 2, "conditional discriminator needs model.num_classes >= 2");
+  const bool concat = cfg.conditional && cfg.d_conditioning == "concat";
+  main_->push_back(down(cfg, cfg.channels + (concat ? cfg.num_classes : 0), ch, 2, 1));  // [N, ndf, S/2, S/2]
   main_->push_back(nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(0.2).inplace(true)));
   for (int res = cfg.image_size / 4; res >= 4; res /= 2) {
     int next = d * channel_mult(cfg, res);
-    main_->push_back(down(ch, next, 2, 1));  // [N, ndf*m, res, res]
-    main_->push_back(nn::BatchNorm2d(next));
+    main_->push_back(down(cfg, ch, next, 2, 1));  // [N, ndf*m, res, res]
+    if (cfg.d_norm != "none") main_->push_back(norm(cfg, next));
     main_->push_back(nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(0.2).inplace(true)));
     ch = next;
   }
-  main_->push_back(down(ch, 1, 1, 0));  // [N, 1, 1, 1]: one logit per image
+  if (cfg.minibatch_std) {
+    main_->push_back(MinibatchStd());  // [N, ndf*m + 1, 4, 4]
+    ++ch;
+  }
+  main_->push_back(down(cfg, ch, 1, 1, 0));  // [N, 1, 1, 1]: one logit per image
   register_module("main", main_);
+  if (cfg.conditional && !concat) embed_ = register_module("embed", nn::Embedding(cfg.num_classes, ch));
 }
 
-torch::Tensor DiscriminatorImpl::forward(const torch::Tensor& x) {
+torch::Tensor DiscriminatorImpl::forward(const torch::Tensor& x_in, const torch::Tensor& labels) {
+  const auto& x = x_in;
   TORCH_CHECK(x.dim() == 4 && x.size(1) == cfg_.channels && x.size(2) == cfg_.image_size &&
                   x.size(3) == cfg_.image_size,
               "discriminator expects [N, ", cfg_.channels, ", ", cfg_.image_size, ", ", cfg_.image_size, "], got ",
               x.sizes());
-  auto logits = main_->forward(x);  // [N, 1, 1, 1]
+  if (cfg_.conditional) check_labels(cfg_, labels, x.size(0), "discriminator");
+  torch::Tensor h = x;
+  if (cfg_.conditional && cfg_.d_conditioning == "concat") {
+    auto maps = torch::one_hot(labels, cfg_.num_classes).to(x.dtype());  // [N, K]
+    maps = maps.view({x.size(0), cfg_.num_classes, 1, 1}).expand({-1, -1, x.size(2), x.size(3)});
+    h = torch::cat({x, maps}, 1).contiguous(x.suggest_memory_format());  // [N, C + K, S, S]
+  }
+  const size_t last = main_->size() - 1;
+  size_t i = 0;
+  torch::Tensor logits;
+  for (auto it = main_->begin(); it != main_->end(); ++it, ++i) {
+    if (i < last) {
+      h = it->forward(h);  // ... -> [N, ndf*m (+1), 4, 4] before the last layer
+      continue;
+    }
+    logits = it->forward(h);  // [N, 1, 1, 1]
+  }
+  if (embed_) {  // projection: + <embed(y), sum over pixels of h>
+    auto proj = (embed_->forward(labels).to(h.dtype()) * h.sum({2, 3})).sum(1);  // [N]
+    logits = logits + proj.view({x.size(0), 1, 1, 1});
+  }
   TORCH_CHECK(logits.dim() == 4 && logits.size(1) == 1 && logits.size(2) == 1 && logits.size(3) == 1,
               "discriminator produced ", logits.sizes(), " instead of [N, 1, 1, 1]");
   return logits.view({x.size(0)});  // [N]
@@ -156,6 +248,8 @@ void dcgan_init(nn::Module& module) {
   for (auto& m : module.modules(/*include_self=*/false)) {
     if (auto* c = m->as<nn::Conv2d>()) c->weight.normal_(0.0, 0.02);
     else if (auto* u = m->as<UpConvImpl>()) u->weight.normal_(0.0, 0.02);
+    else if (auto* sn = m->as<SNConv2dImpl>()) sn->weight.normal_(0.0, 0.02);
+    else if (auto* e = m->as<nn::EmbeddingImpl>()) e->weight.normal_(0.0, 0.02);
     else if (auto* b = m->as<nn::BatchNorm2d>()) {
       b->weight.normal_(1.0, 0.02);
       b->bias.zero_();

@@ -17,20 +17,22 @@ namespace gan {
 int sample(const SampleOptions& opts) {
   if (opts.out.empty() && opts.individual.empty())
     throw UserError(kExitUsage, "nothing to write: give --out grid.png and/or --individual DIR");
-  const Config cfg = read_checkpoint_config(opts.checkpoint);
   const c10::Device device = resolve_device(opts.device);
   configure_threads(0);
-  Generator g(cfg.model);
-  load_checkpoint(opts.checkpoint, device, g);
-  g->to(device);
-  g->eval();
+  SamplingModel model = load_generator(opts.checkpoint, device);
+  const Config& cfg = model.cfg;
+  Generator& g = model.g;
 
   torch::NoGradGuard no_grad;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<std::uint64_t>(opts.seed));
-  at::Tensor z = torch::randn({opts.n, cfg.model.nz}, gen);  // [n, nz] on CPU: the same images on any device
+  at::Tensor z = sample_latent(cfg.model, opts.n, gen);  // [n, nz] on CPU: the same images on any device
+  at::Tensor y = cfg.model.conditional ? sample_labels(cfg.model, opts.n, gen) : at::Tensor();  // [n]
   at::Tensor images;
   std::vector<at::Tensor> chunks;
-  for (const auto& part : z.split(256)) chunks.push_back(g->forward(part.to(device)).cpu());  // [<=256, C, S, S]
+  for (std::int64_t i = 0; i < opts.n; i += 256) {
+    const std::int64_t k = std::min<std::int64_t>(256, opts.n - i);
+    chunks.push_back(g->forward(z.narrow(0, i, k).to(device), y.defined() ? y.narrow(0, i, k).to(device) : y).cpu());
+  }  // [<=256, C, S, S] each
   images = torch::cat(chunks);
   int written = 0;
   if (!opts.out.empty()) {

@@ -24,11 +24,15 @@ struct TrainingState {
   LoaderPosition data;         // epoch and position in its order
   at::Tensor rng_state;        // torch's CPU generator (weights init, noise)
   at::Tensor fixed_noise;      // [samples, nz] noise for the sample grids
+  at::Tensor fixed_labels;     // [samples] int64 classes for the grids of a conditional model (else undefined)
+  std::vector<std::string> class_names;  // the data's classes (empty for unlabelled data)
 };
 
 // Saves atomically to `path` (temporary file + fsync + rename).
+// With `g_ema` (train.ema_decay > 0) the EMA generator is stored too ("generator_ema").
 void save_checkpoint(const std::string& path, const Config& cfg, Generator& g, Discriminator& d,
-                     torch::optim::Optimizer& opt_g, torch::optim::Optimizer& opt_d, const TrainingState& state);
+                     torch::optim::Optimizer& opt_g, torch::optim::Optimizer& opt_d, const TrainingState& state,
+                     Generator* g_ema = nullptr);
 
 // Reads the config stored in a checkpoint. Throws UserError(kExitCheckpoint) for a missing, truncated, foreign or
 // newer-format file.
@@ -36,9 +40,24 @@ Config read_checkpoint_config(const std::string& path);
 
 // Loads weights (and optimizers and state when given) onto `device`. The modules must have been built from the
 // checkpoint's config; a mismatch is reported with the differing keys.
+// `g_ema` receives the stored EMA generator, or a copy of the generator when the file has none (EMA switched on
+// when resuming).
 void load_checkpoint(const std::string& path, const c10::Device& device, Generator& g, Discriminator* d = nullptr,
                      torch::optim::Optimizer* opt_g = nullptr, torch::optim::Optimizer* opt_d = nullptr,
-                     TrainingState* state = nullptr);
+                     TrainingState* state = nullptr, Generator* g_ema = nullptr);
+
+// The generator a checkpoint's user wants, for sampling and evaluation: rebuilt from the stored config, with the
+// EMA weights when the checkpoint has them (`ema` says which), in eval mode on `device`.
+struct SamplingModel {
+  Config cfg;
+  Generator g{nullptr};
+  bool ema = false;
+  std::vector<std::string> class_names;  // class index -> name (conditional models)
+};
+SamplingModel load_generator(const std::string& path, const c10::Device& device);
+
+// Copies parameters and buffers of `from` into `to` (same architecture).
+void copy_weights(torch::nn::Module& from, torch::nn::Module& to);
 
 // "runs/x/checkpoints/latest.pt" style helpers.
 std::string checkpoint_dir(const std::string& run_dir);

@@ -17,6 +17,8 @@ struct DataConfig {
   int min_image_size = 8;                // skip images narrower or shorter than this (tracking pixels, icons)
   double max_bad_fraction = 0.5;         // stop when more than this fraction of the files tried fail to decode
   std::string cache = "auto";            // folder sources: auto | off | folder for the preprocessed uint8 cache
+  std::string labels = "";               // IDX label file for data.source idx ("" = the images file's name with
+                                         // images-idx3 -> labels-idx1); folders: first sub-directory names
 };
 
 struct ModelConfig {
@@ -26,6 +28,14 @@ struct ModelConfig {
   int ngf = 64;            // generator width (channels of its last hidden layer)
   int ndf = 64;            // discriminator width (channels of its first layer)
   int max_mult = 8;        // channel multiplier cap for sizes above 64 (64x64 reaches exactly 8)
+  std::string latent = "normal";  // latent distribution: normal (N(0, 1)) | uniform (U(-1, 1))
+  std::string d_norm = "batch";   // D's normalisation: batch | none | layer | instance (wgan-gp needs not batch)
+  bool spectral_norm = false;     // spectral normalisation of D's convolutions (power iteration, 1 step per call)
+  bool minibatch_std = false;     // minibatch standard-deviation channel before D's last convolution
+  bool conditional = false;       // class-conditional G and D (labels from IDX label files or sub-folders)
+  int num_classes = 0;            // classes of a conditional model (0 = from the data; stored resolved)
+  int class_embed = 50;           // length of G's class embedding, concatenated to z
+  std::string d_conditioning = "projection";  // conditional D: projection (Miyato & Koyama) | concat (label maps)
 };
 
 struct TrainConfig {
@@ -37,6 +47,19 @@ struct TrainConfig {
   double lr = 2e-4;              // Adam learning rate (G and D)
   double beta1 = 0.5;            // Adam beta1
   double beta2 = 0.999;          // Adam beta2
+  double lr_g = 0;               // G's learning rate (0 = lr); TTUR: a higher lr_d than lr_g
+  double lr_d = 0;               // D's learning rate (0 = lr)
+  double beta1_g = -1, beta2_g = -1;  // G's Adam betas (-1 = beta1 / beta2)
+  double beta1_d = -1, beta2_d = -1;  // D's Adam betas (-1 = beta1 / beta2)
+  std::string loss = "bce";      // bce (non-saturating) | minimax | lsgan | hinge | wgan-gp
+  double gp_weight = 10;         // wgan-gp: gradient penalty weight (lambda)
+  double r1_gamma = 0;           // R1 penalty gamma/2 * |grad D(x)|^2 on real images (0 = off)
+  double label_smoothing = 0;    // one-sided: real targets 1 - s (bce, minimax, lsgan)
+  double instance_noise = 0;     // std of Gaussian noise added to D's inputs at step 0, annealed linearly to 0
+  std::int64_t instance_noise_steps = 0;  // steps over which instance noise reaches 0 (0 = the whole run)
+  int d_steps = 1;               // D updates (each on a fresh batch) per G update
+  double ema_decay = 0;          // generator EMA decay, e.g. 0.999 (0 = off); samples and eval use the EMA G
+  bool ema_rampup = true;        // EMA decay min(ema_decay, (1 + t) / (10 + t)) early in training
   std::int64_t seed = 1;         // seeds weights, noise and shuffling
   std::string max_time = "";     // stop cleanly after this long, e.g. 90m, 6h, 1d12h ("" = no limit)
   std::string on_nan = "stop";   // non-finite loss or gradient: stop | rollback (to the last checkpoint)
@@ -59,11 +82,29 @@ struct OutputConfig {
   int grid_rows = 8;             // images per grid row
 };
 
+struct EvalConfig {
+  std::int64_t every = 0;          // evaluate every N steps and at the end (0 = off; gan-eval works any time)
+  std::int64_t samples = 5000;     // generated images per evaluation (the real statistics use as many)
+  std::string max_time = "5m";     // cap per evaluation: fewer samples when generating would take longer
+  std::string extractor = "classifier";  // classifier (trained once on labelled data, cached) | path to a
+                                         // TorchScript model mapping [N, C, H, W] in [-1, 1] to features
+  std::string cache = "auto";      // folder for the classifier and real statistics (auto = ~/.cache/gan-trainer)
+};
+
+struct HealthConfig {
+  int window = 200;                // steps over which D saturation is judged
+  double saturation = 0.95;        // warn when mean D(x) > this and D(G(z)) < 1 - this for a whole window
+  double min_diversity = 0.25;     // warn when fixed-noise sample diversity falls below this fraction of the data's
+  double eval_regress = 1.25;      // warn when an eval FD is this many times the best so far
+};
+
 struct Config {
   DataConfig data;
   ModelConfig model;
   TrainConfig train;
   OutputConfig output;
+  EvalConfig eval;
+  HealthConfig health;
   std::string origin = "default";  // where it came from (file path), for messages; not a key
   std::string name = "run";        // config file stem, used for run folder names; not a key
 };

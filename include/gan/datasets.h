@@ -30,8 +30,18 @@ class ImageSource {
   // One line for the log: what was opened, how many images.
   virtual std::string description() const = 0;
 
+  // Class labels: IDX label files next to the images, or a folder's first sub-directory names. Without labels
+  // num_classes() is 0 and label() -1.
+  int num_classes() const { return static_cast<int>(class_names_.size()); }
+  int label(std::int64_t i) const { return labels_.empty() ? -1 : labels_[static_cast<size_t>(i)]; }
+  const std::vector<std::string>& class_names() const { return class_names_; }
+  // labels[i] in [0, names.size()) for every image i (labels.size() == size()).
+  void set_labels(std::vector<std::int32_t> labels, std::vector<std::string> names);
+
  private:
   int image_size_, channels_;
+  std::vector<std::int32_t> labels_;
+  std::vector<std::string> class_names_;
 };
 
 // Default location of Debian's dataset-fashion-mnist.
@@ -43,6 +53,11 @@ constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
 // images, or when the data cache finds more than data.max_bad_fraction of the files unusable (decoding on the fly,
 // the loader stops on that instead, once it has tried enough files).
 std::unique_ptr<ImageSource> open_dataset(const DataConfig& data, int image_size, int channels);
+
+// Class of each file from its first sub-directory under `dir` ("dir/cat/x/1.png" -> "cat"), names sorted. Returns
+// false (labels empty) when any file lies directly in `dir`.
+bool folder_labels(const std::string& dir, const std::vector<std::string>& files, std::vector<std::int32_t>& labels,
+                   std::vector<std::string>& names);
 
 // Image files under `dir`, recursively, sorted (extensions jpg jpeg png bmp tga gif, any case).
 std::vector<std::string> list_image_files(const std::string& dir);

@@ -3,6 +3,7 @@
 // (main.0.weight, main.1.running_mean, ...).
 #pragma once
 #include <torch/nn/module.h>
+#include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/pimpl.h>
 
@@ -38,11 +39,34 @@ torch::Tensor upconv_from_1x1(const torch::Tensor& z, const torch::Tensor& w);
 // conv_transpose2d(x, w, stride 2, padding 1) as one batched GEMM and fold (col2im). Returns [N, out, 2H, 2W].
 torch::Tensor upconv_gemm(const torch::Tensor& x, const torch::Tensor& w);
 
+// A bias-free 2-D convolution whose weight is divided by its largest singular value (Miyato et al. 2018), estimated
+// by one power-iteration step per training-mode call on weight.view(out, -1); u is a buffer, so the estimate carries
+// over between steps and into checkpoints. In eval mode u is not updated.
+class SNConv2dImpl : public torch::nn::Module {
+ public:
+  SNConv2dImpl(int in, int out, int kernel, int stride, int padding);
+  torch::Tensor forward(const torch::Tensor& x);
+  // The current estimate of the largest singular value of weight.view(out, -1) (no update).
+  torch::Tensor sigma() const;
+  torch::Tensor weight, u;
+  int stride, padding;
+};
+TORCH_MODULE(SNConv2d);
+
+// Appends the standard deviation across a group of up to 4 images (averaged over channels and pixels) as one more
+// feature map (Karras et al. 2018): [N, C, H, W] -> [N, C + 1, H, W]. A batch not divisible by 4 is one group.
+class MinibatchStdImpl : public torch::nn::Module {
+ public:
+  torch::Tensor forward(const torch::Tensor& x);
+};
+TORCH_MODULE(MinibatchStd);
+
 class GeneratorImpl : public torch::nn::Module {
  public:
   explicit GeneratorImpl(const ModelConfig& cfg);
-  // z: [N, nz] or [N, nz, 1, 1] -> images [N, channels, image_size, image_size] in (-1, 1).
-  torch::Tensor forward(const torch::Tensor& z);
+  // z: [N, nz] or [N, nz, 1, 1] -> images [N, channels, image_size, image_size] in (-1, 1). A conditional generator
+  // needs `labels` [N] (int64 class indices); others ignore it.
+  torch::Tensor forward(const torch::Tensor& z, const torch::Tensor& labels = {});
   const ModelConfig& config() const { return cfg_; }
   // Selects how the transposed convolutions are computed (default kAuto).
   void set_upconv_mode(UpconvMode mode);
@@ -50,25 +74,34 @@ class GeneratorImpl : public torch::nn::Module {
  private:
   ModelConfig cfg_;
   torch::nn::Sequential main_;
+  torch::nn::Embedding embed_{nullptr};  // conditional: [num_classes, class_embed], concatenated to z
 };
 TORCH_MODULE(Generator);
 
 class DiscriminatorImpl : public torch::nn::Module {
  public:
   explicit DiscriminatorImpl(const ModelConfig& cfg);
-  // images [N, channels, image_size, image_size] -> one logit per image, [N].
-  torch::Tensor forward(const torch::Tensor& x);
+  // images [N, channels, image_size, image_size] -> one logit per image, [N]. A conditional discriminator needs
+  // `labels` [N] (int64 class indices); others ignore it.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& labels = {});
   const ModelConfig& config() const { return cfg_; }
 
  private:
   ModelConfig cfg_;
   torch::nn::Sequential main_;
+  torch::nn::Embedding embed_{nullptr};  // projection: [num_classes, features before the last conv]
 };
 TORCH_MODULE(Discriminator);
 
 // Puts every 4-D parameter and buffer of `module` into channels_last (or back into contiguous) memory format.
 // On CPU, oneDNN's convolutions run faster on channels_last activations.
 void set_channels_last(torch::nn::Module& module, bool channels_last);
+
+// Latent vectors [n, nz] from model.latent (normal N(0, 1) or uniform U(-1, 1)), drawn on the CPU from `gen` (torch's
+// global generator when undefined) so that a seed gives the same vectors on every device.
+torch::Tensor sample_latent(const ModelConfig& cfg, std::int64_t n, c10::optional<at::Generator> gen = c10::nullopt);
+// Uniform class labels [n] (int64) in [0, num_classes), drawn like sample_latent.
+torch::Tensor sample_labels(const ModelConfig& cfg, std::int64_t n, c10::optional<at::Generator> gen = c10::nullopt);
 
 // DCGAN init: conv weights N(0, 0.02); batch-norm weight N(1, 0.02), bias 0. Uses torch's global generator.
 void dcgan_init(torch::nn::Module& module);
