@@ -63,6 +63,8 @@ bool BatchLoader::fill(std::vector<std::int64_t>& order, LoaderPosition& pos, Ba
   std::uint8_t* dst = bytes.get();
   std::int64_t filled = 0;
   std::vector<char> ok;
+  const bool labelled = source_.num_classes() > 0;
+  std::vector<std::int64_t> labels(labelled ? static_cast<size_t>(batch_size_) : 0);
   while (filled < batch_size_) {
     const std::int64_t want = batch_size_ - filled;
     if (n - pos.cursor < want) return false;
@@ -85,6 +87,7 @@ bool BatchLoader::fill(std::vector<std::int64_t>& order, LoaderPosition& pos, Ba
     for (std::int64_t k = 0; k < want; ++k) {
       if (!ok[k]) continue;
       if (w != filled + k) std::memmove(dst + w * per, dst + (filled + k) * per, per);
+      if (labelled) labels[static_cast<size_t>(w)] = source_.label(order[first + k]);
       ++w;
     }
     filled = w;
@@ -92,6 +95,7 @@ bool BatchLoader::fill(std::vector<std::int64_t>& order, LoaderPosition& pos, Ba
   out.images = torch::empty({batch_size_, c, s, s},  // [B, C, S, S] in [-1, 1]
                             torch::TensorOptions().dtype(torch::kFloat).pinned_memory(pin_memory_));
   bytes_to_unit_range(dst, out.images.data_ptr<float>(), static_cast<size_t>(batch_size_) * per);
+  if (labelled) out.labels = torch::from_blob(labels.data(), {batch_size_}, torch::kLong).clone();  // [B]
   out.after = pos;
   return true;
 }

@@ -95,13 +95,14 @@ torch::Tensor SNConv2dImpl::sigma() const {
 torch::Tensor SNConv2dImpl::forward(const torch::Tensor& x) {
   auto w = weight.reshape({weight.size(0), -1});  // [out, in*k*k]
   const auto unit = torch::nn::functional::NormalizeFuncOptions().dim(0).eps(1e-12);
-  torch::Tensor v;
+  torch::Tensor v, u_now;
   {
     torch::NoGradGuard no_grad;
     v = torch::nn::functional::normalize(w.detach().t().mv(u), unit);  // [in*k*k]
     if (is_training()) u.copy_(torch::nn::functional::normalize(w.detach().mv(v), unit));  // [out]
+    u_now = u.clone();  // later calls update u in place; this graph keeps its own copy
   }
-  auto sigma = u.dot(w.mv(v));  // u^T W v: the top singular value, differentiable in W (u, v constants)
+  auto sigma = u_now.dot(w.mv(v));  // u^T W v: the top singular value, differentiable in W (u, v constants)
   return torch::conv2d(x, weight / sigma, {}, stride, padding);
 }
 

@@ -6,6 +6,8 @@
 
 #include <cmath>
 
+#include "gan/errors.h"
+
 namespace gan {
 namespace {
 
@@ -49,6 +51,11 @@ at::Tensor poison_sum(const at::Tensor& loss, const std::vector<at::Tensor>& par
   return sum;
 }
 
+// fp16/bf16 -> float; float and double stay.
+at::Tensor at_least_float(const at::Tensor& t) {
+  return t.scalar_type() == at::kDouble || t.scalar_type() == at::kFloat ? t : t.to(at::kFloat);
+}
+
 void set_requires_grad(std::vector<at::Tensor>& params, bool on) {
   for (auto& p : params) p.requires_grad_(on);
 }
@@ -70,6 +77,14 @@ StepOptions step_options(const TrainConfig& train, const c10::Device& device) {
   o.amp = device.is_cuda() ? train.amp : "off";
   o.check_every_step = !device.is_cuda();  // on CUDA a per-step check would be a host sync
   if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(train.cudnn_benchmark);
+  o.loss = train.loss;
+  o.gp_weight = train.gp_weight;
+  o.r1_gamma = train.r1_gamma;
+  o.label_smoothing = train.label_smoothing;
+  if (o.amp == "fp16" && (o.loss == "wgan-gp" || o.r1_gamma > 0))
+    throw UserError(kExitUsage, "train.amp fp16 cannot scale the gradient penalty of " +
+                                    std::string(o.loss == "wgan-gp" ? "train.loss wgan-gp" : "train.r1_gamma") +
+                                    "; use train.amp bf16 or off");
   return o;
 }
 
@@ -79,12 +94,81 @@ void prepare_models(Generator& g, Discriminator& d, const StepOptions& opts) {
   set_channels_last(*d, opts.channels_last);
 }
 
+at::Tensor d_loss(const std::string& loss, const at::Tensor& r, const at::Tensor& f, double smoothing) {
+  const at::Tensor real = r.to(at::kFloat), fake = f.to(at::kFloat);  // [B] logits
+  if (loss == "bce" || loss == "minimax")
+    return torch::binary_cross_entropy_with_logits(real, torch::full_like(real, 1.0 - smoothing)) +
+           torch::binary_cross_entropy_with_logits(fake, torch::zeros_like(fake));
+  if (loss == "lsgan") return 0.5 * (real - (1.0 - smoothing)).pow(2).mean() + 0.5 * fake.pow(2).mean();
+  if (loss == "hinge") return torch::relu(1.0 - real).mean() + torch::relu(1.0 + fake).mean();
+  if (loss == "wgan-gp") return fake.mean() - real.mean();
+  throw UserError(kExitUsage, "train.loss = '" + loss + "' is not bce, minimax, lsgan, hinge or wgan-gp");
+}
+
+at::Tensor g_loss(const std::string& loss, const at::Tensor& f) {
+  const at::Tensor fake = f.to(at::kFloat);  // [B] logits
+  if (loss == "bce") return torch::binary_cross_entropy_with_logits(fake, torch::ones_like(fake));
+  if (loss == "minimax") return -torch::softplus(fake).mean();  // minimise log(1 - D(G(z))) = -softplus(logit)
+  if (loss == "lsgan") return 0.5 * (fake - 1.0).pow(2).mean();
+  if (loss == "hinge" || loss == "wgan-gp") return -fake.mean();
+  throw UserError(kExitUsage, "train.loss = '" + loss + "' is not bce, minimax, lsgan, hinge or wgan-gp");
+}
+
+at::Tensor d_score(const std::string& loss, const at::Tensor& logits) {
+  const at::Tensor l = logits.detach().to(at::kFloat);
+  return loss == "bce" || loss == "minimax" ? torch::sigmoid(l).mean() : l.mean();
+}
+
+at::Tensor gradient_penalty(Discriminator& d, const at::Tensor& real, const at::Tensor& fake, const at::Tensor& labels,
+                            const at::Tensor& eps) {
+  const std::int64_t b = real.size(0);
+  at::Tensor e = eps.to(real.dtype()).view({b, 1, 1, 1});
+  at::Tensor x = (e * real.detach() + (1 - e) * fake.detach()).requires_grad_(true);  // [B, C, S, S]
+  at::Tensor out = d->forward(x, labels);                                               // [B]
+  at::Tensor grad = torch::autograd::grad({out.sum()}, {x}, {}, /*retain_graph=*/true, /*create_graph=*/true)[0];
+  at::Tensor norm = at_least_float(grad.reshape({b, -1})).norm(2, 1);  // [B]
+  return (norm - 1).pow(2).mean();
+}
+
+at::Tensor r1_penalty(Discriminator& d, const at::Tensor& real, const at::Tensor& labels) {
+  at::Tensor x = real.detach().requires_grad_(true);  // [B, C, S, S]
+  at::Tensor out = d->forward(x, labels);             // [B]
+  at::Tensor grad = torch::autograd::grad({out.sum()}, {x}, {}, true, true)[0];
+  return at_least_float(grad.reshape({x.size(0), -1})).pow(2).sum(1).mean();
+}
+
+double ema_beta(double decay, bool rampup, std::int64_t step) {
+  if (!rampup) return decay;
+  return std::min(decay, (1.0 + static_cast<double>(step)) / (10.0 + static_cast<double>(step)));
+}
+
+void ema_update(torch::nn::Module& ema, torch::nn::Module& g, double beta) {
+  torch::NoGradGuard no_grad;
+  auto ep = ema.parameters(), gp = g.parameters();
+  for (size_t i = 0; i < ep.size(); ++i) ep[i].lerp_(gp[i], 1.0 - beta);  // beta * ema + (1 - beta) * g
+  auto eb = ema.buffers(), gb = g.buffers();
+  for (size_t i = 0; i < eb.size(); ++i) eb[i].copy_(gb[i]);
+}
+
+double instance_noise_std(const TrainConfig& train, std::int64_t step, std::int64_t total) {
+  if (train.instance_noise <= 0) return 0;
+  const std::int64_t span = train.instance_noise_steps > 0 ? train.instance_noise_steps : total;
+  if (span <= 0 || step >= span) return 0;
+  return train.instance_noise * (1.0 - static_cast<double>(step) / static_cast<double>(span));
+}
+
 GanStep::GanStep(Generator g, Discriminator d, torch::optim::Optimizer& opt_g, torch::optim::Optimizer& opt_d,
                  StepOptions opts)
     : g_(std::move(g)), d_(std::move(d)), opt_g_(opt_g), opt_d_(opt_d), opts_(std::move(opts)),
       d_params_(d_->parameters()), g_params_(g_->parameters()) {
   if (opts_.amp == "fp16") scale_ = kInitialScale;
   first_bad_ = torch::zeros({2}, torch::TensorOptions().dtype(torch::kLong).device(d_params_.front().device()));
+}
+
+void GanStep::set_ema(Generator ema, double decay, bool rampup) {
+  ema_ = std::move(ema);
+  ema_decay_ = decay;
+  ema_rampup_ = rampup;
 }
 
 bool GanStep::finite(const at::Tensor& loss, const std::vector<at::Tensor>& params) const {
@@ -99,16 +183,27 @@ std::pair<std::int64_t, char> GanStep::take_deferred_divergence() {
   return {step, net == 1 ? 'D' : 'G'};
 }
 
-StepResult GanStep::run(const at::Tensor& real_in, const at::Tensor& z, std::int64_t step, bool poison_d) {
+StepResult GanStep::run(const at::Tensor& real, const at::Tensor& z, std::int64_t step, bool poison_d) {
+  StepInput in;
+  in.real = {real};
+  in.z = {z};
+  return run(in, step, poison_d);
+}
+
+StepResult GanStep::run(const StepInput& in, std::int64_t step, bool poison_d) {
   StepResult result;
   const auto fmt = opts_.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  const at::Tensor real = real_in.contiguous(fmt);  // [B, C, S, S]
-  const std::int64_t b = real.size(0);
-  const auto fopts = torch::TensorOptions().device(real.device());
-  const at::Tensor ones = torch::ones({b}, fopts), zeros = torch::zeros({b}, fopts);
+  const bool cond = g_->config().conditional;
+  const size_t d_steps = in.real.size();
+  TORCH_CHECK(d_steps >= 1 && in.z.size() == d_steps, "StepInput: one z per real batch");
+  TORCH_CHECK(!cond || (in.real_labels.size() == d_steps && in.fake_labels.size() == d_steps),
+              "StepInput: a conditional model needs labels for every batch");
   c10::optional<at::ScalarType> amp;
   if (opts_.amp == "bf16") amp = at::kBFloat16;
   if (opts_.amp == "fp16") amp = at::kHalf;
+  const std::string& loss = opts_.loss;
+  // Instance noise: the same std on every D input, real and generated (Sonderby et al. 2016).
+  auto noisy = [&](const at::Tensor& x) { return in.noise_std > 0 ? x + torch::randn_like(x) * in.noise_std : x; };
 
   // fp16: a scaled loss's gradients are unscaled in place; an overflow skips the step and halves the scale.
   auto unscale = [&](std::vector<at::Tensor>& params) {
@@ -118,15 +213,15 @@ StepResult GanStep::run(const at::Tensor& real_in, const at::Tensor& z, std::int
   };
   // Returns false when the update must not be applied. Deferred mode (CUDA without fp16) only records the first
   // non-finite step on the device; fp16 must decide now (as torch.cuda.amp.GradScaler does).
-  auto check = [&](const at::Tensor& loss, std::vector<at::Tensor>& params, int net) -> bool {
+  auto check = [&](const at::Tensor& l, std::vector<at::Tensor>& params, int net) -> bool {
     if (!opts_.check_every_step && opts_.amp != "fp16") {
-      at::Tensor bad = torch::logical_not(torch::isfinite(poison_sum(loss, params))) & (first_bad_[0] == 0);
+      at::Tensor bad = torch::logical_not(torch::isfinite(poison_sum(l, params))) & (first_bad_[0] == 0);
       // [step, net] built on the device (a host tensor copied over would be a sync point).
       at::Tensor here = torch::arange(2, first_bad_.options()) * (net - step) + step;
       first_bad_ = torch::where(bad, here, first_bad_);
       return true;
     }
-    if (finite(loss, params)) return true;
+    if (finite(l, params)) return true;
     if (opts_.amp == "fp16" && scale_ > 1.0) {  // an overflow of the scaled loss: skip, retry with a lower scale
       scale_ /= 2;
       good_steps_ = 0;
@@ -137,30 +232,52 @@ StepResult GanStep::run(const at::Tensor& real_in, const at::Tensor& z, std::int
     return false;
   };
 
-  // Discriminator: maximise log D(x) + log(1 - D(G(z))).
-  at::Tensor fake, real_logits, fake_logits, loss_d;
-  {
-    AutocastScope autocast(amp);
-    fake = g_->forward(z).contiguous(fmt);          // [B, C, S, S]
-    real_logits = d_->forward(real);                // [B]
-    fake_logits = d_->forward(fake.detach());       // [B]
-    loss_d = torch::binary_cross_entropy_with_logits(real_logits.to(at::kFloat), ones) +
-             torch::binary_cross_entropy_with_logits(fake_logits.to(at::kFloat), zeros);
+  // Discriminator updates (train.d_steps), each on its own real batch and noise.
+  at::Tensor fake, fake_labels, real_logits, fake_logits, loss_d, penalty;
+  for (size_t k = 0; k < d_steps; ++k) {
+    const bool last = k + 1 == d_steps;
+    const at::Tensor real = in.real[k].contiguous(fmt);  // [B, C, S, S]
+    const at::Tensor real_y = cond ? in.real_labels[k] : at::Tensor();
+    fake_labels = cond ? in.fake_labels[k] : at::Tensor();
+    {
+      AutocastScope autocast(amp);
+      if (last) {
+        fake = g_->forward(in.z[k], fake_labels).contiguous(fmt);  // [B, C, S, S], kept for the G update
+      } else {
+        torch::NoGradGuard no_grad;
+        fake = g_->forward(in.z[k], fake_labels).contiguous(fmt);
+      }
+      const at::Tensor real_in = noisy(real), fake_in = noisy(fake.detach());
+      real_logits = d_->forward(real_in, real_y);     // [B]
+      fake_logits = d_->forward(fake_in, fake_labels);  // [B]
+      loss_d = d_loss(loss, real_logits, fake_logits, opts_.label_smoothing);
+      penalty = at::Tensor();
+      if (loss == "wgan-gp") {
+        at::Tensor eps = torch::rand({real.size(0)}, real.options().dtype(at::kFloat));  // [B]
+        penalty = gradient_penalty(d_, real_in, fake_in, real_y, eps);
+        loss_d = loss_d + opts_.gp_weight * penalty;
+      }
+      if (opts_.r1_gamma > 0) {
+        at::Tensor r1 = r1_penalty(d_, real_in, real_y);
+        loss_d = loss_d + 0.5 * opts_.r1_gamma * r1;
+        penalty = penalty.defined() ? penalty + r1 : r1;
+      }
+    }
+    if (poison_d) loss_d = loss_d * std::nan("");
+    drop_grads(d_params_);
+    (opts_.amp == "fp16" ? loss_d * scale_ : loss_d).backward();
+    unscale(d_params_);
+    if (!check(loss_d, d_params_, 1)) return result;
+    opt_d_.step();
   }
-  if (poison_d) loss_d = loss_d * std::nan("");
-  drop_grads(d_params_);
-  (opts_.amp == "fp16" ? loss_d * scale_ : loss_d).backward();
-  unscale(d_params_);
-  if (!check(loss_d, d_params_, 1)) return result;
-  opt_d_.step();
 
-  // Generator: non-saturating loss, maximise log D(G(z)). D's weight gradients are not needed here.
+  // Generator update on the last D update's images. D's weight gradients are not needed here.
   at::Tensor fake_logits_g, loss_g;
   set_requires_grad(d_params_, false);
   {
     AutocastScope autocast(amp);
-    fake_logits_g = d_->forward(fake);  // [B]
-    loss_g = torch::binary_cross_entropy_with_logits(fake_logits_g.to(at::kFloat), ones);
+    fake_logits_g = d_->forward(noisy(fake), fake_labels);  // [B]
+    loss_g = g_loss(loss, fake_logits_g);
   }
   drop_grads(g_params_);
   (opts_.amp == "fp16" ? loss_g * scale_ : loss_g).backward();
@@ -168,16 +285,17 @@ StepResult GanStep::run(const at::Tensor& real_in, const at::Tensor& z, std::int
   unscale(g_params_);
   if (!check(loss_g, g_params_, 2)) return result;
   opt_g_.step();
+  if (ema_) ema_update(*ema_, *g_, ema_beta(ema_decay_, ema_rampup_, step));
   if (opts_.amp == "fp16" && ++good_steps_ >= kGrowthInterval) {
     scale_ *= 2;
     good_steps_ = 0;
   }
 
   torch::NoGradGuard no_grad;
-  result.stats = torch::stack({loss_d.detach(), loss_g.detach(), torch::sigmoid(real_logits.detach()).mean(),
-                               torch::sigmoid(fake_logits.detach()).mean(),
-                               torch::sigmoid(fake_logits_g.detach()).mean()})
-                     .to(at::kFloat);
+  at::Tensor pen = penalty.defined() ? penalty.detach().to(at::kFloat) : torch::zeros({}, loss_d.options());
+  result.stats = torch::stack({loss_d.detach().to(at::kFloat), loss_g.detach().to(at::kFloat),
+                               d_score(loss, real_logits), d_score(loss, fake_logits), d_score(loss, fake_logits_g),
+                               pen.to(at::kFloat)});
   return result;
 }
 

@@ -17,6 +17,7 @@
 #include "gan/datasets.h"
 #include "gan/errors.h"
 #include "gan/files.h"
+#include "gan/health.h"
 #include "gan/image.h"
 #include "gan/loader.h"
 #include "gan/models.h"
@@ -105,6 +106,38 @@ void truncate_metrics(const std::string& path, std::int64_t step) {
   write_file_atomic(path, kept);
 }
 
+std::string json_string(const std::string& v) {
+  std::string out = "\"";
+  for (char c : v) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
+// <run>/summary.json: where the run ended and its last numbers, for scripts and comparisons.
+void write_summary(const std::string& path, const TrainSummary& s, double wall, const std::string& last_row,
+                   const std::string& last_eval, const HealthMonitor& health) {
+  char head[256];
+  std::snprintf(head, sizeof head, "\"steps\": %lld, \"exit_code\": %d, \"wall_s\": %.2f, \"img_per_s\": %.2f, "
+                                   "\"rollbacks\": %d",
+                static_cast<long long>(s.steps), s.exit_code, wall, s.images_per_sec, s.rollbacks);
+  char h[160];
+  std::snprintf(h, sizeof h, "{\"warnings\": %d, \"sample_diversity\": %.5f}", health.warnings(),
+                health.last_diversity());
+  std::string json = "{\"run_dir\": " + json_string(s.run_dir) + ", " + head +
+                     ", \"checkpoint\": " + json_string(s.checkpoint) + ", \"grid\": " + json_string(s.grid) +
+                     ", \"last_metrics\": " + (last_row.empty() ? "null" : last_row) +
+                     ", \"eval\": " + (last_eval.empty() ? "null" : last_eval) + ", \"health\": " + h + "}\n";
+  write_file_atomic(path, json);
+}
+
 }  // namespace
 
 void request_stop(int signal_number) { g_stop_signal.store(signal_number); }
@@ -168,8 +201,9 @@ std::string find_resume_checkpoint(const Config& cfg, const std::string& resume)
   return "";
 }
 
-TrainSummary train(const Config& cfg, const std::string& resume_from, const TrainHooks& hooks) {
+TrainSummary train(const Config& cfg_in, const std::string& resume_from, const TrainHooks& hooks) {
   using clock = std::chrono::steady_clock;
+  Config cfg = cfg_in;
   const ModelConfig& mc = cfg.model;
   const c10::Device device = resolve_device(cfg.train.device);
   const int threads = configure_threads(cfg.train.threads);
@@ -178,6 +212,16 @@ TrainSummary train(const Config& cfg, const std::string& resume_from, const Trai
 
   // Data, models, checkpoint and loader first: a bad dataset or checkpoint fails before any file is written.
   auto source = open_dataset(cfg.data, mc.image_size, mc.channels);
+  if (mc.conditional) {
+    if (source->num_classes() < 2)
+      throw UserError(kExitData, "model.conditional needs class labels, but " + source->description() +
+                                     " has none: use IDX data with its labels file (data.labels) or a folder with "
+                                     "one sub-folder per class");
+    if (cfg.model.num_classes == 0) cfg.model.num_classes = source->num_classes();
+    if (cfg.model.num_classes != source->num_classes())
+      throw UserError(kExitUsage, "model.num_classes = " + std::to_string(cfg.model.num_classes) + " but the data has " +
+                                      std::to_string(source->num_classes()) + " classes; set it to 0 (from the data)");
+  }
 
   // Models and optimizers, seeded.
   torch::manual_seed(static_cast<std::uint64_t>(cfg.train.seed));
@@ -189,24 +233,44 @@ TrainSummary train(const Config& cfg, const std::string& resume_from, const Trai
   d->to(device);
   const StepOptions step_opts = step_options(cfg.train, device);
   prepare_models(g, d, step_opts);
-  auto adam = [&](torch::nn::Module& m) {
-    return torch::optim::Adam(m.parameters(),
-                              torch::optim::AdamOptions(cfg.train.lr).betas({cfg.train.beta1, cfg.train.beta2}));
+  const TrainConfig& tc = cfg.train;
+  auto adam = [&](torch::nn::Module& m, double lr, double b1, double b2) {
+    return torch::optim::Adam(m.parameters(), torch::optim::AdamOptions(lr > 0 ? lr : tc.lr)
+                                                  .betas({b1 >= 0 ? b1 : tc.beta1, b2 >= 0 ? b2 : tc.beta2}));
   };
-  torch::optim::Adam opt_g = adam(*g), opt_d = adam(*d);
+  torch::optim::Adam opt_g = adam(*g, tc.lr_g, tc.beta1_g, tc.beta2_g), opt_d = adam(*d, tc.lr_d, tc.beta1_d, tc.beta2_d);
+  // Generator EMA: a copy that follows G's weights; grids, evaluation and sampling use it.
+  const bool use_ema = tc.ema_decay > 0;
+  Generator g_ema{nullptr};
+  if (use_ema) {
+    g_ema = Generator(mc);
+    g_ema->to(device);
+    copy_weights(*g, *g_ema);
+    g_ema->eval();
+    for (auto& p : g_ema->parameters()) p.requires_grad_(false);
+  }
   TrainingState state;
-  state.fixed_noise = torch::randn({cfg.output.samples, mc.nz});
+  // Fixed grid noise; a conditional grid has one row per class.
+  const int grid_rows = mc.conditional ? mc.num_classes : 0;
+  const int grid_n = mc.conditional ? mc.num_classes * cfg.output.grid_rows : cfg.output.samples;
+  state.fixed_noise = sample_latent(mc, grid_n);
+  if (mc.conditional) state.fixed_labels = torch::arange(grid_n, torch::kLong).div(cfg.output.grid_rows, "floor");
+  state.class_names = source->class_names();
   auto cpu_gen = at::detail::getDefaultCPUGenerator();
   // Restores everything a checkpoint holds; the RNG is reseeded with `reseed` > 0 (divergence rollbacks).
   auto restore = [&](const std::string& path, std::uint64_t reseed) {
-    load_checkpoint(path, device, g, &d, &opt_g, &opt_d, &state);
+    load_checkpoint(path, device, g, &d, &opt_g, &opt_d, &state, use_ema ? &g_ema : nullptr);
     prepare_models(g, d, step_opts);  // loaded tensors keep the layout they were saved in
+    if (use_ema) g_ema->set_upconv_mode(step_opts.upconv);
     std::lock_guard<std::mutex> lock(cpu_gen.mutex());
     cpu_gen.set_state(state.rng_state);
     if (reseed) cpu_gen.set_current_seed(reseed);
   };
   if (!resume_from.empty()) restore(resume_from, 0);
+  if (use_ema) g_ema->set_upconv_mode(step_opts.upconv);
   const at::Tensor fixed_noise = state.fixed_noise.to(device);
+  const at::Tensor fixed_labels = state.fixed_labels.defined() ? state.fixed_labels.to(device) : at::Tensor();
+  Generator& g_show = use_ema ? g_ema : g;  // what grids and evaluation show
   auto make_loader = [&] {
     return std::make_unique<BatchLoader>(*source, cfg.train.batch_size, static_cast<std::uint64_t>(cfg.train.seed),
                                          state.data, cfg.data.workers, /*prefetch=*/3,
@@ -250,15 +314,31 @@ TrainSummary train(const Config& cfg, const std::string& resume_from, const Trai
   spdlog::info("data: {}", source->description());
   spdlog::info("step: upconv {}, channels_last {}, amp {}{}", cfg.train.upconv, step_opts.channels_last ? "on" : "off",
                step_opts.amp, device.is_cuda() ? (cfg.train.cudnn_benchmark ? ", cuDNN benchmark" : "") : "");
+  spdlog::info("objective: loss {}{}{}{}{}{}{} | D: norm {}{}{} | latent {}{}", tc.loss,
+               tc.loss == "wgan-gp" ? fmt::format(" (gp {})", tc.gp_weight) : "",
+               tc.r1_gamma > 0 ? fmt::format(", R1 gamma {}", tc.r1_gamma) : "",
+               tc.label_smoothing > 0 ? fmt::format(", real label {}", 1 - tc.label_smoothing) : "",
+               tc.instance_noise > 0 ? fmt::format(", instance noise {} annealed", tc.instance_noise) : "",
+               tc.d_steps > 1 ? fmt::format(", {} D steps per G step", tc.d_steps) : "",
+               use_ema ? fmt::format(", G EMA {}{}", tc.ema_decay, tc.ema_rampup ? " (ramp-up)" : "") : "",
+               mc.d_norm, mc.spectral_norm ? ", spectral norm" : "", mc.minibatch_std ? ", minibatch std" : "",
+               mc.latent,
+               mc.conditional ? fmt::format(" | conditional on {} classes ({} D)", mc.num_classes, mc.d_conditioning)
+                              : "");
   spdlog::info("device {} | {} CPU threads | G {} params, D {} params | {} steps of {} images ({} per epoch)",
                device.str(), threads, parameter_count(*g), parameter_count(*d), total, cfg.train.batch_size,
                per_epoch);
 
+  HealthMonitor health(cfg.health, tc.loss);
+  bool data_diversity_known = false;
+  std::string last_row;   // the newest metrics.jsonl row, for summary.json
+  std::string last_eval;  // the newest evaluation as JSON
   auto save_grid = [&](std::int64_t step) {
     torch::NoGradGuard no_grad;
-    g->eval();
-    at::Tensor images = g->forward(fixed_noise);
-    g->train();
+    g_show->eval();
+    at::Tensor images = g_show->forward(fixed_noise, fixed_labels);  // [n, C, S, S]
+    if (!use_ema) g->train();
+    health.check_diversity(step, images);
     Image grid = make_grid(images, cfg.output.grid_rows);
     summary.grid = run + "/samples/" + step_name(step, ".png");
     write_png(summary.grid, grid);
@@ -272,7 +352,7 @@ TrainSummary train(const Config& cfg, const std::string& resume_from, const Trai
       state.rng_state = cpu_gen.get_state();
     }
     const std::string path = checkpoint_dir(run) + "/" + step_name(step, ".pt");
-    save_checkpoint(path, cfg, g, d, opt_g, opt_d, state);
+    save_checkpoint(path, cfg, g, d, opt_g, opt_d, state, use_ema ? &g_ema : nullptr);
     publish_as(path, checkpoint_dir(run) + "/latest.pt");
     summary.checkpoint = path;
     if (cfg.output.keep_last > 0) {  // only now that the new one is safe
@@ -289,6 +369,7 @@ TrainSummary train(const Config& cfg, const std::string& resume_from, const Trai
   std::int64_t interval_images = 0, images_done = 0;
   double train_seconds = 0;
   GanStep stepper(g, d, opt_g, opt_d, step_opts);
+  if (use_ema) stepper.set_ema(g_ema, tc.ema_decay, tc.ema_rampup);
 
   // Divergence: a non-finite loss or gradient is caught before the optimizer applies it (on CUDA, where a per-step
   // check would stall the GPU, at the next point where statistics are read; no checkpoint is written before that).
@@ -319,13 +400,28 @@ TrainSummary train(const Config& cfg, const std::string& resume_from, const Trai
 
   if (step >= total) spdlog::info("the checkpoint is already at step {} of {}; nothing to train", step, total);
   while (step < total) {
-    Batch batch = loader->next();
-    const auto t0 = clock::now();
-    at::Tensor real = batch.images.to(device, /*non_blocking=*/true);  // [B, C, S, S]
-    const std::int64_t b = real.size(0);
-    at::Tensor z = torch::randn({b, mc.nz}).to(device, true);  // [B, nz], CPU generator: same on every device
+    StepInput in;
+    Batch batch;
+    auto t0 = clock::now();
+    for (int k = 0; k < tc.d_steps; ++k) {  // one real batch and noise per D update
+      batch = loader->next();
+      if (k == 0) t0 = clock::now();
+      if (!data_diversity_known) {  // the reference for the sample-diversity check
+        health.set_data_diversity(batch_diversity(batch.images.narrow(0, 0, std::min<std::int64_t>(64, batch.images.size(0)))));
+        data_diversity_known = true;
+      }
+      const std::int64_t bk = batch.images.size(0);
+      in.real.push_back(batch.images.to(device, /*non_blocking=*/true));  // [B, C, S, S]
+      in.z.push_back(sample_latent(mc, bk).to(device, true));  // [B, nz], CPU generator: same on every device
+      if (mc.conditional) {
+        in.real_labels.push_back(batch.labels.to(device, true));          // [B]
+        in.fake_labels.push_back(sample_labels(mc, bk).to(device, true));  // [B]
+      }
+    }
+    in.noise_std = instance_noise_std(tc, step, total);
+    const std::int64_t b = in.real.front().size(0);
     const bool poison = hooks.poison_d_loss && hooks.poison_d_loss(step + 1);
-    StepResult r = stepper.run(real, z, step + 1, poison);
+    StepResult r = stepper.run(in, step + 1, poison);
     if (r.status == StepResult::kDivergedD || r.status == StepResult::kDivergedG) {
       diverged(r.status == StepResult::kDivergedD ? 'D' : 'G', step + 1);
       continue;
@@ -337,9 +433,10 @@ TrainSummary train(const Config& cfg, const std::string& resume_from, const Trai
     }
     ++step;
     pos = batch.after;
-    images_done += b;
-    interval_images += b;
+    images_done += b * tc.d_steps;
+    interval_images += b * tc.d_steps;
     meter.add(r.stats);
+    health.add_step(r.stats);
     train_seconds += std::chrono::duration<double>(clock::now() - t0).count();
 
     const bool last = step == total;
@@ -363,13 +460,15 @@ TrainSummary train(const Config& cfg, const std::string& resume_from, const Trai
       const double dt = std::chrono::duration<double>(now - interval_start).count();
       const double ips = dt > 0 ? interval_images / dt : 0;
       auto m = meter.mean_and_reset();
-      char row[512];
+      char row[640];
       std::snprintf(row, sizeof row,
                     "{\"step\": %lld, \"epoch\": %lld, \"loss_d\": %.5f, \"loss_g\": %.5f, \"d_real\": %.5f, "
-                    "\"d_fake\": %.5f, \"d_fake_g\": %.5f, \"img_per_s\": %.2f, \"elapsed_s\": %.2f}",
+                    "\"d_fake\": %.5f, \"d_fake_g\": %.5f, \"penalty\": %.5f, \"noise_std\": %.4f, "
+                    "\"img_per_s\": %.2f, \"elapsed_s\": %.2f}",
                     static_cast<long long>(step), static_cast<long long>(pos.epoch + 1), m[0], m[1], m[2], m[3],
-                    m[4], ips, std::chrono::duration<double>(now - start).count());
+                    m[4], m[5], in.noise_std, ips, std::chrono::duration<double>(now - start).count());
       append_line(metrics_path, row);
+      last_row = row;
       if (log_now) {
         const double overall = images_done / std::max(1e-9, std::chrono::duration<double>(now - start).count());
         const double eta = (total - step) * static_cast<double>(cfg.train.batch_size) / std::max(1e-9, overall);
@@ -394,6 +493,8 @@ TrainSummary train(const Config& cfg, const std::string& resume_from, const Trai
   summary.steps = step;
   summary.images_per_sec = images_done / std::max(1e-9, train_seconds);
   const double wall = std::chrono::duration<double>(clock::now() - start).count();
+  summary.health_warnings = health.warnings();
+  write_summary(run + "/summary.json", summary, wall, last_row, last_eval, health);
   if (source->bad_count() > 0)
     spdlog::warn("{} image files could not be decoded and were skipped", source->bad_count());
   if (summary.exit_code == 0)

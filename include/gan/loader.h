@@ -21,6 +21,7 @@ struct LoaderPosition {
 
 struct Batch {
   at::Tensor images;       // [B, C, S, S] float in [-1, 1], CPU
+  at::Tensor labels;       // [B] int64 class indices when the source has labels, else undefined
   LoaderPosition after;    // position once this batch is consumed (store it in checkpoints)
 };
 

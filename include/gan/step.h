@@ -19,12 +19,46 @@ class Optimizer;
 
 namespace gan {
 
-// How the step computes; every choice gives the same function (up to float rounding).
+// How the step computes. upconv, channels_last and amp give the same function (up to float rounding); the loss
+// settings choose the objective.
 struct StepOptions {
   UpconvMode upconv = UpconvMode::kAuto;
   bool channels_last = false;    // activations (and conv weights) in channels_last
   std::string amp = "off";       // off | bf16 | fp16 (CUDA only; fp16 scales the losses)
   bool check_every_step = true;  // read the finite flag every step (CPU: free); else only when stats are read
+  std::string loss = "bce";      // bce | minimax | lsgan | hinge | wgan-gp (train.loss)
+  double gp_weight = 10;         // wgan-gp lambda
+  double r1_gamma = 0;           // R1 gamma (0 = off)
+  double label_smoothing = 0;    // one-sided: real targets 1 - s
+};
+
+// The losses of train.loss, from D's logits. `smoothing` lowers the real target (bce, minimax, lsgan).
+at::Tensor d_loss(const std::string& loss, const at::Tensor& real_logits, const at::Tensor& fake_logits,
+                  double smoothing = 0);
+at::Tensor g_loss(const std::string& loss, const at::Tensor& fake_logits);
+// What the log calls D(x) / D(G(z)): the mean probability for bce and minimax, the mean raw output otherwise.
+at::Tensor d_score(const std::string& loss, const at::Tensor& logits);
+// WGAN-GP (Gulrajani et al. 2017): mean over the batch of (|grad_x D(x_hat)|_2 - 1)^2 at x_hat = eps x + (1 - eps)
+// x_fake, eps [B] uniform. Differentiable in D's weights (create_graph).
+at::Tensor gradient_penalty(Discriminator& d, const at::Tensor& real, const at::Tensor& fake, const at::Tensor& labels,
+                            const at::Tensor& eps);
+// R1 (Mescheder et al. 2018): mean over the batch of |grad_x D(x)|^2 on real images (multiply by gamma / 2).
+at::Tensor r1_penalty(Discriminator& d, const at::Tensor& real, const at::Tensor& labels);
+// EMA decay at G update `step` (1-based): min(decay, (1 + step) / (10 + step)) with ramp-up, else decay.
+double ema_beta(double decay, bool rampup, std::int64_t step);
+// ema = beta * ema + (1 - beta) * g for parameters; buffers (batch-norm statistics) copied.
+void ema_update(torch::nn::Module& ema, torch::nn::Module& g, double beta);
+// Instance noise std at `step` of `total`: linear from train.instance_noise to 0 over instance_noise_steps (or total).
+double instance_noise_std(const TrainConfig& train, std::int64_t step, std::int64_t total);
+
+// One training step's inputs: per D update (train.d_steps of them) a real batch and its noise; the G update reuses
+// the last D update's generated images (as the DCGAN reference does). Labels only for conditional models.
+struct StepInput {
+  std::vector<at::Tensor> real;         // [B, C, S, S] each, on the device
+  std::vector<at::Tensor> real_labels;  // [B] int64 each
+  std::vector<at::Tensor> z;            // [B, nz] each
+  std::vector<at::Tensor> fake_labels;  // [B] int64 each
+  double noise_std = 0;                 // instance noise added to every D input
 };
 
 // The step's options from the config for `device` (auto choices resolved).
@@ -46,7 +80,11 @@ class GanStep {
   // A non-finite loss or gradient is detected before its optimizer applies it (check_every_step) and the step
   // returns kDivergedD/G with no update made by that network.
   // `step` is the 1-based number of this step, for divergence reports.
+  StepResult run(const StepInput& in, std::int64_t step, bool poison_d = false);
+  // One D update and one G update on `real` with noise `z` (unconditional models).
   StepResult run(const at::Tensor& real, const at::Tensor& z, std::int64_t step, bool poison_d = false);
+  // Keeps `ema` as the exponential moving average of the generator, updated after every G update.
+  void set_ema(Generator ema, double decay, bool rampup);
   // Without check_every_step: the first step since the last call whose loss or gradient was non-finite, and which
   // network ('D' or 'G'); {0, 0} when none. Reads one device value (a host sync): call it where stats are read.
   std::pair<std::int64_t, char> take_deferred_divergence();
@@ -64,6 +102,9 @@ class GanStep {
   at::Tensor first_bad_;  // [2] int64 on the device: step and network (1 = D, 2 = G) of the first non-finite one
   double scale_ = 1.0;
   int good_steps_ = 0;
+  Generator ema_{nullptr};
+  double ema_decay_ = 0;
+  bool ema_rampup_ = true;
 };
 
 }  // namespace gan

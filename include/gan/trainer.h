@@ -1,6 +1,6 @@
 // The training loop and the run folder it writes:
 //   <run>/config.yaml  train.log  metrics.jsonl  samples/step_XXXXXXX.png  samples/latest.png
-//   <run>/checkpoints/step_XXXXXXX.pt  checkpoints/latest.pt
+//   <run>/checkpoints/step_XXXXXXX.pt  checkpoints/latest.pt  summary.json (written at the end)
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -19,6 +19,8 @@ struct TrainSummary {
   double images_per_sec = 0;
   int exit_code = 0;        // 0, kExitInterrupted / kExitTerminated (signal) or kExitTimeLimit (train.max_time)
   int rollbacks = 0;        // divergence rollbacks done (train.on_nan: rollback)
+  int health_warnings = 0;  // warnings of the health monitor (D saturation, diversity collapse, eval regression)
+  std::string eval_json;    // the last evaluation's scores as JSON ("" when eval.every is 0)
 };
 
 // The checkpoint `--resume` means: a path is checked to exist; "auto" takes the newest step checkpoint of this

@@ -1,0 +1,79 @@
+#include "gan/health.h"
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace gan {
+
+double batch_diversity(const at::Tensor& images) {
+  const std::int64_t n = images.size(0);
+  if (n < 2) return 0;
+  torch::NoGradGuard no_grad;
+  auto x = images.detach().to(torch::kCPU, torch::kDouble).reshape({n, -1});  // [N, D]
+  auto dist = torch::cdist(x, x);                                            // [N, N]
+  const double mean = dist.sum().item<double>() / static_cast<double>(n * (n - 1));
+  return mean / std::sqrt(static_cast<double>(x.size(1)));
+}
+
+HealthMonitor::HealthMonitor(const HealthConfig& cfg, const std::string& loss) : cfg_(cfg), loss_(loss) {}
+
+void HealthMonitor::add_step(const at::Tensor& stats) {
+  ++steps_;
+  if (loss_ == "wgan-gp") return;  // a critic's output has no saturation point
+  auto s = stats.detach().narrow(0, 2, 2);  // [D(x), D(G(z))]
+  sums_ = sums_.defined() ? sums_ + s : s.clone();
+  if (++count_ < cfg_.window) return;
+  auto m = (sums_ / count_).cpu();
+  const double real = m[0].item<double>(), fake = m[1].item<double>();
+  sums_ = at::Tensor();
+  count_ = 0;
+  // bce/minimax report probabilities, lsgan targets 1/0; hinge is saturated when both margins hold on average.
+  const bool now = loss_ == "hinge" ? real > 1.0 && fake < -1.0
+                                    : real > cfg_.saturation && fake < 1.0 - cfg_.saturation;
+  if (now && !saturated_) {
+    ++warnings_;
+    spdlog::warn("health: D is saturating at step {}: mean D(x) {:.3f}, D(G(z)) {:.3f} over the last {} steps "
+                 "(threshold {}); G gets little gradient. Try train.lr_d lower than lr_g, train.label_smoothing 0.1, "
+                 "train.instance_noise 0.1, model.spectral_norm or train.loss hinge",
+                 steps_, real, fake, cfg_.window, loss_ == "hinge" ? 1.0 : cfg_.saturation);
+  } else if (!now && saturated_) {
+    spdlog::info("health: D no longer saturated at step {}: D(x) {:.3f}, D(G(z)) {:.3f}", steps_, real, fake);
+  }
+  saturated_ = now;
+}
+
+double HealthMonitor::check_diversity(std::int64_t step, const at::Tensor& images) {
+  last_diversity_ = batch_diversity(images);
+  const double ratio = data_diversity_ > 0 ? last_diversity_ / data_diversity_ : 1.0;
+  spdlog::info("health: sample diversity {:.4f} at step {} ({:.0f}% of the data's {:.4f})", last_diversity_, step,
+               100 * ratio, data_diversity_);
+  const bool now = data_diversity_ > 0 && ratio < cfg_.min_diversity;
+  if (now && !collapsed_) {
+    ++warnings_;
+    spdlog::warn("health: sample diversity collapsed at step {}: {:.4f}, {:.0f}% of the data's {:.4f} (health."
+                 "min_diversity {:.0f}%); the generator is covering few modes. Try model.minibatch_std, "
+                 "train.ema_decay 0.999 or a lower train.lr_g",
+                 step, last_diversity_, 100 * ratio, data_diversity_, 100 * cfg_.min_diversity);
+  }
+  collapsed_ = now;
+  return last_diversity_;
+}
+
+void HealthMonitor::check_eval(std::int64_t step, double fd) {
+  if (!std::isfinite(fd)) return;
+  if (best_fd_step_ == 0 || fd < best_fd_) {
+    best_fd_ = fd;
+    best_fd_step_ = step;
+    return;
+  }
+  if (fd > best_fd_ * cfg_.eval_regress) {
+    ++warnings_;
+    spdlog::warn("health: eval FD regressed at step {}: {:.3f} vs best {:.3f} at step {} ({:.2f}x, health."
+                 "eval_regress {}); the checkpoint of step {} may be the one to keep",
+                 step, fd, best_fd_, best_fd_step_, fd / best_fd_, cfg_.eval_regress, best_fd_step_);
+  }
+}
+
+}  // namespace gan
