@@ -16,6 +16,7 @@
 #include "gan/checkpoint.h"
 #include "gan/datasets.h"
 #include "gan/errors.h"
+#include "gan/eval.h"
 #include "gan/files.h"
 #include "gan/health.h"
 #include "gan/image.h"
@@ -268,6 +269,10 @@ TrainSummary train(const Config& cfg_in, const std::string& resume_from, const T
   };
   if (!resume_from.empty()) restore(resume_from, 0);
   if (use_ema) g_ema->set_upconv_mode(step_opts.upconv);
+  // Periodic evaluation: the extractor and the real statistics are prepared (or read from the cache) now, so that a
+  // bad eval.extractor fails before training starts.
+  std::unique_ptr<Evaluator> evaluator;
+  if (cfg.eval.every > 0) evaluator = std::make_unique<Evaluator>(cfg, device, source.get());
   const at::Tensor fixed_noise = state.fixed_noise.to(device);
   const at::Tensor fixed_labels = state.fixed_labels.defined() ? state.fixed_labels.to(device) : at::Tensor();
   Generator& g_show = use_ema ? g_ema : g;  // what grids and evaluation show
@@ -343,6 +348,16 @@ TrainSummary train(const Config& cfg_in, const std::string& resume_from, const T
     summary.grid = run + "/samples/" + step_name(step, ".png");
     write_png(summary.grid, grid);
     publish_as(summary.grid, run + "/samples/latest.png");
+  };
+  auto run_eval = [&](std::int64_t step) {
+    g_show->eval();
+    EvalResult r = evaluator->evaluate(generator_sampler(g_show, mc, device, /*seed=*/0));
+    if (!use_ema) g->train();
+    last_eval = eval_json(r);
+    append_line(metrics_path, "{\"step\": " + std::to_string(step) + ", \"eval\": " + last_eval + "}");
+    spdlog::info("eval at step {} ({}{}):\n{}", step, use_ema ? "EMA generator" : "generator",
+                 r.capped ? ", capped by eval.max_time" : "", eval_table(r));
+    health.check_eval(step, r.fd);
   };
   auto save_ckpt = [&](std::int64_t step, const LoaderPosition& pos) {
     state.step = step;
@@ -482,6 +497,11 @@ TrainSummary train(const Config& cfg_in, const std::string& resume_from, const T
     }
     if (grid_now) save_grid(step);
     if (ckpt_now) save_ckpt(step, pos);
+    if (evaluator && (step % cfg.eval.every == 0 || last)) {
+      run_eval(step);
+      interval_start = clock::now();  // evaluation time is not training speed
+      interval_images = 0;
+    }
     if (stopping) {
       summary.exit_code = stop_signal == SIGTERM ? kExitTerminated : stop_signal ? kExitInterrupted : kExitTimeLimit;
       spdlog::warn("{} at step {}; saved checkpoint {} and grid {}; continue with --resume auto (or --resume {})",
