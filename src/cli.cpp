@@ -156,12 +156,27 @@ int sample_main(int argc, char** argv) {
     CLI::App app{"gan-sample: generate images from a gan-train checkpoint"};
     SampleOptions o;
     app.add_option("--checkpoint", o.checkpoint, "checkpoint .pt (e.g. runs/<run>/checkpoints/latest.pt)")->required();
-    app.add_option("-n,--n", o.n, "number of images")->check(CLI::Range(1, 100000));
-    app.add_option("--out", o.out, "grid PNG to write");
-    app.add_option("--individual", o.individual, "folder to write one PNG per image into");
-    app.add_option("--seed", o.seed, "noise seed");
+    app.add_option("-n,--n", o.n, "number of images (drawn from --seed)")->check(CLI::Range(1, 100000));
+    app.add_option("--out", o.out, "PNG to write: the grid, the --interpolate strip or the --arithmetic row");
+    app.add_option("--individual", o.individual, "folder to write one PNG per grid image into");
+    app.add_option("--seed", o.seed, "noise seed for the --n images");
     app.add_option("--nrow", o.nrow, "images per grid row")->check(CLI::Range(1, 100000));
     app.add_option("--device", o.device, "auto | cpu | cuda | cuda:N");
+    app.add_option("--threads", o.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 4096));
+    app.add_option("--seeds", o.seeds, "one image per seed, e.g. 0-63 or 1,5,9-12 (replaces --n/--seed)");
+    app.add_option("--truncation", o.truncation,
+                   "PSI: normal latents redraw components with |z| > PSI (BigGAN); uniform ones are scaled by PSI "
+                   "(0 = off)");
+    app.add_option("--class", o.class_spec, "conditional models: class index or name (default: one grid row per class)");
+    app.add_option("--interpolate", o.interpolate, "walk through the latents of seeds A,B[,C...]");
+    app.add_option("--steps", o.steps, "images per interpolated pair, both ends included (default 8)")
+        ->check(CLI::Range(2, 10000));
+    app.add_option("--mode", o.mode, "interpolation: slerp | lerp (default slerp for normal latents, lerp for uniform)")
+        ->check(CLI::IsMember({"slerp", "lerp"}));
+    app.add_option("--frames", o.frames, "folder for the interpolation's PNG frames (frame_000000.png ...)");
+    app.add_option("--gif", o.gif, "animated GIF of the interpolation");
+    app.add_option("--fps", o.fps, "GIF frames per second (default 10)")->check(CLI::Range(0.1, 50.0));
+    app.add_option("--arithmetic", o.arithmetic, "latent arithmetic on seeds, e.g. \"[1,2,3]-[4,5,6]+[7,8,9]\"");
     if (int code = parse_command_line(app, argc, argv, "gan-sample"); code >= 0) return code;
     sample(o);
     return kExitOk;
