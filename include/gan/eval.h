@@ -45,8 +45,9 @@ constexpr std::int64_t kMinEvalSamples = 500;
 // indices [first, first + count). The evaluator calls it with first = 0, then consecutive ranges.
 using GenerateFn = std::function<at::Tensor(std::int64_t first, std::int64_t count)>;
 
-// Images from `g` (in whatever mode the caller left it; use eval mode) with latents sample_latent(model, ., seed)
-// drawn in index order, and for a conditional model labels i % num_classes, so the same seed gives the same images.
+// Images from `g` (in whatever mode the caller left it; use eval mode): image i has a latent from sample_latent
+// determined by (seed, i) alone, and for a conditional model the label i % num_classes, so the same seed gives the
+// same images however the range is split into calls.
 GenerateFn generator_sampler(Generator g, const ModelConfig& model, const c10::Device& device, std::uint64_t seed = 0);
 
 // What the extractor is and whether it was trained or read from the cache by this Evaluator.
