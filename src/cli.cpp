@@ -13,6 +13,8 @@
 #include "gan/checkpoint.h"
 #include "gan/config.h"
 #include "gan/errors.h"
+#include "gan/eval.h"
+#include "gan/files.h"
 #include "gan/platform.h"
 #include "gan/sampler.h"
 #include "gan/trainer.h"
@@ -179,6 +181,59 @@ int sample_main(int argc, char** argv) {
     app.add_option("--arithmetic", o.arithmetic, "latent arithmetic on seeds, e.g. \"[1,2,3]-[4,5,6]+[7,8,9]\"");
     if (int code = parse_command_line(app, argc, argv, "gan-sample"); code >= 0) return code;
     sample(o);
+    return kExitOk;
+  });
+}
+
+int eval_main(int argc, char** argv) {
+  ensure_fast_blas(argv);
+  setup_logging();
+  std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit fails the write (exit 5) instead of killing us
+  return guarded("gan-eval", [&]() -> int {
+    CLI::App app{"gan-eval: score a gan-train checkpoint (FD, KID, precision/recall, class coverage) against its data"};
+    std::string checkpoint, config_path, extractor, cache, device = "auto", json;
+    std::vector<std::string> sets;
+    std::int64_t samples = 0, seed = 0;
+    bool real_only = false;
+    app.add_option("--checkpoint", checkpoint, "checkpoint .pt (e.g. runs/<run>/checkpoints/latest.pt)");
+    app.add_flag("--real-only", real_only, "print the real-vs-real floors of the data only (no checkpoint needed)");
+    app.add_option("-c,--config", config_path, "with --real-only: config naming the data and model size")
+        ->check(CLI::ExistingFile);
+    app.add_option("--samples", samples, "generated images (eval.samples)");
+    app.add_option("--extractor", extractor, "classifier | PATH of a TorchScript feature model (eval.extractor)");
+    app.add_option("--cache", cache, "folder for the classifier and real features (eval.cache)");
+    app.add_option("--device", device, "auto | cpu | cuda | cuda:N");
+    app.add_option("--seed", seed, "latent noise seed");
+    app.add_option("--json", json, "write the scores as one JSON object to this file");
+    app.add_option("--set", sets, "override a key, e.g. eval.max_time=2m or data.path=DIR (repeatable)")->take_all();
+    if (int code = parse_command_line(app, argc, argv, "gan-eval"); code >= 0) return code;
+    if (checkpoint.empty() == !real_only)
+      throw UserError(kExitUsage, "give either --checkpoint RUN/checkpoints/latest.pt or --real-only [--config CFG] "
+                                  "(see gan-eval --help)");
+    if (!config_path.empty() && !real_only)
+      throw UserError(kExitUsage, "--config is for --real-only; with --checkpoint the stored config is used "
+                                  "(change it with --set)");
+    const c10::Device dev = resolve_device(device);
+    Config cfg = config_path.empty() ? Config{} : load_config(config_path);
+    SamplingModel model;
+    if (!checkpoint.empty()) {
+      model = load_generator(checkpoint, dev);
+      cfg = model.cfg;
+    }
+    for (const auto& s : sets) apply_override(cfg, s);
+    if (samples > 0) apply_override(cfg, "eval.samples=" + std::to_string(samples));
+    if (!extractor.empty()) apply_override(cfg, "eval.extractor=" + extractor);
+    if (!cache.empty()) apply_override(cfg, "eval.cache=" + cache);
+    validate_config(cfg);
+    configure_threads(cfg.train.threads);
+    Evaluator evaluator(cfg, dev);
+    EvalResult r = real_only ? evaluator.real_floor()
+                             : evaluator.evaluate(generator_sampler(model.g, cfg.model, dev, static_cast<std::uint64_t>(seed)));
+    std::cout << eval_table(r) << std::flush;
+    if (!json.empty()) {
+      write_file_atomic(json, eval_json(r) + "\n");
+      spdlog::info("wrote {}", json);
+    }
     return kExitOk;
   });
 }
