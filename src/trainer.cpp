@@ -252,7 +252,6 @@ TrainSummary train(const Config& cfg_in, const std::string& resume_from, const T
   }
   TrainingState state;
   // Fixed grid noise; a conditional grid has one row per class.
-  const int grid_rows = mc.conditional ? mc.num_classes : 0;
   const int grid_n = mc.conditional ? mc.num_classes * cfg.output.grid_rows : cfg.output.samples;
   state.fixed_noise = sample_latent(mc, grid_n);
   if (mc.conditional) state.fixed_labels = torch::arange(grid_n, torch::kLong).div(cfg.output.grid_rows, "floor");
