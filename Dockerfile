@@ -15,7 +15,7 @@ COPY . .
 RUN test -f libtorch/share/cmake/Torch/TorchConfig.cmake \
  || (echo "unzip a CUDA LibTorch into ./libtorch first (see Dockerfile header)" && false)
 RUN GAN_TORCH_DIR=/opt/gan/libtorch bash scripts/setup.sh --no-tests && rm -rf /var/lib/apt/lists/* \
- && ln -s /opt/gan/build/gan-train /opt/gan/build/gan-sample /opt/gan/build/gan-data /usr/local/bin/
+ && ln -s /opt/gan/build/gan-train /opt/gan/build/gan-sample /opt/gan/build/gan-data /opt/gan/build/gan-eval /usr/local/bin/
 ENV LD_LIBRARY_PATH=/opt/gan/libtorch/lib
 CMD ["gan-train", "--config", "configs/fashion-mnist.cfg", "--device", "cuda"]
 
@@ -24,5 +24,5 @@ FROM debian:bookworm AS cpu
 WORKDIR /opt/gan
 COPY . .
 RUN bash scripts/setup.sh --no-tests && rm -rf /var/lib/apt/lists/* \
- && ln -s /opt/gan/build/gan-train /opt/gan/build/gan-sample /opt/gan/build/gan-data /usr/local/bin/
+ && ln -s /opt/gan/build/gan-train /opt/gan/build/gan-sample /opt/gan/build/gan-data /opt/gan/build/gan-eval /usr/local/bin/
 CMD ["gan-train", "--config", "configs/fashion-mnist.cfg"]
