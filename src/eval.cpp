@@ -332,8 +332,11 @@ TrainedClassifier train_classifier(ImageSource& src, int channels, const c10::De
   net->to(device);
   torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(2e-3));
   // Budget: two epochs, at least 10,000 images seen, at most kClassifierMaxSeconds; lr decays linearly to 0.
-  const int batch = 128;
   const std::int64_t n = x_train.size(0);
+  if (n < 2 * k)
+    throw UserError(kExitData, "eval.extractor classifier: only " + std::to_string(n) + " labelled training images for " +
+                                   std::to_string(k) + " classes; give eval.extractor a TorchScript model instead");
+  const std::int64_t batch = std::min<std::int64_t>(128, n);  // a small dataset still makes progress every epoch
   const std::int64_t total_steps = std::max<std::int64_t>(2 * n, 10000) / batch;
   std::int64_t step = 0;
   bool out_of_time = false;

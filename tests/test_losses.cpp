@@ -478,3 +478,30 @@ TEST(LossesEndToEnd, ConditionalRunHasOneGridRowPerClass) {
   bad.model.num_classes = 0;
   testutil::expect_user_error([&] { gan::train(bad); }, gan::kExitData, {"model.conditional", "labels"});
 }
+
+TEST(LossesEndToEnd, PeriodicEvaluationGoesIntoMetricsAndSummary) {
+  TempDir dir;
+  gan::Config c = tiny(dir, write_banded_dataset(dir, 96, 4), 4);
+  c.model.conditional = true;
+  c.train.ema_decay = 0.9;
+  c.eval.every = 2;
+  c.eval.samples = 100;
+  c.eval.cache = dir / "eval-cache";
+  gan::validate_config(c);
+  auto s = gan::train(c);
+  ASSERT_EQ(s.steps, 4);
+  // Evaluations at steps 2 and 4: rows {"step": N, "eval": {...}} with a finite FD.
+  std::ifstream in(s.run_dir + "/metrics.jsonl");
+  int evals = 0;
+  for (std::string line; std::getline(in, line);)
+    if (line.find("\"eval\": {") != std::string::npos) {
+      ++evals;
+      EXPECT_NE(line.find("\"fd\": "), std::string::npos) << line;
+      EXPECT_EQ(line.find("\"fd\": null"), std::string::npos) << line;
+    }
+  EXPECT_EQ(evals, 2);
+  const std::string summary = slurp(s.run_dir + "/summary.json");
+  EXPECT_EQ(summary.find("\"eval\": null"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("\"fd\": "), std::string::npos) << summary;
+  EXPECT_TRUE(fs::is_directory(dir / "eval-cache"));
+}
