@@ -123,6 +123,20 @@ Field flag(const std::string& section, const std::string& key, S Config::*sec, b
   return f;
 }
 
+// A text field holding a duration ("45s", "90m", "1d12h" or "" for none).
+template <typename S>
+Field duration(const std::string& section, const std::string& key, S Config::*sec, std::string S::*member,
+               const std::string& doc) {
+  Field f = text(section, key, sec, member, {}, doc);
+  f.set = [base = f.set, sec, member, full = section + "." + key](Config& c, const YAML::Node& n,
+                                                                  const std::string& loc) {
+    base(c, n, loc);
+    const std::string& v = c.*sec.*member;
+    if (parse_duration(v) < 0) fail(loc + ": " + full + " = '" + v + "' is not a duration like 45s, 90m, 6h or 1d12h");
+  };
+  return f;
+}
+
 bool is_power_of_two(int v) { return v > 0 && (v & (v - 1)) == 0; }
 
 const std::vector<Field>& fields() {
@@ -229,14 +243,8 @@ const std::vector<Field>& fields() {
                      "EMA decay min(decay, (1+t)/(10+t))"));
     t.push_back(number("train", "seed", &Config::train, &TrainConfig::seed, 0, 9.0e15,
                        "seeds weights, noise and shuffling"));
-    Field max_time = text("train", "max_time", &Config::train, &TrainConfig::max_time, {},
-                          "stop cleanly after e.g. 90m, 6h, 1d12h (\"\" = none)");
-    max_time.set = [base = max_time.set](Config& c, const YAML::Node& n, const std::string& loc) {
-      base(c, n, loc);
-      if (parse_duration(c.train.max_time) < 0)
-        fail(loc + ": train.max_time = '" + c.train.max_time + "' is not a duration like 45s, 90m, 6h or 1d12h");
-    };
-    t.push_back(max_time);
+    t.push_back(duration("train", "max_time", &Config::train, &TrainConfig::max_time,
+                         "stop cleanly after e.g. 90m, 6h, 1d12h (\"\" = none)"));
     t.push_back(text("train", "on_nan", &Config::train, &TrainConfig::on_nan, {"stop", "rollback"},
                      "non-finite loss/gradient: stop | rollback"));
     t.push_back(number("train", "max_rollbacks", &Config::train, &TrainConfig::max_rollbacks, 0, 1000,
@@ -271,14 +279,8 @@ const std::vector<Field>& fields() {
                        "evaluate every N steps and at the end (0 = off)"));
     t.push_back(number("eval", "samples", &Config::eval, &EvalConfig::samples, 100, 1000000,
                        "generated (and real) images per evaluation"));
-    Field eval_time = text("eval", "max_time", &Config::eval, &EvalConfig::max_time, {},
-                           "cap per evaluation, e.g. 2m (\"\" = none)");
-    eval_time.set = [base = eval_time.set](Config& c, const YAML::Node& n, const std::string& loc) {
-      base(c, n, loc);
-      if (parse_duration(c.eval.max_time) < 0)
-        fail(loc + ": eval.max_time = '" + c.eval.max_time + "' is not a duration like 45s, 2m or 1h");
-    };
-    t.push_back(eval_time);
+    t.push_back(duration("eval", "max_time", &Config::eval, &EvalConfig::max_time,
+                         "cap per evaluation, e.g. 2m (\"\" = none)"));
     t.push_back(text("eval", "extractor", &Config::eval, &EvalConfig::extractor, {},
                      "classifier | path to a TorchScript feature model"));
     t.push_back(text("eval", "cache", &Config::eval, &EvalConfig::cache, {},

@@ -39,6 +39,19 @@ std::pair<at::Tensor, at::Tensor> gaussian_fit(const at::Tensor& x) {
   return {mu, cov};
 }
 
+// Writes a cache archive atomically; a cache that cannot be written costs time later, so it only warns.
+void save_to_cache(torch::serialize::OutputArchive& ar, const std::string& dir, const std::string& path,
+                   const char* what, const char* consequence) {
+  try {
+    make_dirs(dir);
+    std::ostringstream bytes;
+    ar.save_to(bytes);
+    write_file_atomic(path, bytes.str());
+  } catch (const UserError& e) {
+    spdlog::warn("cannot cache {} ({}){}", what, e.what(), consequence);
+  }
+}
+
 }  // namespace
 
 double frechet_distance_stats(const at::Tensor& mu1, const at::Tensor& cov1, const at::Tensor& mu2,
@@ -493,14 +506,7 @@ struct Evaluator::Impl {
       ar.write("key", c10::IValue(key));
       ar.write("accuracy", c10::IValue(t.accuracy));
       ar.write("seconds", c10::IValue(t.seconds));
-      try {
-        make_dirs(dir);
-        std::ostringstream bytes;
-        ar.save_to(bytes);
-        write_file_atomic(path, bytes.str());
-      } catch (const UserError& e) {
-        spdlog::warn("cannot cache the eval classifier ({}); it will be trained again next time", e.what());
-      }
+      save_to_cache(ar, dir, path, "the eval classifier", "; it will be trained again next time");
     }
     info.description = "classifier:" + path;
   }
@@ -588,14 +594,7 @@ struct Evaluator::Impl {
     ar.write("a", real.a, /*is_buffer=*/true);
     ar.write("b", real.b, /*is_buffer=*/true);
     if (real.pred_a.defined()) ar.write("pred_a", real.pred_a, /*is_buffer=*/true);
-    try {
-      make_dirs(dir);
-      std::ostringstream bytes;
-      ar.save_to(bytes);
-      write_file_atomic(path, bytes.str());
-    } catch (const UserError& e) {
-      spdlog::warn("cannot cache the eval real statistics ({})", e.what());
-    }
+    save_to_cache(ar, dir, path, "the eval real statistics", "");
   }
 
   void compute_floors(std::int64_t n_gen) {

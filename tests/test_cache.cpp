@@ -29,6 +29,7 @@ namespace fs = std::filesystem;
 using fixtures::Bytes;
 using testutil::expect_user_error;
 using testutil::TempDir;
+using testutil::run;
 
 namespace {
 
@@ -131,15 +132,6 @@ bool any_file_containing(const std::string& dir, const std::string& part) {
   for (const auto& e : fs::directory_iterator(dir, ec))
     if (e.path().filename().string().find(part) != std::string::npos) return true;
   return false;
-}
-
-// Runs a shell command; returns its exit code and its stdout+stderr.
-int run(const std::string& cmd, std::string* output) {
-  TempDir tmp;
-  int status = std::system((cmd + " > " + (tmp / "out") + " 2>&1").c_str());
-  std::ifstream in(tmp / "out");
-  output->assign(std::istreambuf_iterator<char>(in), {});
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 // The number after `key` on its own line of gan-data bench output (-1 when absent).

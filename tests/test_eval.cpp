@@ -17,6 +17,7 @@
 
 namespace fs = std::filesystem;
 using testutil::TempDir;
+using testutil::run;
 
 namespace {
 
@@ -87,14 +88,6 @@ Shared& shared() {
   return s;
 }
 
-int run(const std::string& cmd, std::string* output) {
-  TempDir tmp;
-  std::string full = cmd + " > " + (tmp / "out") + " 2>&1";
-  int status = std::system(full.c_str());
-  std::ifstream in(tmp / "out");
-  output->assign(std::istreambuf_iterator<char>(in), {});
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 }  // namespace
 

@@ -23,6 +23,7 @@
 namespace fs = std::filesystem;
 using testutil::expect_user_error;
 using testutil::TempDir;
+using testutil::run;
 
 namespace {
 
@@ -117,14 +118,6 @@ gan::Image noise_image(int w, int h, int c, unsigned seed) {
 
 // ---- end-to-end helpers ----
 
-int run(const std::string& cmd, std::string* output) {
-  TempDir tmp;
-  std::string full = cmd + " > " + (tmp / "out") + " 2>&1";
-  int status = std::system(full.c_str());
-  std::ifstream in(tmp / "out");
-  output->assign(std::istreambuf_iterator<char>(in), {});
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 struct Png {
   int w = 0, h = 0, n = 0;

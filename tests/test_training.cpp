@@ -16,6 +16,7 @@
 
 namespace fs = std::filesystem;
 using testutil::TempDir;
+using testutil::run;
 
 namespace {
 
@@ -93,15 +94,6 @@ Loaded load(const std::string& ckpt) {
   return l;
 }
 
-// Runs a shell command; returns its exit code and puts its stdout+stderr into `output`.
-int run(const std::string& cmd, std::string* output) {
-  TempDir tmp;
-  std::string full = cmd + " > " + (tmp / "out") + " 2>&1";
-  int status = std::system(full.c_str());
-  std::ifstream in(tmp / "out");
-  output->assign(std::istreambuf_iterator<char>(in), {});
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 }  // namespace
 

@@ -2,7 +2,12 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <functional>
 #include <string>
 #include <vector>
@@ -36,5 +41,15 @@ struct TempDir {
   std::string operator/(const std::string& name) const { return (path / name).string(); }
   std::string str() const { return path.string(); }
 };
+
+// Runs a shell command; returns its exit code (-1 when killed by a signal) and puts its stdout+stderr into `output`.
+inline int run(const std::string& cmd, std::string* output) {
+  TempDir tmp;
+  std::string full = cmd + " > " + (tmp / "out") + " 2>&1";
+  int status = std::system(full.c_str());
+  std::ifstream in(tmp / "out");
+  output->assign(std::istreambuf_iterator<char>(in), {});
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
 
 }  // namespace testutil
