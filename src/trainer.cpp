@@ -305,8 +305,9 @@ TrainSummary train(const Config& cfg_in, const std::string& resume_from, const T
   } sink_guard{logger};
   write_file_atomic(run + "/config.yaml", to_yaml(cfg));
   const std::string metrics_path = run + "/metrics.jsonl";
+  // Rows a killed process wrote after its last checkpoint, or before its first one (a new run in that folder).
+  truncate_metrics(metrics_path, state.step);
   if (!resume_from.empty()) {
-    truncate_metrics(metrics_path, state.step);  // rows a killed process wrote after its last checkpoint
     summary.checkpoint = resume_from;
     spdlog::info("resumed {} at step {} (epoch {}, image {} of its order)", resume_from, state.step,
                  state.data.epoch + 1, state.data.cursor);

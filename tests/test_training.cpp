@@ -257,3 +257,15 @@ TEST(Cli, ExitCodesAndOneLineErrors) {
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
   EXPECT_EQ(run(std::string(GAN_SAMPLE_EXE) + " --out x.png", &out), 2) << out;
 }
+
+TEST(Training, NewRunInAFolderWithoutCheckpointsDropsStaleMetricsRows) {
+  // A process killed before its first checkpoint leaves metrics rows; the next run there starts at step 0 again.
+  TempDir dir;
+  gan::Config cfg = tiny_config(dir, write_halves_dataset(dir, 64, 16), 2);
+  fs::create_directories(dir / "runs/tiny");
+  std::ofstream(dir / "runs/tiny/metrics.jsonl") << "{\"step\": 1, \"stale\": true}\n{\"step\": 2, \"stale\": true}\n";
+  gan::train(cfg);
+  auto rows = lines(dir / "runs/tiny/metrics.jsonl");
+  EXPECT_EQ(rows.size(), 2u);
+  for (const auto& r : rows) EXPECT_EQ(r.find("stale"), std::string::npos) << r;
+}
