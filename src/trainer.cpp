@@ -232,7 +232,8 @@ TrainSummary train(const Config& cfg_in, const std::string& resume_from, const T
   dcgan_init(*d);
   g->to(device);
   d->to(device);
-  const StepOptions step_opts = step_options(cfg.train, device);
+  StepOptions step_opts = step_options(cfg.train, device);
+  if (hooks.deferred_divergence_check) step_opts.check_every_step = false;
   prepare_models(g, d, step_opts);
   const TrainConfig& tc = cfg.train;
   auto adam = [&](torch::nn::Module& m, double lr, double b1, double b2) {

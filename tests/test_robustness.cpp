@@ -274,6 +274,36 @@ TEST(Robustness, NonFiniteLossRollsBackAtMostKTimes) {
   expect_user_error([&] { gan::train(early, "", first); }, gan::kExitDiverged, {"before the first checkpoint"});
 }
 
+TEST(Robustness, DeferredCheckAsOnCudaNamesTheBadStepAndSavesNothingNonFinite) {
+  // On CUDA the finite check is read only where statistics are (here every 4 steps): a NaN at step 7 is found at
+  // step 8, before step 8's checkpoint is written, and reported as step 7.
+  TempDir dir;
+  gan::Config cfg = tiny(dir, 20, 4, "dnan");
+  cfg.output.metrics_every = 4;
+  gan::TrainHooks hooks;
+  hooks.deferred_divergence_check = true;
+  hooks.poison_d_loss = [](std::int64_t step) { return step == 7; };
+  expect_user_error([&] { gan::train(cfg, "", hooks); }, gan::kExitDiverged,
+                    {"diverged at step 7", "non-finite D loss", "step_0000004.pt"});
+  Nets n = load_all(dir / "runs/dnan/checkpoints/latest.pt");
+  EXPECT_EQ(n.state.step, 4);
+  EXPECT_TRUE(all_finite(*n.g) && all_finite(*n.d));
+  EXPECT_EQ(gan::step_checkpoints(dir / "runs/dnan").size(), 1u);
+
+  gan::Config rb = tiny(dir, 20, 4, "drb");
+  rb.output.metrics_every = 4;
+  rb.train.on_nan = "rollback";
+  int poisoned = 0;
+  gan::TrainHooks once;
+  once.deferred_divergence_check = true;
+  once.poison_d_loss = [&](std::int64_t step) { return step == 7 && poisoned++ == 0; };
+  gan::TrainSummary s = gan::train(rb, "", once);
+  EXPECT_EQ(s.rollbacks, 1);
+  EXPECT_EQ(s.steps, 20);
+  Nets r = load_all(s.checkpoint);
+  EXPECT_TRUE(all_finite(*r.g) && all_finite(*r.d));
+}
+
 TEST(Robustness, KeepLastDeletesOnlyOlderCheckpoints) {
   TempDir dir;
   gan::Config cfg = tiny(dir, 12, 2, "keep");

@@ -38,6 +38,8 @@ std::string run_dir_of_checkpoint(const std::string& checkpoint);
 struct TrainHooks {
   // Called before the discriminator's backward pass; returning true replaces its loss by NaN (divergence tests).
   std::function<bool(std::int64_t step)> poison_d_loss;
+  // Check for non-finite values as on CUDA (deferred to the next metrics/grid/checkpoint step) on any device.
+  bool deferred_divergence_check = false;
 };
 
 // Trains. With `resume_from` set, continues that checkpoint's run (same folder, step, optimizer and RNG state);
