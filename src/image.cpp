@@ -51,6 +51,28 @@ bool read_header(const std::vector<std::uint8_t>& b, Header& hd) {
   }
   return false;
 }
+
+// A JPEG whose data stops before its end-of-image marker. Newer stb_image versions decode such a file without an
+// error and fill the missing part with grey, so the check is made here. Scans cannot contain FF D9 (0xFF is
+// byte-stuffed in entropy-coded data), and markers before the first SOS (an EXIF thumbnail's EOI among them) are
+// skipped by their lengths; trailing data after the EOI (camera trailers, motion-photo videos) is allowed.
+bool jpeg_truncated(const std::vector<std::uint8_t>& b) {
+  if (b.size() < 4 || b[0] != 0xFF || b[1] != 0xD8) return false;
+  size_t i = 2;
+  while (i + 4 <= b.size()) {  // to the first SOS
+    if (b[i] != 0xFF) return false;  // not a marker where one belongs: leave the verdict to the decoder
+    const std::uint8_t m = b[i + 1];
+    if (m == 0xFF) { ++i; continue; }
+    if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) { i += 2; continue; }
+    if (m == 0xD9) return false;
+    if (m == 0xDA) break;
+    i += 2 + static_cast<size_t>((b[i + 2] << 8) | b[i + 3]);
+  }
+  if (i + 4 > b.size()) return true;
+  for (size_t k = i + 2; k + 1 < b.size(); ++k)
+    if (b[k] == 0xFF && b[k + 1] == 0xD9) return false;
+  return true;
+}
 }  // namespace
 
 bool decode_image(const std::vector<std::uint8_t>& bytes, Image& out, std::string& error) {
@@ -82,6 +104,10 @@ bool decode_image(const std::vector<std::uint8_t>& bytes, Image& out, std::strin
   }
   if (!info) {
     error = std::string("not a decodable image (") + stbi_failure_reason() + ")";
+    return false;
+  }
+  if (jpeg_truncated(bytes)) {
+    error = "truncated JPEG (the file ends before its end-of-image marker): re-download or re-encode it";
     return false;
   }
   unsigned char* px = stbi_load_from_memory(bytes.data(), len, &w, &h, &n, 0);

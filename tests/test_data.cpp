@@ -392,3 +392,39 @@ TEST(BadImages, MostlyBadFolderStopsAboveTheConfiguredFraction) {
   gan::BatchLoader ok(*lenient, 4, 1, {}, 1);
   for (int k = 0; k < 10; ++k) EXPECT_EQ(ok.next().images.size(0), 4);
 }
+
+TEST(BadImages, TruncatedJpegIsRefusedWhateverTheDecoderVersion) {
+  // Newer stb_image versions (Debian trixie's) decode a JPEG cut short without an error, filling the rest with
+  // grey; the loader refuses it itself. Data after the end-of-image marker is fine, and an EXIF thumbnail's
+  // end-of-image marker before the main image does not count as the file's.
+  using Bytes = std::vector<std::uint8_t>;
+  const int s = 24;
+  Bytes jpg = fixtures::jpeg(s, s, 3, fixtures::pattern(s, s, 3, 3));
+  ASSERT_EQ(jpg[jpg.size() - 2], 0xFF);
+  ASSERT_EQ(jpg[jpg.size() - 1], 0xD9);
+  gan::Image img;
+  std::string error;
+  ASSERT_TRUE(gan::decode_image(jpg, img, error)) << error;
+  const Bytes pixels = img.pixels;
+
+  for (size_t keep : {jpg.size() - 2, jpg.size() * 3 / 4, jpg.size() / 2}) {
+    EXPECT_FALSE(gan::decode_image(fixtures::truncated(jpg, keep), img, error)) << keep;
+    EXPECT_NE(error.find("truncated JPEG"), std::string::npos) << error;
+  }
+  Bytes trailer = jpg;  // e.g. a motion photo: a video appended after the image
+  for (int i = 0; i < 1000; ++i) trailer.push_back(static_cast<std::uint8_t>(i * 7));
+  ASSERT_TRUE(gan::decode_image(trailer, img, error)) << error;
+  EXPECT_EQ(img.pixels, pixels);
+
+  // An APP1 segment holding FF D9 (as an embedded thumbnail does), then the image cut short.
+  Bytes app1 = {0xFF, 0xE1, 0x00, 0x08, 'E', 'x', 'i', 'f', 0xFF, 0xD9};
+  Bytes with_thumb;  // SOI, the APP1, then the rest of the file
+  for (size_t i = 0; i < jpg.size(); ++i) {
+    with_thumb.push_back(jpg[i]);
+    if (i == 1) for (std::uint8_t c : app1) with_thumb.push_back(c);
+  }
+  ASSERT_TRUE(gan::decode_image(with_thumb, img, error)) << error;
+  EXPECT_EQ(img.pixels, pixels);
+  EXPECT_FALSE(gan::decode_image(fixtures::truncated(with_thumb, with_thumb.size() - 40), img, error));
+  EXPECT_NE(error.find("truncated JPEG"), std::string::npos) << error;
+}
