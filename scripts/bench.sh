@@ -3,7 +3,8 @@
 # python3-torch: the same libtorch), each as img/s, ratio and fraction of this machine's measured convolution peak;
 # peak memory per batch size; step time per image size; the transposed-convolution forms per layer; data loading.
 #   bash scripts/bench.sh                 everything (~10 minutes on 2 cores)
-# Environment: THREADS (default: all cores), STEPS (timed steps per run, default 8),
+# Environment: THREADS (default: all cores), STEPS (timed steps per run, default 8), ROUNDS (times the two sides
+#   alternate in the speed table, each keeping its best; default 3),
 #   BENCH_FOLDER=DIR  also time decoding that image folder and streaming its cache (gan-data bench).
 # Both sides run with the same threads and the same OpenBLAS kernel (gan-bench blas prints the one it uses).
 set -euo pipefail
@@ -18,6 +19,7 @@ cmake --build "$build" -j "$(nproc)" --target gan-bench gan-data >/dev/null
 }
 threads=${THREADS:-$(nproc)}
 steps=${STEPS:-8}
+rounds=${ROUNDS:-3}
 bench="$build/gan-bench"
 core=$("$bench" blas)
 [[ -n "$core" ]] && export OPENBLAS_CORETYPE=$core
@@ -34,7 +36,7 @@ printf '%-34s %9s %9s %7s %9s %9s\n' "training step (CPU)" "ref img/s" "img/s" "
 row() {  # label, then model arguments
   local label=$1; shift
   local o ri=0 oi=0 gf x
-  for _ in 1 2; do  # alternate the two sides twice and keep each side's best: this machine's speed drifts
+  for ((r = 0; r < rounds; ++r)); do  # alternate the two sides and keep each side's best: the machine's speed drifts
     x=$(ref --steps "$steps" "$@" | val ref.img_per_s); ri=$(awk -v a="$ri" -v b="$x" 'BEGIN {print (b > a ? b : a)}')
     o=$(ours --steps "$steps" "$@")
     x=$(val step.img_per_s <<<"$o"); oi=$(awk -v a="$oi" -v b="$x" 'BEGIN {print (b > a ? b : a)}')
