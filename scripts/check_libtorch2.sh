@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Checks the project against LibTorch 2.x without a GPU: debootstraps Debian trixie (LibTorch 2.6) into a folder and
+#   cpu   builds there against trixie's libtorch-dev 2.6 and runs the whole test suite (scripts/test.sh, no fuzzing);
+#   cuda  builds there against trixie's CUDA LibTorch 2.6 (contrib libtorch-cuda-dev, with nvidia-cuda-toolkit 12.4
+#         from non-free): every target compiles and links, CUDA-guarded code included. Nothing runs (no GPU here, no
+#         cuDNN), so the tests are discovered at ctest time rather than after the build.
+#   bash scripts/check_libtorch2.sh [cpu|cuda|all]     (default all; needs root, ~4 GiB of disk for cuda, ~30 min)
+# Environment: ROOT (the chroot folder, default /var/tmp/gan-trixie; kept between runs, so a rerun only rebuilds),
+#   MIRROR (default http://deb.debian.org/debian).
+# Debian does not ship cuDNN (its nvidia-cudnn package downloads it from NVIDIA at install time), so the cuda check
+# installs an empty stand-in for that package and links with --allow-shlib-undefined: the symbols that libtorch_cuda
+# takes from cuDNN stay unresolved, which only matters at run time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+[[ "$what" =~ ^(cpu|cuda|all)$ ]] || { echo "usage: $0 [cpu|cuda|all]" >&2; exit 2; }
+[[ $(id -u) -eq 0 ]] || { echo "check_libtorch2: needs root (debootstrap, chroot, mounts)" >&2; exit 2; }
+root=${ROOT:-/var/tmp/gan-trixie}
+mirror=${MIRROR:-http://deb.debian.org/debian}
+
+if [[ ! -x "$root/usr/bin/apt-get" ]]; then
+  command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
+  echo "check_libtorch2: debootstrap trixie into $root"
+  debootstrap --variant=minbase --components=main,contrib,non-free trixie "$root" "$mirror" >"$root.debootstrap.log" 2>&1 ||
+    { tail -20 "$root.debootstrap.log" >&2; exit 1; }
+fi
+mounted=()
+cleanup() { for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null || true; done; }
+trap cleanup EXIT
+for m in proc dev dev/pts sys; do
+  mountpoint -q "$root/$m" && continue
+  if [[ $m == proc ]]; then mount -t proc proc "$root/proc"; else mount --bind "/$m" "$root/$m"; fi
+  mounted=("$root/$m" "${mounted[@]}")
+done
+cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 bash -c "$1"; }
+
+# The working tree (tracked and untracked files that git does not ignore) as it is now.
+rm -rf "$root/work/gan.new" && mkdir -p "$root/work/gan.new"
+git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$root/work/gan.new"
+mkdir -p "$root/work/gan"
+# Replace the sources but keep the build folders, so that a rerun only rebuilds what changed.
+find "$root/work/gan" -mindepth 1 -maxdepth 1 ! -name 'build-*' -exec rm -rf {} +
+cp -a "$root/work/gan.new/." "$root/work/gan/" && rm -rf "$root/work/gan.new"
+
+status=0
+if [[ $what == cpu || $what == all ]]; then
+  echo "check_libtorch2: cpu: build against trixie's libtorch-dev and run the tests"
+  if in_root "dpkg -s libtorch-cuda-2.6 >/dev/null 2>&1"; then  # left by the cuda check: TorchConfig would find it
+    in_root "apt-get purge -y -qq libtorch-cuda-dev libtorch-cuda-2.6 >/dev/null"
+    rm -f "$root/work/gan/build-cpu/CMakeCache.txt"
+  fi
+  if in_root "cd /work/gan && FUZZ_SECONDS=0 BUILD_DIR=build-cpu bash scripts/test.sh" >"$root/cpu.log" 2>&1; then
+    echo "check_libtorch2: cpu: $(in_root "dpkg-query -W -f='libtorch-dev \${Version}' libtorch-dev"): $(grep -E 'tests passed|tests failed' "$root/cpu.log")"
+  else
+    status=1
+    echo "check_libtorch2: cpu: FAILED (last lines of $root/cpu.log):" >&2
+    tail -30 "$root/cpu.log" >&2
+  fi
+fi
+if [[ $what == cuda || $what == all ]]; then
+  echo "check_libtorch2: cuda: build against trixie's libtorch-cuda-dev (compile and link only)"
+  if ! in_root "dpkg -s libtorch-cuda-dev >/dev/null 2>&1"; then
+    # An empty stand-in for nvidia-cudnn, whose real install script downloads cuDNN from NVIDIA.
+    mkdir -p "$root/work/nvidia-cudnn-stub/DEBIAN"
+    printf '%s\n' "Package: nvidia-cudnn" "Version: 9.99.0-stub" "Architecture: amd64" "Maintainer: gan-trainer <none>" \
+      "Description: stand-in: cuDNN is not installed" >"$root/work/nvidia-cudnn-stub/DEBIAN/control"
+    in_root "dpkg-deb --build /work/nvidia-cudnn-stub /work/nvidia-cudnn-stub.deb >/dev/null"
+    in_root "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get purge -y -qq libtorch-dev >/dev/null 2>&1;
+             apt-get install -y -qq --no-install-recommends /work/nvidia-cudnn-stub.deb libtorch-cuda-dev nvidia-cuda-toolkit \
+               cmake g++ make libcli11-dev libspdlog-dev libyaml-cpp-dev libstb-dev zlib1g-dev libgtest-dev dataset-fashion-mnist" \
+      >"$root/cuda-install.log" 2>&1 || { tail -20 "$root/cuda-install.log" >&2; exit 1; }
+  fi
+  cmake_dir=$(in_root "dirname \$(dpkg -L libtorch-cuda-dev | grep '/TorchConfig.cmake\$')")
+  if in_root "cd /work/gan && cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DGAN_BUILD_TESTS=ON \
+                -DCMAKE_PREFIX_PATH=$cmake_dir -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined \
+                -DCMAKE_GTEST_DISCOVER_TESTS_DISCOVERY_MODE=PRE_TEST &&
+              cmake --build build-cuda -j \$(nproc)" >"$root/cuda.log" 2>&1; then
+    echo "check_libtorch2: cuda: $(in_root "dpkg-query -W -f='libtorch-cuda-dev \${Version}, CUDA ' libtorch-cuda-dev; nvcc --version | grep -o 'release [0-9.]*'"): all targets built"
+    grep -E "^-- (Found CUDAToolkit|USE_CUDNN)" "$root/cuda.log" | sed 's/^--/ /'
+    in_root "ldd /work/gan/build-cuda/gan-train" | grep -q libtorch_cuda &&
+      echo "  gan-train links libtorch_cuda, so a GPU machine gets the CUDA device"
+  else
+    status=1
+    echo "check_libtorch2: cuda: FAILED (last lines of $root/cuda.log):" >&2
+    tail -30 "$root/cuda.log" >&2
+  fi
+fi
+exit $status
