@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The Python reference for gan-bench: the PyTorch DCGAN example (dcgan/main.py) step, eager mode, generalised to
 power-of-two sizes the way gan-train's models are (one stride-2 block per factor of 2, channel multiplier capped at
-8). Same loss (BCE with logits, non-saturating G loss), Adam 2e-4 / (0.5, 0.999), random data, CPU.
+8). Same loss (BCE with logits, non-saturating G loss), Adam 2e-4 / (0.5, 0.999), random data, float32, on the CPU
+or (--device cuda) a GPU. Like the example, it reads the D loss back every step.
 Run with Debian's /usr/bin/python3 (python3-torch); prints 'ref.img_per_s N' like gan-bench step."""
 import argparse
 import time
@@ -51,20 +52,26 @@ def main():
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     a = p.parse_args()
+    dev = torch.device(a.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: this torch has no CUDA device")
     import os
     torch.set_num_threads(a.threads or os.cpu_count())
     torch.manual_seed(1)
     nz = 100
-    g, d = generator(a.image_size, a.channels, nz, a.ngf), discriminator(a.image_size, a.channels, a.ndf)
+    g = generator(a.image_size, a.channels, nz, a.ngf).to(dev)
+    d = discriminator(a.image_size, a.channels, a.ndf).to(dev)
     opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
     crit = nn.BCEWithLogitsLoss()
-    real = torch.rand(a.batch, a.channels, a.image_size, a.image_size) * 2 - 1
-    ones, zeros = torch.ones(a.batch), torch.zeros(a.batch)
+    real = (torch.rand(a.batch, a.channels, a.image_size, a.image_size) * 2 - 1).to(dev)
+    ones, zeros = torch.ones(a.batch, device=dev), torch.zeros(a.batch, device=dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
     def step():
-        z = torch.randn(a.batch, nz, 1, 1)
+        z = torch.randn(a.batch, nz, 1, 1, device=dev)
         fake = g(z)
         d.zero_grad()
         loss_d = crit(d(real).view(-1), ones) + crit(d(fake.detach()).view(-1), zeros)
@@ -78,9 +85,11 @@ def main():
 
     for _ in range(a.warmup):
         step()
+    sync()
     t0 = time.perf_counter()
     for _ in range(a.steps):
         step()
+    sync()
     dt = time.perf_counter() - t0
     print(f"ref.params_g {sum(q.numel() for q in g.parameters())}")
     print(f"ref.params_d {sum(q.numel() for q in d.parameters())}")
@@ -88,6 +97,8 @@ def main():
     print(f"ref.img_per_s {a.steps * a.batch / dt:.2f}")
     import resource
     print(f"ref.peak_rss_mib {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
+    if dev.type == "cuda":
+        print(f"ref.peak_device_mib {torch.cuda.max_memory_allocated(dev) / 1048576:.0f}")
 
 
 if __name__ == "__main__":

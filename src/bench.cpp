@@ -15,6 +15,10 @@
 #include "gan/platform.h"
 #include "gan/step.h"
 
+#ifdef GAN_WITH_CUDA  // set by CMakeLists.txt when the LibTorch has CUDA (Debian's has no CUDA headers)
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 namespace gan {
 namespace {
 
@@ -39,12 +43,34 @@ double best_time(F&& f, int reps) {
 
 struct StepArgs {
   int image_size = 64, channels = 3, batch = 64, ngf = 64, ndf = 64, steps = 10, warmup = 3, threads = 0;
-  std::string upconv = "auto", channels_last = "off";
+  std::string upconv = "auto", channels_last = "off", device = "cpu", amp = "off";
 };
 
-// Trains `steps` steps (after `warmup`) of the trainer's own step on random data: img/s and peak RSS.
+// Waits for the device's queued work (CUDA kernels run asynchronously); nothing to wait for on the CPU.
+void sync(const c10::Device& dev) {
+  if (dev.is_cuda()) torch::cuda::synchronize(dev.index());
+}
+
+// Peak memory the caching allocator handed out on a CUDA device since the process started, in MiB; -1 elsewhere.
+double peak_device_mib(const c10::Device& dev) {
+#ifdef GAN_WITH_CUDA
+  if (dev.is_cuda()) return c10::cuda::CUDACachingAllocator::getDeviceStats(dev.index()).allocated_bytes[0].peak / 1048576.0;
+#endif
+  (void)dev;
+  return -1;
+}
+
+// Trains `steps` steps (after `warmup`) of the trainer's own step on random data: img/s, peak RSS and (CUDA) peak
+// device memory. As in training, nothing is read back inside the timed steps: the losses are summed on the device.
 int run_step(const StepArgs& a) {
   const int threads = configure_threads(a.threads);
+  c10::Device dev(torch::kCPU);
+  try {
+    dev = resolve_device(a.device);
+  } catch (const UserError&) {
+    throw UserError(kExitUsage, "--device " + a.device + " is not usable here: use cpu, auto, or a CUDA device that "
+                                "this build and machine have");
+  }
   ModelConfig mc;
   mc.image_size = a.image_size;
   mc.channels = a.channels;
@@ -53,40 +79,50 @@ int run_step(const StepArgs& a) {
   TrainConfig tc;
   tc.upconv = a.upconv;
   tc.channels_last = a.channels_last;
+  tc.amp = a.amp;
   torch::manual_seed(1);
   Generator g(mc);
   Discriminator d(mc);
   dcgan_init(*g);
   dcgan_init(*d);
-  const StepOptions opts = step_options(tc, torch::kCPU);
+  g->to(dev);
+  d->to(dev);
+  const StepOptions opts = step_options(tc, dev);
   prepare_models(g, d, opts);
   auto adam = [&](torch::nn::Module& m) {
     return torch::optim::Adam(m.parameters(), torch::optim::AdamOptions(tc.lr).betas({tc.beta1, tc.beta2}));
   };
   torch::optim::Adam opt_g = adam(*g), opt_d = adam(*d);
   GanStep stepper(g, d, opt_g, opt_d, opts);
-  at::Tensor real = torch::rand({a.batch, mc.channels, mc.image_size, mc.image_size}) * 2 - 1;  // [B, C, S, S]
-  double sum = 0;
+  at::Tensor real = (torch::rand({a.batch, mc.channels, mc.image_size, mc.image_size}) * 2 - 1).to(dev);  // [B, C, S, S]
+  at::Tensor sum = torch::zeros({}, torch::TensorOptions().device(dev));
   auto one = [&](std::int64_t i) {
-    at::Tensor z = torch::randn({a.batch, mc.nz});  // [B, nz]
+    at::Tensor z = torch::randn({a.batch, mc.nz}, torch::TensorOptions().device(dev));  // [B, nz]
     auto r = stepper.run(real, z, i);
+    if (r.status == StepResult::kSkipped) return;  // fp16 overflow: the scale is lowered, as in training
     if (r.status != StepResult::kOk) throw UserError(kExitInternal, "benchmark step diverged");
-    sum += r.stats[0].item<double>();
+    sum += r.stats[0];
   };
   for (int i = 0; i < a.warmup; ++i) one(i + 1);
+  sync(dev);
   auto t0 = clock_type::now();
   for (int i = 0; i < a.steps; ++i) one(a.warmup + i + 1);
+  sync(dev);
   const double dt = seconds_since(t0);
+  if (!opts.check_every_step && stepper.take_deferred_divergence().first)
+    throw UserError(kExitInternal, "benchmark step diverged");
   const double ips = a.steps * a.batch / dt;
   const ModelFlops f = model_flops(mc);
-  std::printf("step.config %dx%d nc=%d batch=%d ngf=%d ndf=%d threads=%d upconv=%s channels_last=%s\n", a.image_size,
-              a.image_size, a.channels, a.batch, a.ngf, a.ndf, threads, a.upconv.c_str(), a.channels_last.c_str());
+  std::printf("step.config %dx%d nc=%d batch=%d ngf=%d ndf=%d threads=%d upconv=%s channels_last=%s device=%s amp=%s\n",
+              a.image_size, a.image_size, a.channels, a.batch, a.ngf, a.ndf, threads, a.upconv.c_str(),
+              opts.channels_last ? "on" : "off", dev.str().c_str(), opts.amp.c_str());
   std::printf("step.img_per_s %.2f\n", ips);
   std::printf("step.ms %.1f\n", 1000 * dt / a.steps);
   std::printf("step.gflop_per_image %.4f\n", f.step() / 1e9);
   std::printf("step.gflop_per_s %.1f\n", ips * f.step() / 1e9);
   std::printf("step.peak_rss_mib %.0f\n", peak_rss_mib());
-  std::printf("step.loss_check %.4f\n", sum / (a.warmup + a.steps));
+  if (dev.is_cuda()) std::printf("step.peak_device_mib %.0f\n", peak_device_mib(dev));
+  std::printf("step.loss_check %.4f\n", sum.item<double>() / (a.warmup + a.steps));
   return 0;
 }
 
@@ -199,7 +235,10 @@ int bench_main(int argc, char** argv) {
     step->add_option("--steps", a.steps, "timed steps")->check(CLI::Range(1, 100000));
     step->add_option("--warmup", a.warmup, "untimed steps first")->check(CLI::Range(0, 1000));
     step->add_option("--upconv", a.upconv)->check(CLI::IsMember({"auto", "phase", "gemm", "transposed"}));
-    step->add_option("--channels-last", a.channels_last)->check(CLI::IsMember({"on", "off"}));
+    step->add_option("--channels-last", a.channels_last, "on | off | auto (on for CUDA)")
+        ->check(CLI::IsMember({"on", "off", "auto"}));
+    step->add_option("--device", a.device, "cpu | cuda | cuda:N | auto");
+    step->add_option("--amp", a.amp, "CUDA mixed precision: off | bf16 | fp16")->check(CLI::IsMember({"off", "bf16", "fp16"}));
     auto* layers = app.add_subcommand("layers", "each generator layer: transposed vs phase form, forward+backward");
     add_model(layers);
     layers->add_option("--reps", reps)->check(CLI::Range(1, 1000));
