@@ -4,7 +4,7 @@
 #   cuda  builds there against trixie's CUDA LibTorch 2.6 (contrib libtorch-cuda-dev, with nvidia-cuda-toolkit 12.4
 #         from non-free): every target compiles and links, CUDA-guarded code included. Nothing runs (no GPU here, no
 #         cuDNN), so the tests are discovered at ctest time rather than after the build.
-#   bash scripts/check_libtorch2.sh [cpu|cuda|all]     (default all; needs root, ~4 GiB of disk for cuda, ~30 min)
+#   bash scripts/check_libtorch2.sh [cpu|cuda|all]     (default all; needs root; the first run took 18 min and the chroot holds 12 GiB)
 # Environment: ROOT (the chroot folder, default /var/tmp/gan-trixie; kept between runs, so a rerun only rebuilds),
 #   MIRROR (default http://deb.debian.org/debian).
 # Debian does not ship cuDNN (its nvidia-cudnn package downloads it from NVIDIA at install time), so the cuda check
