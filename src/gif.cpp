@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <sstream>
 #include <stdexcept>
 
 #include "gan/errors.h"
@@ -12,13 +11,6 @@
 namespace gan {
 
 namespace {
-
-// 0.7 -> "0.7", -1 -> "-1" (std::to_string would give "-1.000000").
-std::string format_number(double v) {
-  std::ostringstream s;
-  s << v;
-  return s.str();
-}
 
 constexpr int kRedLevels = 6, kGreenLevels = 7, kBlueLevels = 6;  // 252 colours
 

@@ -8,7 +8,6 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
-#include <sstream>
 
 #include "gan/checkpoint.h"
 #include "gan/errors.h"
@@ -21,13 +20,6 @@
 namespace gan {
 
 namespace {
-
-// 0.7 -> "0.7", -1 -> "-1" (std::to_string would give "-1.000000").
-std::string format_number(double v) {
-  std::ostringstream s;
-  s << v;
-  return s.str();
-}
 
 constexpr std::int64_t kMaxImages = 100000;  // per request, like --n
 

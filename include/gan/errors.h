@@ -32,4 +32,7 @@ class UserError : public std::runtime_error {
 // Throws UserError(kExitIo) naming `path` and errno's text, e.g. "cannot write runs/x/a.png: No space left on device".
 [[noreturn]] void throw_io_error(const std::string& action, const std::string& path, int err);
 
+// A number as a user typed it, for messages: 0.7 -> "0.7", -1 -> "-1" (std::to_string would give "-1.000000").
+std::string format_number(double v);
+
 }  // namespace gan
