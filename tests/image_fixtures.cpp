@@ -421,4 +421,12 @@ Bytes idx_images(int n, int rows, int cols, const Bytes& pixels) {
   return b;
 }
 
+Bytes idx_labels(const Bytes& labels) {
+  const auto n = static_cast<std::uint32_t>(labels.size());
+  Bytes b = {0, 0, 0x08, 1};  // magic: unsigned byte, 1 dimension
+  for (int shift : {24, 16, 8, 0}) b.push_back(static_cast<std::uint8_t>(n >> shift));  // big-endian count
+  b.insert(b.end(), labels.begin(), labels.end());
+  return b;
+}
+
 }  // namespace fixtures

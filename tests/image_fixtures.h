@@ -41,6 +41,8 @@ Bytes gif(int w, int h, const std::vector<Bytes>& frames, const Bytes& palette_r
 
 // IDX (MNIST format) unsigned-byte images file: n images of rows x cols; pixels holds n*rows*cols bytes.
 Bytes idx_images(int n, int rows, int cols, const Bytes& pixels);
+// IDX unsigned-byte labels file: one byte per image.
+Bytes idx_labels(const Bytes& labels);
 
 // JPEG files stb_image_write cannot produce, embedded as bytes generated once with Pillow 9.4.0
 // (see image_fixtures.cpp for the exact command lines).

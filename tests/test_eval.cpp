@@ -29,8 +29,7 @@ at::Tensor randn(std::int64_t n, std::int64_t d, std::uint64_t seed) {
 // 16x16 IDX images + labels of 10 classes: a bright 4x4 square in cell c of a 4x4 grid on a dark, noisy background.
 // Returns the images file; the labels file sits next to it (images-idx3 -> labels-idx1).
 std::string write_squares_dataset(const std::string& dir, int n, bool with_labels = true) {
-  fixtures::Bytes px, labels = {0, 0, 0x08, 1};
-  for (int shift : {24, 16, 8, 0}) labels.push_back(static_cast<std::uint8_t>(n >> shift));
+  fixtures::Bytes px, labels;
   std::uint32_t state = 99;
   auto draw = [&](int lo, int hi) {
     state = state * 1664525u + 1013904223u;
@@ -47,7 +46,7 @@ std::string write_squares_dataset(const std::string& dir, int n, bool with_label
   }
   const std::string images = dir + "/squares-images-idx3-ubyte";
   fixtures::write_file(images, fixtures::idx_images(n, 16, 16, px));
-  if (with_labels) fixtures::write_file(dir + "/squares-labels-idx1-ubyte", labels);
+  if (with_labels) fixtures::write_file(dir + "/squares-labels-idx1-ubyte", fixtures::idx_labels(labels));
   return images;
 }
 

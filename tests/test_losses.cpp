@@ -19,6 +19,7 @@
 #include "test_util.h"
 
 namespace fs = std::filesystem;
+using testutil::slurp;
 using testutil::TempDir;
 
 namespace {
@@ -36,11 +37,7 @@ gan::ModelConfig small_model() {
 // n images of 16x16 in `classes` classes: class c is a bright horizontal band at row 3c (mod 16) plus noise.
 // Writes images and labels as IDX files (labels next to images, "-labels-idx1-ubyte") and returns the images path.
 std::string write_banded_dataset(const TempDir& dir, int n, int classes) {
-  fixtures::Bytes px, labels = {0, 0, 8, 1, 0, 0, 0, 0};
-  labels[4] = static_cast<std::uint8_t>(n >> 24);
-  labels[5] = static_cast<std::uint8_t>(n >> 16);
-  labels[6] = static_cast<std::uint8_t>(n >> 8);
-  labels[7] = static_cast<std::uint8_t>(n);
+  fixtures::Bytes px, labels;
   std::uint32_t state = 777;
   for (int i = 0; i < n; ++i) {
     const int c = i % classes;
@@ -54,39 +51,15 @@ std::string write_banded_dataset(const TempDir& dir, int n, int classes) {
   }
   const std::string images = dir / "bands-images-idx3-ubyte";
   fixtures::write_file(images, fixtures::idx_images(n, 16, 16, px));
-  fixtures::write_file(dir / "bands-labels-idx1-ubyte", labels);
+  fixtures::write_file(dir / "bands-labels-idx1-ubyte", fixtures::idx_labels(labels));
   return images;
 }
 
 gan::Config tiny(const TempDir& dir, const std::string& data, std::int64_t steps) {
-  gan::Config c;
-  c.data.source = "idx";
-  c.data.path = data;
-  c.model = small_model();
-  c.model.nz = 16;
-  c.model.ngf = 8;
-  c.model.ndf = 8;
-  c.train.batch_size = 16;
-  c.train.steps = steps;
-  c.train.device = "cpu";
-  c.train.threads = 1;
-  c.output.dir = dir / "runs";
-  c.output.name = "tiny";
-  c.output.sample_every = 4;
-  c.output.checkpoint_every = 4;
-  c.output.log_every = 1000;
-  c.output.metrics_every = 1;
+  gan::Config c = testutil::tiny_train_config(dir, data, steps);
+  c.output.sample_every = c.output.checkpoint_every = 4;
   c.output.samples = 8;
-  c.output.grid_rows = 4;
-  c.name = "tiny";
   return c;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace

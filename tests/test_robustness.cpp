@@ -21,6 +21,7 @@
 
 namespace fs = std::filesystem;
 using testutil::expect_user_error;
+using testutil::slurp;
 using testutil::TempDir;
 
 namespace {
@@ -71,11 +72,6 @@ int wait_exit(pid_t pid) {
   int status = 0;
   waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 size_t count_lines(const std::string& path) {

@@ -162,23 +162,9 @@ class SamplerCli : public ::testing::Test {
     }
     const std::string data = *dir_ / "noise-idx3-ubyte";
     fixtures::write_file(data, fixtures::idx_images(32, 16, 16, b));
-    gan::Config c;
-    c.data.source = "idx";
-    c.data.path = data;
-    c.model.image_size = 16;
-    c.model.channels = 1;
-    c.model.nz = 16;
-    c.model.ngf = c.model.ndf = 8;
-    c.train.batch_size = 16;
-    c.train.steps = 2;
-    c.train.device = "cpu";
-    c.train.threads = 1;
-    c.output.dir = *dir_ / "runs";
-    c.output.name = "tiny";
+    gan::Config c = testutil::tiny_train_config(*dir_, data, 2);
     c.output.sample_every = c.output.checkpoint_every = 1000;
-    c.output.log_every = 1000;
     c.output.samples = 4;
-    c.name = "tiny";
     plain_ = new std::string(gan::train(c).checkpoint);
 
     gan::Config k = c;

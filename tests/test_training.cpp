@@ -17,6 +17,7 @@
 namespace fs = std::filesystem;
 using testutil::TempDir;
 using testutil::run;
+using testutil::tiny_train_config;
 
 namespace {
 
@@ -38,31 +39,6 @@ std::string write_halves_dataset(const TempDir& dir, int n, int size) {
   std::string path = dir / "halves-idx3-ubyte";
   fixtures::write_file(path, fixtures::idx_images(n, size, size, b));
   return path;
-}
-
-gan::Config tiny_config(const TempDir& dir, const std::string& data, std::int64_t steps) {
-  gan::Config c;
-  c.data.source = "idx";
-  c.data.path = data;
-  c.model.image_size = 16;
-  c.model.channels = 1;
-  c.model.nz = 16;
-  c.model.ngf = 8;
-  c.model.ndf = 8;
-  c.train.batch_size = 16;
-  c.train.steps = steps;
-  c.train.device = "cpu";
-  c.train.threads = 1;
-  c.output.dir = dir / "runs";
-  c.output.name = "tiny";
-  c.output.sample_every = 3;
-  c.output.checkpoint_every = 3;
-  c.output.log_every = 1000;
-  c.output.metrics_every = 1;
-  c.output.samples = 12;
-  c.output.grid_rows = 4;
-  c.name = "tiny";
-  return c;
 }
 
 std::vector<std::string> lines(const std::string& path) {
@@ -99,7 +75,7 @@ Loaded load(const std::string& ckpt) {
 
 TEST(Training, ShortRunWritesRunFolder) {
   TempDir dir;
-  gan::Config cfg = tiny_config(dir, write_halves_dataset(dir, 64, 16), 6);
+  gan::Config cfg = tiny_train_config(dir, write_halves_dataset(dir, 64, 16), 6);
   gan::TrainSummary s = gan::train(cfg);
   const std::string run = dir / "runs/tiny";
   EXPECT_EQ(s.run_dir, run);
@@ -130,7 +106,7 @@ TEST(Training, ShortRunWritesRunFolder) {
 
 TEST(Training, SamplesFromCheckpointWithoutConfig) {
   TempDir dir;
-  gan::Config cfg = tiny_config(dir, write_halves_dataset(dir, 64, 16), 3);
+  gan::Config cfg = tiny_train_config(dir, write_halves_dataset(dir, 64, 16), 3);
   gan::TrainSummary s = gan::train(cfg);
   fs::remove(dir / "halves-idx3-ubyte");  // the dataset is gone; the checkpoint alone must suffice
   gan::SampleOptions o;
@@ -170,11 +146,11 @@ TEST(Training, SamplesFromCheckpointWithoutConfig) {
 TEST(Training, ResumeContinuesStepCountAndMatchesUninterruptedRun) {
   TempDir dir;
   std::string data = write_halves_dataset(dir, 40, 16);  // 2 batches per epoch: the resume crosses an epoch
-  gan::Config full = tiny_config(dir, data, 6);
+  gan::Config full = tiny_train_config(dir, data, 6);
   full.output.name = "full";
   gan::TrainSummary a = gan::train(full);
 
-  gan::Config part = tiny_config(dir, data, 3);
+  gan::Config part = tiny_train_config(dir, data, 3);
   part.output.name = "part";
   gan::TrainSummary b = gan::train(part);
   EXPECT_EQ(b.steps, 3);
@@ -202,7 +178,7 @@ TEST(Training, ResumeContinuesStepCountAndMatchesUninterruptedRun) {
 TEST(Training, GeneratorLearnsTheDataStatistic) {
   // Data: left half bright, right half dark (contrast ~1.2). G's samples start with no such contrast.
   TempDir dir;
-  gan::Config cfg = tiny_config(dir, write_halves_dataset(dir, 512, 16), 0);
+  gan::Config cfg = tiny_train_config(dir, write_halves_dataset(dir, 512, 16), 0);
   cfg.train.threads = 1;  // ctest runs tests in parallel: more threads than cores makes OpenMP spin
   cfg.train.batch_size = 32;
   cfg.model.ngf = cfg.model.ndf = 16;  // measured: contrast 0.89-1.01 after 300 steps for seeds 1-4
@@ -261,7 +237,7 @@ TEST(Cli, ExitCodesAndOneLineErrors) {
 TEST(Training, NewRunInAFolderWithoutCheckpointsDropsStaleMetricsRows) {
   // A process killed before its first checkpoint leaves metrics rows; the next run there starts at step 0 again.
   TempDir dir;
-  gan::Config cfg = tiny_config(dir, write_halves_dataset(dir, 64, 16), 2);
+  gan::Config cfg = tiny_train_config(dir, write_halves_dataset(dir, 64, 16), 2);
   fs::create_directories(dir / "runs/tiny");
   std::ofstream(dir / "runs/tiny/metrics.jsonl") << "{\"step\": 1, \"stale\": true}\n{\"step\": 2, \"stale\": true}\n";
   gan::train(cfg);

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "gan/config.h"
 #include "gan/errors.h"
 
 namespace testutil {
@@ -50,6 +51,39 @@ inline int run(const std::string& cmd, std::string* output) {
   std::ifstream in(tmp / "out");
   output->assign(std::istreambuf_iterator<char>(in), {});
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// A whole file as a string ("" when it cannot be read).
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// The tests' training run on 16x16 gray IDX images `data`: nz 16, ngf = ndf = 8, batch 16, one CPU thread, a grid
+// (12 samples, 4 rows) and a checkpoint every 3 steps, a metrics row every step, into dir/runs/tiny.
+inline gan::Config tiny_train_config(const TempDir& dir, const std::string& data, std::int64_t steps) {
+  gan::Config c;
+  c.data.source = "idx";
+  c.data.path = data;
+  c.model.image_size = 16;
+  c.model.channels = 1;
+  c.model.nz = 16;
+  c.model.ngf = 8;
+  c.model.ndf = 8;
+  c.train.batch_size = 16;
+  c.train.steps = steps;
+  c.train.device = "cpu";
+  c.train.threads = 1;
+  c.output.dir = dir / "runs";
+  c.output.name = "tiny";
+  c.output.sample_every = 3;
+  c.output.checkpoint_every = 3;
+  c.output.log_every = 1000;
+  c.output.metrics_every = 1;
+  c.output.samples = 12;
+  c.output.grid_rows = 4;
+  c.name = "tiny";
+  return c;
 }
 
 }  // namespace testutil
