@@ -311,22 +311,9 @@ TEST(EvalSampler, SameSeedSameImagesWhateverTheChunks) {
 TEST(EvalCli, EndToEndOnATinyRun) {
   Shared& s = shared();
   TempDir dir;
-  gan::Config cfg;
-  cfg.data.source = "idx";
-  cfg.data.path = s.data;
-  cfg.model.image_size = 16;
-  cfg.model.nz = 16;
-  cfg.model.ngf = 8;
-  cfg.model.ndf = 8;
-  cfg.train.batch_size = 16;
-  cfg.train.steps = 2;
-  cfg.train.device = "cpu";
-  cfg.train.threads = 1;
-  cfg.output.dir = dir / "runs";
-  cfg.output.name = "tiny";
-  cfg.output.log_every = 1000;
+  gan::Config cfg = testutil::tiny_train_config(dir, s.data, 2);
   cfg.output.samples = 10;
-  cfg.name = "tiny";
+  cfg.output.grid_rows = 8;
   gan::TrainSummary t = gan::train(cfg);
   ASSERT_EQ(t.exit_code, 0);
   std::string out;
