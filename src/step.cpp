@@ -132,8 +132,11 @@ at::Tensor gradient_penalty(Discriminator& d, const at::Tensor& real, const at::
 
 at::Tensor r1_penalty(Discriminator& d, const at::Tensor& real, const at::Tensor& labels) {
   at::Tensor x = real.detach().requires_grad_(true);  // [B, C, S, S]
-  at::Tensor out = d->forward(x, labels);             // [B]
-  at::Tensor grad = torch::autograd::grad({out.sum()}, {x}, {}, true, true)[0];
+  return r1_penalty(d->forward(x, labels), x);
+}
+
+at::Tensor r1_penalty(const at::Tensor& real_logits, const at::Tensor& x) {
+  at::Tensor grad = torch::autograd::grad({real_logits.sum()}, {x}, {}, true, true)[0];  // [B, C, S, S]
   return at_least_float(grad.reshape({x.size(0), -1})).pow(2).sum(1).mean();
 }
 
@@ -247,7 +250,9 @@ StepResult GanStep::run(const StepInput& in, std::int64_t step, bool poison_d) {
         torch::NoGradGuard no_grad;
         fake = g_->forward(in.z[k], fake_labels).contiguous(fmt);
       }
-      const at::Tensor real_in = noisy(real), fake_in = noisy(fake.detach());
+      at::Tensor real_in = noisy(real);
+      const at::Tensor fake_in = noisy(fake.detach());
+      if (opts_.r1_gamma > 0) real_in = real_in.detach().requires_grad_(true);  // R1 differentiates this forward
       real_logits = d_->forward(real_in, real_y);     // [B]
       fake_logits = d_->forward(fake_in, fake_labels);  // [B]
       loss_d = d_loss(loss, real_logits, fake_logits, opts_.label_smoothing);
@@ -258,7 +263,7 @@ StepResult GanStep::run(const StepInput& in, std::int64_t step, bool poison_d) {
         loss_d = loss_d + opts_.gp_weight * penalty;
       }
       if (opts_.r1_gamma > 0) {
-        at::Tensor r1 = r1_penalty(d_, real_in, real_y);
+        at::Tensor r1 = r1_penalty(real_logits, real_in);
         loss_d = loss_d + 0.5 * opts_.r1_gamma * r1;
         penalty = penalty.defined() ? penalty + r1 : r1;
       }

@@ -44,6 +44,9 @@ at::Tensor gradient_penalty(Discriminator& d, const at::Tensor& real, const at::
                             const at::Tensor& eps);
 // R1 (Mescheder et al. 2018): mean over the batch of |grad_x D(x)|^2 on real images (multiply by gamma / 2).
 at::Tensor r1_penalty(Discriminator& d, const at::Tensor& real, const at::Tensor& labels);
+// The same from D's output `real_logits` [B] on `x` (which required grad before that forward pass), so that the
+// training step reuses the forward pass its D loss already made on the real batch.
+at::Tensor r1_penalty(const at::Tensor& real_logits, const at::Tensor& x);
 // EMA decay at G update `step` (1-based): min(decay, (1 + step) / (10 + step)) with ramp-up, else decay.
 double ema_beta(double decay, bool rampup, std::int64_t step);
 // ema = beta * ema + (1 - beta) * g for parameters; buffers (batch-norm statistics) copied.
