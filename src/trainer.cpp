@@ -247,6 +247,7 @@ TrainSummary train(const Config& cfg_in, const std::string& resume_from, const T
   if (use_ema) {
     g_ema = Generator(mc);
     g_ema->to(device);
+    g_ema->set_upconv_mode(step_opts.upconv);  // a module setting: loading weights into it keeps it
     copy_weights(*g, *g_ema);
     g_ema->eval();
     for (auto& p : g_ema->parameters()) p.requires_grad_(false);
@@ -262,13 +263,11 @@ TrainSummary train(const Config& cfg_in, const std::string& resume_from, const T
   auto restore = [&](const std::string& path, std::uint64_t reseed) {
     load_checkpoint(path, device, g, &d, &opt_g, &opt_d, &state, use_ema ? &g_ema : nullptr);
     prepare_models(g, d, step_opts);  // loaded tensors keep the layout they were saved in
-    if (use_ema) g_ema->set_upconv_mode(step_opts.upconv);
     std::lock_guard<std::mutex> lock(cpu_gen.mutex());
     cpu_gen.set_state(state.rng_state);
     if (reseed) cpu_gen.set_current_seed(reseed);
   };
   if (!resume_from.empty()) restore(resume_from, 0);
-  if (use_ema) g_ema->set_upconv_mode(step_opts.upconv);
   // Periodic evaluation: the extractor and the real statistics are prepared (or read from the cache) now, so that a
   // bad eval.extractor fails before training starts.
   std::unique_ptr<Evaluator> evaluator;
