@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Speed table: the trainer's CPU training step against the Python reference (scripts/bench_reference.py, Debian's
 # python3-torch: the same libtorch), each as img/s, ratio and fraction of this machine's measured convolution peak;
-# peak memory per batch size; step time per image size; the transposed-convolution forms per layer; data loading.
+# our step by option (G's and D's convolution forms); peak memory per batch size; step time per image size; the
+# transposed-convolution forms per layer; data loading.
 #   bash scripts/bench.sh                 everything (~10 minutes on 2 cores)
 # Environment: THREADS (default: all cores), STEPS (timed steps per run, default 8), ROUNDS (times the two sides
 #   alternate in the speed table, each keeping its best; default 3),
@@ -50,7 +51,8 @@ row "32x32 gray ngf=ndf=64 batch 128" --image-size 32 --channels 1 --batch 128
 echo "(%pk: reference-step FLOPs per image x img/s / convolution peak; ours skips D's weight gradients in the G update)"
 echo
 echo "our step, by option (64x64 RGB, batch 64):"
-for opt in "--upconv transposed --channels-last off" "--upconv auto --channels-last off" "--upconv auto --channels-last on" "--upconv phase --channels-last off" "--upconv gemm --channels-last off"; do
+for opt in "--upconv transposed --downconv direct" "--upconv auto --downconv direct" "--upconv auto --downconv auto" \
+  "--upconv auto --downconv auto --channels-last on" "--upconv phase --downconv auto" "--upconv gemm --downconv auto"; do
   # shellcheck disable=SC2086
   printf '  %-40s %7.1f img/s\n' "$opt" "$(ours --steps "$steps" --image-size 64 --channels 3 --batch 64 $opt | val step.img_per_s)"
 done

@@ -43,7 +43,7 @@ double best_time(F&& f, int reps) {
 
 struct StepArgs {
   int image_size = 64, channels = 3, batch = 64, ngf = 64, ndf = 64, steps = 10, warmup = 3, threads = 0;
-  std::string upconv = "auto", channels_last = "off", device = "cpu", amp = "off";
+  std::string upconv = "auto", downconv = "auto", channels_last = "off", device = "cpu", amp = "off";
 };
 
 // Waits for the device's queued work (CUDA kernels run asynchronously); nothing to wait for on the CPU.
@@ -78,6 +78,7 @@ int run_step(const StepArgs& a) {
   mc.ndf = a.ndf;
   TrainConfig tc;
   tc.upconv = a.upconv;
+  tc.downconv = a.downconv;
   tc.channels_last = a.channels_last;
   tc.amp = a.amp;
   torch::manual_seed(1);
@@ -113,8 +114,10 @@ int run_step(const StepArgs& a) {
     throw UserError(kExitInternal, "benchmark step diverged");
   const double ips = a.steps * a.batch / dt;
   const ModelFlops f = model_flops(mc);
-  std::printf("step.config %dx%d nc=%d batch=%d ngf=%d ndf=%d threads=%d upconv=%s channels_last=%s device=%s amp=%s\n",
+  std::printf("step.config %dx%d nc=%d batch=%d ngf=%d ndf=%d threads=%d upconv=%s downconv=%s channels_last=%s "
+              "device=%s amp=%s\n",
               a.image_size, a.image_size, a.channels, a.batch, a.ngf, a.ndf, threads, a.upconv.c_str(),
+              a.downconv.c_str(),
               opts.channels_last ? "on" : "off", dev.str().c_str(), opts.amp.c_str());
   std::printf("step.img_per_s %.2f\n", ips);
   std::printf("step.ms %.1f\n", 1000 * dt / a.steps);
@@ -200,8 +203,8 @@ ModelFlops model_flops(const ModelConfig& mc) {
     }
   x = torch::zeros({1, mc.channels, mc.image_size, mc.image_size});
   for (auto& m : d->modules(false))
-    if (auto* c = m->as<torch::nn::Conv2dImpl>()) {
-      x = c->forward(x);
+    if (auto* c = m->as<DownConvImpl>()) {
+      x = torch::conv2d(x, c->weight, {}, c->stride, c->padding);
       f.d += 2.0 * static_cast<double>(x.size(2) * x.size(3)) * c->weight.numel();
     }
   return f;
@@ -217,6 +220,7 @@ double peak_rss_mib() {
 
 int bench_main(int argc, char** argv) {
   std::string blas = ensure_fast_blas(argv);
+  keep_freed_memory();
   return guarded("gan-bench", [&]() -> int {
     CLI::App app{"gan-bench: training-step, layer and peak throughput on this machine (see scripts/bench.sh)"};
     app.require_subcommand(1);
@@ -235,6 +239,7 @@ int bench_main(int argc, char** argv) {
     step->add_option("--steps", a.steps, "timed steps")->check(CLI::Range(1, 100000));
     step->add_option("--warmup", a.warmup, "untimed steps first")->check(CLI::Range(0, 1000));
     step->add_option("--upconv", a.upconv)->check(CLI::IsMember({"auto", "phase", "gemm", "transposed"}));
+    step->add_option("--downconv", a.downconv)->check(CLI::IsMember({"auto", "winograd", "direct"}));
     step->add_option("--channels-last", a.channels_last, "on | off | auto (on for CUDA)")
         ->check(CLI::IsMember({"on", "off", "auto"}));
     step->add_option("--device", a.device, "cpu | cuda | cuda:N | auto");

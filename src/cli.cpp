@@ -80,6 +80,7 @@ std::string model_differences(const Config& a, const Config& b) {
 
 int train_main(int argc, char** argv) {
   std::string blas = ensure_fast_blas(argv);
+  keep_freed_memory();
   setup_logging();
   return guarded("gan-train", [&]() -> int {
     CLI::App app{"gan-train: train a DCGAN from a YAML config"};

@@ -252,6 +252,8 @@ const std::vector<Field>& fields() {
     t.push_back(text("train", "upconv", &Config::train, &TrainConfig::upconv,
                      {"auto", "phase", "gemm", "transposed"},
                      "G's transposed convs: auto | phase (sub-pixel conv2d) | gemm (GEMM + fold) | transposed"));
+    t.push_back(text("train", "downconv", &Config::train, &TrainConfig::downconv, {"auto", "winograd", "direct"},
+                     "D's stride-2 convs: auto | winograd (CPU) | direct (conv2d); penalties use direct"));
     t.push_back(text("train", "channels_last", &Config::train, &TrainConfig::channels_last, {"auto", "on", "off"},
                      "channels_last activations: auto (on for CUDA) | on | off"));
     t.push_back(text("train", "amp", &Config::train, &TrainConfig::amp, {"off", "bf16", "fp16"},

@@ -78,6 +78,14 @@ torch::Tensor upconv_gemm(const torch::Tensor& x, const torch::Tensor& w) {
       cols, torch::nn::functional::FoldFuncOptions({2 * h, 2 * wd}, {4, 4}).stride(2).padding(1));  // [N, Cout, 2H, 2W]
 }
 
+DownConvImpl::DownConvImpl(int in, int out, int kernel, int stride_, int padding_)
+    : stride(stride_), padding(padding_) {
+  weight = register_parameter("weight", torch::empty({out, in, kernel, kernel}));
+  nn::init::kaiming_uniform_(weight, std::sqrt(5.0));  // as Conv2d does: the same random draws
+}
+
+torch::Tensor DownConvImpl::forward(const torch::Tensor& x) { return downconv(x, weight, stride, padding, mode); }
+
 SNConv2dImpl::SNConv2dImpl(int in, int out, int kernel, int stride_, int padding_) : stride(stride_), padding(padding_) {
   weight = register_parameter("weight", torch::empty({out, in, kernel, kernel}));
   nn::init::kaiming_uniform_(weight, std::sqrt(5.0));  // as Conv2d
@@ -103,7 +111,7 @@ torch::Tensor SNConv2dImpl::forward(const torch::Tensor& x) {
     u_now = u.clone();  // later calls update u in place; this graph keeps its own copy
   }
   auto sigma = u_now.dot(w.mv(v));  // u^T W v: the top singular value, differentiable in W (u, v constants)
-  return torch::conv2d(x, weight / sigma, {}, stride, padding);
+  return downconv(x, weight / sigma, stride, padding, mode);
 }
 
 torch::Tensor MinibatchStdImpl::forward(const torch::Tensor& x) {
@@ -143,7 +151,7 @@ namespace {
 UpConv up(int in, int out, int stride, int pad) { return UpConv(in, out, stride, pad); }
 nn::AnyModule down(const ModelConfig& cfg, int in, int out, int stride, int pad) {
   if (cfg.spectral_norm) return nn::AnyModule(SNConv2d(in, out, 4, stride, pad));
-  return nn::AnyModule(nn::Conv2d(nn::Conv2dOptions(in, out, 4).stride(stride).padding(pad).bias(false)));
+  return nn::AnyModule(DownConv(in, out, 4, stride, pad));
 }
 nn::AnyModule norm(const ModelConfig& cfg, int ch) {
   if (cfg.d_norm == "layer") return nn::AnyModule(nn::GroupNorm(nn::GroupNormOptions(1, ch)));
@@ -212,8 +220,18 @@ DiscriminatorImpl::DiscriminatorImpl(const ModelConfig& cfg) : cfg_(cfg) {
   if (cfg.conditional && !concat) embed_ = register_module("embed", nn::Embedding(cfg.num_classes, ch));
 }
 
+void DiscriminatorImpl::set_downconv_mode(DownconvMode mode) {
+  downconv_ = mode;
+  for (auto& m : modules(/*include_self=*/false)) {
+    if (auto* c = m->as<DownConvImpl>()) c->mode = mode;
+    else if (auto* sn = m->as<SNConv2dImpl>()) sn->mode = mode;
+  }
+}
+
 torch::Tensor DiscriminatorImpl::forward(const torch::Tensor& x_in, const torch::Tensor& labels) {
-  const auto& x = x_in;
+  // The Winograd form works on channels_last activations; oneDNN's first conv then writes channels_last too.
+  const bool cl = downconv_ != DownconvMode::kDirect && x_in.device().is_cpu() && x_in.dim() == 4;
+  const torch::Tensor x = cl ? x_in.contiguous(at::MemoryFormat::ChannelsLast) : x_in;
   TORCH_CHECK(x.dim() == 4 && x.size(1) == cfg_.channels && x.size(2) == cfg_.image_size &&
                   x.size(3) == cfg_.image_size,
               "discriminator expects [N, ", cfg_.channels, ", ", cfg_.image_size, ", ", cfg_.image_size, "], got ",
@@ -248,6 +266,7 @@ void dcgan_init(nn::Module& module) {
   torch::NoGradGuard no_grad;
   for (auto& m : module.modules(/*include_self=*/false)) {
     if (auto* c = m->as<nn::Conv2d>()) c->weight.normal_(0.0, 0.02);
+    else if (auto* dc = m->as<DownConvImpl>()) dc->weight.normal_(0.0, 0.02);
     else if (auto* u = m->as<UpConvImpl>()) u->weight.normal_(0.0, 0.02);
     else if (auto* sn = m->as<SNConv2dImpl>()) sn->weight.normal_(0.0, 0.02);
     else if (auto* e = m->as<nn::EmbeddingImpl>()) e->weight.normal_(0.0, 0.02);

@@ -1,6 +1,7 @@
 #include "gan/platform.h"
 
 #include <dlfcn.h>
+#include <malloc.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -11,6 +12,15 @@
 #include "gan/errors.h"
 
 namespace gan {
+
+void keep_freed_memory() {
+  const char* env = std::getenv("GAN_KEEP_FREED_MEMORY");
+  if (env && std::strcmp(env, "0") == 0) return;
+#ifdef M_MMAP_THRESHOLD
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);  // allocations below 1 GiB come from the heap, reused after free
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);  // and the heap is not shrunk while less than 1 GiB of it is free
+#endif
+}
 
 std::string ensure_fast_blas(char** argv) {
   using CoreName = char* (*)();

@@ -73,6 +73,11 @@ StepOptions step_options(const TrainConfig& train, const c10::Device& device) {
              : train.upconv == "phase"    ? UpconvMode::kPhase
              : train.upconv == "gemm"     ? UpconvMode::kGemm
                                           : UpconvMode::kAuto;
+  // Gradient penalties differentiate D's input gradient again, which the Winograd form does not support.
+  const bool penalty = train.loss == "wgan-gp" || train.r1_gamma > 0;
+  o.downconv = train.downconv == "direct" || penalty ? DownconvMode::kDirect
+               : train.downconv == "winograd"       ? DownconvMode::kWinograd
+                                                    : DownconvMode::kAuto;
   o.channels_last = train.channels_last == "on" || (train.channels_last == "auto" && device.is_cuda());
   o.amp = device.is_cuda() ? train.amp : "off";
   o.check_every_step = !device.is_cuda();  // on CUDA a per-step check would be a host sync
@@ -90,6 +95,7 @@ StepOptions step_options(const TrainConfig& train, const c10::Device& device) {
 
 void prepare_models(Generator& g, Discriminator& d, const StepOptions& opts) {
   g->set_upconv_mode(opts.upconv);
+  d->set_downconv_mode(opts.downconv);
   set_channels_last(*g, opts.channels_last);
   set_channels_last(*d, opts.channels_last);
 }

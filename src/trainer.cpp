@@ -317,7 +317,11 @@ TrainSummary train(const Config& cfg_in, const std::string& resume_from, const T
   const std::int64_t total = cfg.train.steps > 0 ? cfg.train.steps : cfg.train.epochs * per_epoch;
   spdlog::info("run folder {}", run);
   spdlog::info("data: {}", source->description());
-  spdlog::info("step: upconv {}, channels_last {}, amp {}{}", cfg.train.upconv, step_opts.channels_last ? "on" : "off",
+  const char* downconv = step_opts.downconv == DownconvMode::kDirect     ? "direct"
+                         : step_opts.downconv == DownconvMode::kWinograd ? "winograd"
+                                                                         : "auto";
+  spdlog::info("step: upconv {}, downconv {}, channels_last {}, amp {}{}", cfg.train.upconv, downconv,
+               step_opts.channels_last ? "on" : "off",
                step_opts.amp, device.is_cuda() ? (cfg.train.cudnn_benchmark ? ", cuDNN benchmark" : "") : "");
   spdlog::info("objective: loss {}{}{}{}{}{}{} | D: norm {}{}{} | latent {}{}", tc.loss,
                tc.loss == "wgan-gp" ? fmt::format(" (gp {})", tc.gp_weight) : "",

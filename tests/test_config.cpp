@@ -192,6 +192,8 @@ TEST(Config, SpeedAndBadDataKeysAreSettableAndChecked) {
   EXPECT_FALSE(back.train.cudnn_benchmark);
   testutil::expect_user_error([] { gan::parse_config("train:\n  upconv: fast\n", "u.cfg"); }, gan::kExitUsage,
                               {"u.cfg:2", "train.upconv", "auto | phase | gemm | transposed"});
+  testutil::expect_user_error([] { gan::parse_config("train:\n  downconv: fft\n", "d.cfg"); }, gan::kExitUsage,
+                              {"d.cfg:2", "train.downconv", "auto | winograd | direct"});
   testutil::expect_user_error([] { gan::parse_config("train:\n  cudnn_benchmark: maybe\n", "b.cfg"); },
                               gan::kExitUsage, {"b.cfg:2", "train.cudnn_benchmark", "true or false"});
   testutil::expect_user_error([] { gan::parse_config("data:\n  max_bad_fraction: 1.5\n", "f.cfg"); },

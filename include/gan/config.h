@@ -64,6 +64,7 @@ struct TrainConfig {
   std::string max_time = "";     // stop cleanly after this long, e.g. 90m, 6h, 1d12h ("" = no limit)
   std::string on_nan = "stop";   // non-finite loss or gradient: stop | rollback (to the last checkpoint)
   int max_rollbacks = 3;         // with on_nan: rollback, give up after this many rollbacks
+  std::string downconv = "auto";  // D's 4x4 stride-2 convs: auto | winograd | direct (same function, see README)
   std::string upconv = "auto";   // G's transposed convs: auto | phase | gemm | transposed (same function, see README)
   std::string channels_last = "auto";  // activations in channels_last: auto (on for CUDA) | on | off
   std::string amp = "off";       // mixed precision on CUDA: off | bf16 (autocast) | fp16 (autocast + loss scaling)

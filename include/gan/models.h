@@ -8,6 +8,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "gan/config.h"
+#include "gan/winograd.h"
 
 namespace gan {
 
@@ -39,6 +40,18 @@ torch::Tensor upconv_from_1x1(const torch::Tensor& z, const torch::Tensor& w);
 // conv_transpose2d(x, w, stride 2, padding 1) as one batched GEMM and fold (col2im). Returns [N, out, 2H, 2W].
 torch::Tensor upconv_gemm(const torch::Tensor& x, const torch::Tensor& w);
 
+// A bias-free 2-D convolution with Conv2d's parameter ("weight" [out, in, k, k]) and init, computed by `downconv`:
+// a 4x4 stride-2 padding-1 layer can run as downconv_winograd (same function, see winograd.h).
+class DownConvImpl : public torch::nn::Module {
+ public:
+  DownConvImpl(int in, int out, int kernel, int stride, int padding);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+  int stride, padding;
+  DownconvMode mode = DownconvMode::kDirect;
+};
+TORCH_MODULE(DownConv);
+
 // A bias-free 2-D convolution whose weight is divided by its largest singular value (Miyato et al. 2018), estimated
 // by one power-iteration step per training-mode call on weight.view(out, -1); u is a buffer, so the estimate carries
 // over between steps and into checkpoints. In eval mode u is not updated.
@@ -50,6 +63,7 @@ class SNConv2dImpl : public torch::nn::Module {
   torch::Tensor sigma() const;
   torch::Tensor weight, u;
   int stride, padding;
+  DownconvMode mode = DownconvMode::kDirect;
 };
 TORCH_MODULE(SNConv2d);
 
@@ -85,10 +99,14 @@ class DiscriminatorImpl : public torch::nn::Module {
   // `labels` [N] (int64 class indices); others ignore it.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& labels = {});
   const ModelConfig& config() const { return cfg_; }
+  // Selects how the 4x4 stride-2 convolutions are computed (default kDirect). kWinograd and kAuto compute the same
+  // function once differentiable: gradient penalties (create_graph) need kDirect.
+  void set_downconv_mode(DownconvMode mode);
 
  private:
   ModelConfig cfg_;
   torch::nn::Sequential main_;
+  DownconvMode downconv_ = DownconvMode::kDirect;
   torch::nn::Embedding embed_{nullptr};  // projection: [num_classes, features before the last conv]
 };
 TORCH_MODULE(Discriminator);

@@ -12,6 +12,12 @@ namespace gan {
 // describing the BLAS in use for the log.
 std::string ensure_fast_blas(char** argv);
 
+// Keeps freed memory in the process (glibc malloc: no mmap per large tensor, no trimming of the heap's top), so the
+// step's many large, short-lived tensors do not page-fault freshly mapped memory every step: +4-6% img/s at 64x64
+// on the development machine. Peak RSS is unchanged: it is what the step holds at once either way.
+// GAN_KEEP_FREED_MEMORY=0 turns it off.
+void keep_freed_memory();
+
 // Sets torch's intra-op threads: `threads` > 0, else all cores. Returns the number set.
 int configure_threads(int threads);
 

@@ -19,10 +19,11 @@ class Optimizer;
 
 namespace gan {
 
-// How the step computes. upconv, channels_last and amp give the same function (up to float rounding); the loss
+// How the step computes. upconv, downconv, channels_last and amp give the same function (up to float rounding); the loss
 // settings choose the objective.
 struct StepOptions {
   UpconvMode upconv = UpconvMode::kAuto;
+  DownconvMode downconv = DownconvMode::kAuto;  // D's stride-2 convs; kDirect whenever a gradient penalty is on
   bool channels_last = false;    // activations (and conv weights) in channels_last
   std::string amp = "off";       // off | bf16 | fp16 (CUDA only; fp16 scales the losses)
   bool check_every_step = true;  // read the finite flag every step (CPU: free); else only when stats are read
