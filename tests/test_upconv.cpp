@@ -5,6 +5,7 @@
 
 #include "gan/models.h"
 #include "gan/step.h"
+#include "step_fixture.h"
 
 namespace {
 
@@ -109,30 +110,14 @@ TEST(Upconv, TrainingStepIsTheSameFunctionInEveryForm) {
   m.ngf = m.ndf = 8;
   torch::set_num_threads(1);
   auto once = [&](const std::string& upconv, const std::string& channels_last) {
-    torch::manual_seed(6);
-    gan::Generator g(m);
-    gan::Discriminator d(m);
-    gan::dcgan_init(*g);
-    gan::dcgan_init(*d);
     gan::TrainConfig tc;
     tc.upconv = upconv;
     tc.channels_last = channels_last;
-    auto opts = gan::step_options(tc, torch::kCPU);
-    g->to(torch::kDouble);
-    d->to(torch::kDouble);
-    gan::prepare_models(g, d, opts);
-    // SGD: its update is linear in the gradient, where Adam's m / sqrt(v) turns the rounding of a gradient that is
-    // ~0 into a whole +-lr step.
-    torch::optim::SGD og(g->parameters(), torch::optim::SGDOptions(0.05));
-    torch::optim::SGD od(d->parameters(), torch::optim::SGDOptions(0.05));
-    gan::GanStep step(g, d, og, od, opts);
-    auto real = (torch::rand({8, 1, 16, 16}) * 2 - 1).to(torch::kDouble);
-    at::Tensor stats;
-    for (int i = 1; i <= 3; ++i) stats = step.run(real, torch::randn({8, m.nz}).to(torch::kDouble), i).stats;
+    const auto r = testutil::float64_sgd_steps(m, tc, 6, 8, 3);
     std::vector<at::Tensor> w;
-    for (auto& p : g->parameters()) w.push_back(p.detach().contiguous().clone());
-    for (auto& p : d->parameters()) w.push_back(p.detach().contiguous().clone());
-    w.push_back(stats);
+    for (auto& p : r.g->parameters()) w.push_back(p.detach().contiguous().clone());
+    for (auto& p : r.d->parameters()) w.push_back(p.detach().contiguous().clone());
+    w.push_back(r.stats);
     return w;
   };
   auto ref = once("transposed", "off");

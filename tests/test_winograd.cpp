@@ -6,6 +6,7 @@
 #include "gan/models.h"
 #include "gan/step.h"
 #include "gan/winograd.h"
+#include "step_fixture.h"
 
 namespace {
 
@@ -130,29 +131,15 @@ TEST(Winograd, DiscriminatorAndTrainingStepAreTheSameFunction) {
   torch::set_num_threads(1);
   auto once = [&](const std::string& downconv, bool spectral) {
     m.spectral_norm = spectral;
-    torch::manual_seed(8);
-    gan::Generator g(m);
-    gan::Discriminator d(m);
-    gan::dcgan_init(*g);
-    gan::dcgan_init(*d);
     gan::TrainConfig tc;
     tc.downconv = downconv;
-    auto opts = gan::step_options(tc, torch::kCPU);
-    g->to(torch::kDouble);
-    d->to(torch::kDouble);
-    gan::prepare_models(g, d, opts);
-    torch::optim::SGD og(g->parameters(), torch::optim::SGDOptions(0.05));
-    torch::optim::SGD od(d->parameters(), torch::optim::SGDOptions(0.05));
-    gan::GanStep step(g, d, og, od, opts);
-    auto real = (torch::rand({8, 3, 32, 32}) * 2 - 1).to(torch::kDouble);
-    at::Tensor stats;
-    for (int i = 1; i <= 3; ++i) stats = step.run(real, torch::randn({8, m.nz}).to(torch::kDouble), i).stats;
+    auto r = testutil::float64_sgd_steps(m, tc, 8, 8, 3);
     std::vector<std::pair<std::string, at::Tensor>> w;
-    for (auto& p : d->named_parameters()) w.emplace_back(p.key(), p.value().detach().contiguous().clone());
-    for (auto& p : d->named_buffers()) w.emplace_back(p.key(), p.value().detach().contiguous().clone());
-    for (auto& p : g->parameters()) w.emplace_back("G", p.detach().clone());
-    w.emplace_back("stats", stats);
-    w.emplace_back("logits", d->forward(real).detach());
+    for (auto& p : r.d->named_parameters()) w.emplace_back(p.key(), p.value().detach().contiguous().clone());
+    for (auto& p : r.d->named_buffers()) w.emplace_back(p.key(), p.value().detach().contiguous().clone());
+    for (auto& p : r.g->parameters()) w.emplace_back("G", p.detach().clone());
+    w.emplace_back("stats", r.stats);
+    w.emplace_back("logits", r.d->forward(r.real).detach());
     return w;
   };
   for (bool sn : {false, true}) {
