@@ -317,9 +317,9 @@ TrainSummary train(const Config& cfg_in, const std::string& resume_from, const T
   const std::int64_t total = cfg.train.steps > 0 ? cfg.train.steps : cfg.train.epochs * per_epoch;
   spdlog::info("run folder {}", run);
   spdlog::info("data: {}", source->description());
-  const char* downconv = step_opts.downconv == DownconvMode::kDirect     ? "direct"
-                         : step_opts.downconv == DownconvMode::kWinograd ? "winograd"
-                                                                         : "auto";
+  const std::string downconv = step_opts.downconv == DownconvMode::kDirect && cfg.train.downconv != "direct"
+                                   ? "direct (gradient penalty)"
+                                   : cfg.train.downconv;
   spdlog::info("step: upconv {}, downconv {}, channels_last {}, amp {}{}", cfg.train.upconv, downconv,
                step_opts.channels_last ? "on" : "off",
                step_opts.amp, device.is_cuda() ? (cfg.train.cudnn_benchmark ? ", cuDNN benchmark" : "") : "");
