@@ -35,11 +35,11 @@ install_missing "libclang-rt-$(clang++ -dumpversion | cut -d. -f1)-dev"
 
 mkdir -p "$out/corpus" "$out/artifacts"
 bin=$out/config_fuzz
-sources=(src/config.cpp src/errors.cpp tests/fuzz/config_fuzz.cpp include/gan/config.h include/gan/errors.h "$0")
+sources=(src/core/config.cpp src/core/errors.cpp tests/fuzz/config_fuzz.cpp include/gan/config.h include/gan/errors.h "$0")
 if [[ ! -x "$bin" ]] || [[ -n "$(find "${sources[@]}" -newer "$bin" 2>/dev/null)" ]]; then
   echo "fuzz: building $bin"
   clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -I include \
-    src/config.cpp src/errors.cpp tests/fuzz/config_fuzz.cpp -lyaml-cpp -o "$bin.tmp"
+    src/core/config.cpp src/core/errors.cpp tests/fuzz/config_fuzz.cpp -lyaml-cpp -o "$bin.tmp"
   mv "$bin.tmp" "$bin"
 fi
 

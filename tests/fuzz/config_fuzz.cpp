@@ -1,4 +1,4 @@
-// libFuzzer target for the config loader (src/config.cpp). Build and run with scripts/fuzz.sh.
+// libFuzzer target for the config loader (src/core/config.cpp). Build and run with scripts/fuzz.sh.
 //
 // Input: a .cfg text. Lines starting with "--set " are taken out and applied, in order, as
 // `--set section.key=value` overrides after parsing; the remaining lines are the YAML text.
