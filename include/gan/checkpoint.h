@@ -46,6 +46,13 @@ void load_checkpoint(const std::string& path, const c10::Device& device, Generat
                      torch::optim::Optimizer* opt_g = nullptr, torch::optim::Optimizer* opt_d = nullptr,
                      TrainingState* state = nullptr, Generator* g_ema = nullptr);
 
+// As load_checkpoint, from the checkpoint file's `bytes` when not null (read once and shared by the processes of a
+// distributed run); `path` names it in messages.
+void load_checkpoint_bytes(const std::string* bytes, const std::string& path, const c10::Device& device, Generator& g,
+                           Discriminator* d = nullptr, torch::optim::Optimizer* opt_g = nullptr,
+                           torch::optim::Optimizer* opt_d = nullptr, TrainingState* state = nullptr,
+                           Generator* g_ema = nullptr);
+
 // The generator a checkpoint's user wants, for sampling and evaluation: rebuilt from the stored config, with the
 // EMA weights when the checkpoint has them (`ema` says which), in eval mode on `device`.
 struct SamplingModel {

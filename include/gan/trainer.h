@@ -1,6 +1,4 @@
-// The training loop and the run folder it writes:
-//   <run>/config.yaml  train.log  metrics.jsonl  samples/step_XXXXXXX.png  samples/latest.png
-//   <run>/checkpoints/step_XXXXXXX.pt  checkpoints/latest.pt  summary.json (written at the end)
+// The training loop: gan-train's work. What it writes is described in run_folder.h.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -8,6 +6,7 @@
 #include <vector>
 
 #include "gan/config.h"
+#include "gan/run_folder.h"
 
 namespace gan {
 
@@ -22,17 +21,6 @@ struct TrainSummary {
   int health_warnings = 0;  // warnings of the health monitor (D saturation, diversity collapse, eval regression)
   std::string eval_json;    // the last evaluation's scores as JSON ("" when eval.every is 0)
 };
-
-// The checkpoint `--resume` means: a path is checked to exist; "auto" takes the newest step checkpoint of this
-// config's runs under output.dir (or of output.name when set) that opens and validates, skipping (with a warning)
-// those that do not. Returns "" when "auto" finds none (a new run starts).
-std::string find_resume_checkpoint(const Config& cfg, const std::string& resume);
-
-// <run>/checkpoints/step_*.pt, highest step first.
-std::vector<std::string> step_checkpoints(const std::string& run_dir);
-
-// The run folder a checkpoint belongs to (<run>/checkpoints/x.pt -> <run>).
-std::string run_dir_of_checkpoint(const std::string& checkpoint);
 
 // Test hooks (not reachable from the command line).
 struct TrainHooks {

@@ -17,10 +17,13 @@ const char* kMagic = "gan-trainer checkpoint";
   throw UserError(kExitCheckpoint, "checkpoint " + path + ": " + what);
 }
 
-void open_archive(const std::string& path, const c10::Device& device, torch::serialize::InputArchive& ar) {
-  if (!std::filesystem::is_regular_file(path)) bad(path, "no such file (give a .pt file written by gan-train)");
+// Opens the checkpoint at `path`, or its `bytes` when given (read by another process), and checks its header.
+void open_archive(const std::string& path, const c10::Device& device, torch::serialize::InputArchive& ar,
+                  const std::string* bytes = nullptr) {
+  if (!bytes && !std::filesystem::is_regular_file(path)) bad(path, "no such file (give a .pt file written by gan-train)");
   try {
-    ar.load_from(path, device);
+    if (bytes) ar.load_from(bytes->data(), bytes->size(), device);
+    else ar.load_from(path, device);
   } catch (const c10::Error&) {
     bad(path, "unreadable: truncated, corrupt or not a gan-train checkpoint");
   }
@@ -153,8 +156,14 @@ Config read_checkpoint_config(const std::string& path) {
 void load_checkpoint(const std::string& path, const c10::Device& device, Generator& g, Discriminator* d,
                      torch::optim::Optimizer* opt_g, torch::optim::Optimizer* opt_d, TrainingState* state,
                      Generator* g_ema) {
+  load_checkpoint_bytes(nullptr, path, device, g, d, opt_g, opt_d, state, g_ema);
+}
+
+void load_checkpoint_bytes(const std::string* bytes, const std::string& path, const c10::Device& device, Generator& g,
+                           Discriminator* d, torch::optim::Optimizer* opt_g, torch::optim::Optimizer* opt_d,
+                           TrainingState* state, Generator* g_ema) {
   torch::serialize::InputArchive ar;
-  open_archive(path, device, ar);
+  open_archive(path, device, ar, bytes);
   load_module(*g, ar, "generator", path);
   if (g_ema) {
     torch::serialize::InputArchive sub;

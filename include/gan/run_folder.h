@@ -1,0 +1,76 @@
+// A training run's folder and everything written into it:
+//   <run>/config.yaml  train.log  metrics.jsonl  samples/step_XXXXXXX.png  samples/latest.png
+//   <run>/checkpoints/step_XXXXXXX.pt  checkpoints/latest.pt  summary.json (written at the end)
+// Exactly one process writes it (rank 0 of a distributed run); a RunFolder of any other rank writes nothing.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gan/config.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace gan {
+
+struct Image;
+
+// The checkpoint `--resume` means: a path is checked to exist; "auto" takes the newest step checkpoint of this
+// config's runs under output.dir (or of output.name when set) that opens and validates, skipping (with a warning)
+// those that do not. Returns "" when "auto" finds none (a new run starts).
+std::string find_resume_checkpoint(const Config& cfg, const std::string& resume);
+
+// <run>/checkpoints/step_*.pt, highest step first.
+std::vector<std::string> step_checkpoints(const std::string& run_dir);
+
+// The run folder a checkpoint belongs to (<run>/checkpoints/x.pt -> <run>).
+std::string run_dir_of_checkpoint(const std::string& checkpoint);
+
+// The folder a new run of `cfg` writes into: output.dir/output.name, or output.dir/<config name>-<date>-<time>.
+std::string new_run_dir(const Config& cfg);
+
+// What summary.json records at the end of a run.
+struct RunSummary {
+  std::string checkpoint, grid;  // the last ones written
+  std::int64_t steps = 0;
+  int exit_code = 0, rollbacks = 0, world_size = 1;
+  double wall_s = 0, images_per_sec = 0;
+  std::string last_metrics;  // the newest metrics.jsonl row (JSON)
+  std::string last_eval;     // the newest evaluation (JSON)
+  std::string health;        // the health monitor's figures (JSON)
+  std::string distributed;   // all-reduce figures of a distributed run (JSON; "" for one process)
+};
+
+class RunFolder {
+ public:
+  // `resume_step` >= 0 continues a run whose newest checkpoint is at that step; -1 starts a new one, refusing a folder
+  // that already holds checkpoints. The writer creates the folder, removes what a killed process left half-written,
+  // drops metrics rows after `resume_step`, writes config.yaml and adds train.log to the default logger's sinks.
+  RunFolder(const std::string& path, bool writer, const Config& cfg, std::int64_t resume_step);
+  ~RunFolder();  // takes train.log out of the logger again
+  RunFolder(const RunFolder&) = delete;
+  RunFolder& operator=(const RunFolder&) = delete;
+
+  const std::string& path() const { return path_; }
+  bool writer() const { return writer_; }
+  std::string checkpoint_path(std::int64_t step) const;
+
+  // One metrics.jsonl row (a JSON object starting with "step").
+  void append_metrics(const std::string& row);
+  // samples/step_XXXXXXX.png, then samples/latest.png pointing at it. Returns the grid's path.
+  std::string write_grid(std::int64_t step, const Image& grid);
+  // Points checkpoints/latest.pt at a checkpoint just written, then deletes step checkpoints beyond the newest
+  // `keep_last` (0 = keep all).
+  void publish_checkpoint(const std::string& path, int keep_last);
+  void write_summary(const RunSummary& s);
+
+ private:
+  std::string path_;
+  bool writer_;
+  std::shared_ptr<spdlog::logger> logger_;  // the default logger, while train.log is one of its sinks
+};
+
+}  // namespace gan

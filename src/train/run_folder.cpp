@@ -1,0 +1,213 @@
+#include "gan/run_folder.h"
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <ctime>
+#include <filesystem>
+#include <sstream>
+
+#include "gan/checkpoint.h"
+#include "gan/errors.h"
+#include "gan/files.h"
+#include "gan/image.h"
+
+namespace gan {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string timestamp() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", std::localtime(&t));
+  return buf;
+}
+
+std::string step_name(std::int64_t step, const char* ext) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "step_%07lld%s", static_cast<long long>(step), ext);
+  return buf;
+}
+
+// Points `link` at `target` atomically (hard link + rename); falls back to copying.
+void publish_as(const std::string& target, const std::string& link) {
+  std::string tmp = link + ".tmp." + std::to_string(::getpid());
+  ::unlink(tmp.c_str());
+  if (::link(target.c_str(), tmp.c_str()) == 0) {
+    if (::rename(tmp.c_str(), link.c_str()) != 0) {
+      int err = errno;
+      ::unlink(tmp.c_str());
+      throw_io_error("update", link, err);
+    }
+    return;
+  }
+  write_file_atomic(link, read_file(target));
+}
+
+// Deletes "*.tmp.<pid>" files that a killed process left next to the files it was replacing.
+void remove_stale_temporaries(const std::string& run) {
+  for (const std::string& dir : {run, run + "/samples", checkpoint_dir(run)}) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec))
+      if (e.path().filename().string().find(".tmp.") != std::string::npos) fs::remove(e.path(), ec);
+  }
+}
+
+// Keeps the metrics rows up to `step`, atomically (a resumed run re-does the steps after its checkpoint).
+void truncate_metrics(const std::string& path, std::int64_t step) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return;
+  std::istringstream in(read_file(path));
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    long long s = -1;
+    if (std::sscanf(line.c_str(), "{\"step\": %lld", &s) == 1 && s <= step) kept += line + "\n";
+  }
+  write_file_atomic(path, kept);
+}
+
+std::string json_string(const std::string& v) {
+  std::string out = "\"";
+  for (char c : v) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string run_dir_of_checkpoint(const std::string& checkpoint) {
+  fs::path p = fs::absolute(checkpoint).lexically_normal();
+  fs::path dir = p.parent_path();
+  if (dir.filename() == "checkpoints") dir = dir.parent_path();
+  return dir.string();
+}
+
+std::string new_run_dir(const Config& cfg) {
+  return cfg.output.dir + "/" + (cfg.output.name.empty() ? cfg.name + "-" + timestamp() : cfg.output.name);
+}
+
+std::vector<std::string> step_checkpoints(const std::string& run_dir) {
+  std::vector<std::pair<long long, std::string>> found;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(checkpoint_dir(run_dir), ec)) {
+    long long step;
+    char tail;
+    const std::string name = e.path().filename().string();
+    if (std::sscanf(name.c_str(), "step_%lld.p%c", &step, &tail) == 2 && name.size() > 3 &&
+        name.compare(name.size() - 3, 3, ".pt") == 0)
+      found.emplace_back(step, e.path().string());
+  }
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<std::string> out;
+  for (auto& f : found) out.push_back(std::move(f.second));
+  return out;
+}
+
+std::string find_resume_checkpoint(const Config& cfg, const std::string& resume) {
+  if (resume != "auto") {
+    if (!fs::is_regular_file(resume))
+      throw UserError(kExitCheckpoint, "--resume " + resume + ": no such checkpoint file (use --resume auto to pick "
+                                                              "the newest valid checkpoint of this config's runs)");
+    return resume;
+  }
+  // Candidate runs: output.name when set, else every <config name>-* folder; newest checkpoint first.
+  std::vector<fs::path> runs;
+  std::error_code ec;
+  if (!cfg.output.name.empty()) {
+    runs.push_back(fs::path(cfg.output.dir) / cfg.output.name);
+  } else if (fs::is_directory(cfg.output.dir, ec)) {
+    for (const auto& entry : fs::directory_iterator(cfg.output.dir, ec))
+      if (entry.is_directory() && entry.path().filename().string().rfind(cfg.name + "-", 0) == 0)
+        runs.push_back(entry.path());
+  }
+  std::vector<std::pair<fs::file_time_type, std::string>> candidates;
+  for (const auto& run : runs)
+    for (const auto& ckpt : step_checkpoints(run.string())) {
+      auto t = fs::last_write_time(ckpt, ec);
+      if (!ec) candidates.emplace_back(t, ckpt);
+    }
+  std::stable_sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (const auto& c : candidates) {
+    try {
+      read_checkpoint_config(c.second);  // opens the archive and checks header, format and config
+      return c.second;
+    } catch (const UserError& e) {
+      spdlog::warn("--resume auto: skipping {}", e.what());
+    }
+  }
+  return "";
+}
+
+RunFolder::RunFolder(const std::string& path, bool writer, const Config& cfg, std::int64_t resume_step)
+    : path_(path), writer_(writer) {
+  if (!writer_) return;
+  if (resume_step < 0 && !step_checkpoints(path_).empty())
+    throw UserError(kExitUsage, "run folder " + path_ +
+                                    " already holds a run; continue it with --resume auto or pick another --name");
+  make_dirs(path_ + "/samples");
+  make_dirs(checkpoint_dir(path_));
+  remove_stale_temporaries(path_);
+  logger_ = spdlog::default_logger();
+  logger_->sinks().push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(path_ + "/train.log"));
+  write_file_atomic(path_ + "/config.yaml", to_yaml(cfg));
+  // Rows a killed process wrote after its last checkpoint, or before its first one (a new run in that folder).
+  truncate_metrics(path_ + "/metrics.jsonl", std::max<std::int64_t>(resume_step, 0));
+}
+
+RunFolder::~RunFolder() {
+  if (logger_) logger_->sinks().pop_back();
+}
+
+std::string RunFolder::checkpoint_path(std::int64_t step) const {
+  return checkpoint_dir(path_) + "/" + step_name(step, ".pt");
+}
+
+void RunFolder::append_metrics(const std::string& row) {
+  if (writer_) append_line(path_ + "/metrics.jsonl", row);
+}
+
+std::string RunFolder::write_grid(std::int64_t step, const Image& grid) {
+  const std::string path = path_ + "/samples/" + step_name(step, ".png");
+  if (!writer_) return path;
+  write_png(path, grid);
+  publish_as(path, path_ + "/samples/latest.png");
+  return path;
+}
+
+void RunFolder::publish_checkpoint(const std::string& path, int keep_last) {
+  if (!writer_) return;
+  publish_as(path, checkpoint_dir(path_) + "/latest.pt");
+  if (keep_last > 0) {  // only now that the new one is safe
+    auto all = step_checkpoints(path_);
+    for (size_t i = static_cast<size_t>(keep_last); i < all.size(); ++i) ::unlink(all[i].c_str());
+  }
+}
+
+void RunFolder::write_summary(const RunSummary& s) {
+  if (!writer_) return;
+  char head[256];
+  std::snprintf(head, sizeof head, "\"steps\": %lld, \"exit_code\": %d, \"wall_s\": %.2f, \"img_per_s\": %.2f, "
+                                   "\"rollbacks\": %d, \"world_size\": %d",
+                static_cast<long long>(s.steps), s.exit_code, s.wall_s, s.images_per_sec, s.rollbacks, s.world_size);
+  std::string json = "{\"run_dir\": " + json_string(path_) + ", " + head +
+                     ", \"checkpoint\": " + json_string(s.checkpoint) + ", \"grid\": " + json_string(s.grid) +
+                     ", \"last_metrics\": " + (s.last_metrics.empty() ? "null" : s.last_metrics) +
+                     ", \"eval\": " + (s.last_eval.empty() ? "null" : s.last_eval) +
+                     ", \"health\": " + (s.health.empty() ? "null" : s.health) +
+                     ", \"distributed\": " + (s.distributed.empty() ? "null" : s.distributed) + "}\n";
+  write_file_atomic(path_ + "/summary.json", json);
+}
+
+}  // namespace gan

@@ -1,0 +1,62 @@
+#include "gan/snapshot.h"
+
+#include <torch/torch.h>
+
+#include <mutex>
+
+namespace gan {
+
+Networks build_networks(const Config& cfg, const c10::Device& device, const StepOptions& opts) {
+  const ModelConfig& mc = cfg.model;
+  const TrainConfig& tc = cfg.train;
+  torch::manual_seed(static_cast<std::uint64_t>(tc.seed));
+  Networks n;
+  n.g = Generator(mc);
+  n.d = Discriminator(mc);
+  dcgan_init(*n.g);
+  dcgan_init(*n.d);
+  n.g->to(device);
+  n.d->to(device);
+  prepare_models(n.g, n.d, opts);
+  auto adam = [&](torch::nn::Module& m, double lr, double b1, double b2) {
+    return std::make_shared<torch::optim::Adam>(
+        m.parameters(), torch::optim::AdamOptions(lr > 0 ? lr : tc.lr)
+                            .betas({b1 >= 0 ? b1 : tc.beta1, b2 >= 0 ? b2 : tc.beta2}));
+  };
+  n.opt_g = adam(*n.g, tc.lr_g, tc.beta1_g, tc.beta2_g);
+  n.opt_d = adam(*n.d, tc.lr_d, tc.beta1_d, tc.beta2_d);
+  if (tc.ema_decay > 0) {
+    n.g_ema = Generator(mc);
+    n.g_ema->to(device);
+    n.g_ema->set_upconv_mode(opts.upconv);  // a module setting: loading weights into it keeps it
+    copy_weights(*n.g, *n.g_ema);
+    n.g_ema->eval();
+    for (auto& p : n.g_ema->parameters()) p.requires_grad_(false);
+  }
+  return n;
+}
+
+void save_snapshot(const std::string& path, const Config& cfg, Networks& nets, TrainingState& state,
+                   std::int64_t step, const LoaderPosition& pos) {
+  state.step = step;
+  state.data = pos;
+  auto gen = at::detail::getDefaultCPUGenerator();
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    state.rng_state = gen.get_state();
+  }
+  save_checkpoint(path, cfg, nets.g, nets.d, *nets.opt_g, *nets.opt_d, state, nets.g_ema ? &nets.g_ema : nullptr);
+}
+
+void restore_snapshot(const std::string* bytes, const std::string& path, const c10::Device& device,
+                      const StepOptions& opts, Networks& nets, TrainingState& state, std::uint64_t reseed) {
+  load_checkpoint_bytes(bytes, path, device, nets.g, &nets.d, nets.opt_g.get(), nets.opt_d.get(), &state,
+                        nets.g_ema ? &nets.g_ema : nullptr);
+  prepare_models(nets.g, nets.d, opts);  // loaded tensors keep the layout they were saved in
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state.rng_state);
+  if (reseed) gen.set_current_seed(reseed);
+}
+
+}  // namespace gan
