@@ -36,6 +36,7 @@ struct ModelConfig {
   int num_classes = 0;            // classes of a conditional model (0 = from the data; stored resolved)
   int class_embed = 50;           // length of G's class embedding, concatenated to z
   std::string d_conditioning = "projection";  // conditional D: projection (Miyato & Koyama) | concat (label maps)
+  bool sync_bn = false;           // distributed runs: BatchNorm statistics over the global batch (else per process)
 };
 
 struct TrainConfig {
@@ -99,6 +100,14 @@ struct HealthConfig {
   double eval_regress = 1.25;      // warn when an eval FD is this many times the best so far
 };
 
+// Data-parallel training over several processes (torchrun or gan-train --nproc-per-node); one process ignores it.
+struct DistConfig {
+  std::string backend = "auto";  // auto (nccl on CUDA, gloo on CPU) | gloo | nccl
+  std::string timeout = "5m";    // a rendezvous or collective waiting longer ends the run, naming the rank
+  double bucket_mb = 25;         // gradients are averaged in flat buckets of about this size
+  bool overlap = true;           // start a bucket's all-reduce during the backward pass as soon as it is complete
+};
+
 struct Config {
   DataConfig data;
   ModelConfig model;
@@ -106,6 +115,7 @@ struct Config {
   OutputConfig output;
   EvalConfig eval;
   HealthConfig health;
+  DistConfig dist;
   std::string origin = "default";  // where it came from (file path), for messages; not a key
   std::string name = "run";        // config file stem, used for run folder names; not a key
 };

@@ -14,6 +14,7 @@ enum ExitCode : int {
   kExitCheckpoint = 4,  // checkpoint missing, corrupt or incompatible
   kExitIo = 5,          // cannot write outputs (permissions, disk full)
   kExitDiverged = 6,    // non-finite loss or gradient (train.on_nan), last good checkpoint named
+  kExitDistributed = 7,  // a distributed run lost a peer (it stopped responding) or could not rendezvous
   kExitTimeLimit = 75,  // stopped at train.max_time after saving; run again with --resume auto
   kExitInterrupted = 130,  // SIGINT: stopped cleanly after saving
   kExitTerminated = 143,   // SIGTERM: stopped cleanly after saving

@@ -206,6 +206,8 @@ const std::vector<Field>& fields() {
                        "length of G's class embedding"));
     t.push_back(text("model", "d_conditioning", &Config::model, &ModelConfig::d_conditioning,
                      {"projection", "concat"}, "conditional D: projection | concat"));
+    t.push_back(flag("model", "sync_bn", &Config::model, &ModelConfig::sync_bn,
+                     "distributed: BatchNorm over the global batch"));
     t.push_back(text("train", "device", &Config::train, &TrainConfig::device, {},
                      "auto | cpu | cuda | cuda:N (auto = CUDA when available)"));
     t.push_back(number("train", "threads", &Config::train, &TrainConfig::threads, 0, 1024,
@@ -295,6 +297,20 @@ const std::vector<Field>& fields() {
                        "warn below this fraction of the data's diversity"));
     t.push_back(number("health", "eval_regress", &Config::health, &HealthConfig::eval_regress, 1.0, 1e6,
                        "warn when an eval FD exceeds best x this"));
+    t.push_back(text("dist", "backend", &Config::dist, &DistConfig::backend, {"auto", "gloo", "nccl"},
+                     "auto (nccl on CUDA, gloo on CPU) | gloo | nccl"));
+    Field timeout = duration("dist", "timeout", &Config::dist, &DistConfig::timeout,
+                             "end the run when a peer is silent this long");
+    timeout.set = [base = timeout.set](Config& c, const YAML::Node& n, const std::string& loc) {
+      base(c, n, loc);
+      if (parse_duration(c.dist.timeout) < 1)
+        fail(loc + ": dist.timeout = '" + c.dist.timeout + "' must be at least 1s, e.g. 5m");
+    };
+    t.push_back(timeout);
+    t.push_back(number("dist", "bucket_mb", &Config::dist, &DistConfig::bucket_mb, 0.001, 4096.0,
+                       "gradient all-reduce bucket size in MB"));
+    t.push_back(flag("dist", "overlap", &Config::dist, &DistConfig::overlap,
+                     "all-reduce buckets during the backward pass"));
     return t;
   }();
   return table;
@@ -324,7 +340,7 @@ std::string suggestion(const std::string& word, const std::vector<std::string>& 
   return " (did you mean '" + best + "'?)";
 }
 
-std::vector<std::string> sections() { return {"data", "model", "train", "output", "eval", "health"}; }
+std::vector<std::string> sections() { return {"data", "model", "train", "output", "eval", "health", "dist"}; }
 
 const Field& find_field(const std::string& section, const std::string& key, const std::string& loc) {
   std::vector<std::string> keys;
@@ -341,7 +357,7 @@ void check_section(const std::string& section, const std::string& loc) {
   auto s = sections();
   if (std::find(s.begin(), s.end(), section) == s.end())
     fail(loc + ": unknown section '" + section + "'" + suggestion(section, s) +
-         "; sections are data, model, train, output, eval, health");
+         "; sections are data, model, train, output, eval, health, dist");
 }
 
 }  // namespace
@@ -357,7 +373,7 @@ Config parse_config(const std::string& yaml_text, const std::string& origin) {
   cfg.origin = origin;
   if (root.IsNull()) return cfg;  // an empty file means all defaults
   if (!root.IsMap())
-    fail(origin + ": the config must be a mapping of sections (data, model, train, output, eval, health)");
+    fail(origin + ": the config must be a mapping of sections (data, model, train, output, eval, health, dist)");
   auto key_name = [&](const YAML::Node& k) {
     if (!k.IsScalar()) fail(where(origin, k) + ": keys must be plain names" + (k.IsNull() ? "" : ", not lists or mappings"));
     return k.Scalar();
