@@ -8,6 +8,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "gan/config.h"
+#include "gan/sync_batch_norm.h"
 #include "gan/winograd.h"
 
 namespace gan {
@@ -84,6 +85,8 @@ class GeneratorImpl : public torch::nn::Module {
   const ModelConfig& config() const { return cfg_; }
   // Selects how the transposed convolutions are computed (default kAuto).
   void set_upconv_mode(UpconvMode mode);
+  // With model.sync_bn: the sum across processes that its BatchNorm layers use for global batch statistics.
+  void set_batch_stats_reducer(const AllReduceSum& reduce);
 
  private:
   ModelConfig cfg_;
@@ -102,6 +105,8 @@ class DiscriminatorImpl : public torch::nn::Module {
   // Selects how the 4x4 stride-2 convolutions are computed (default kDirect). kWinograd and kAuto compute the same
   // function once differentiable: gradient penalties (create_graph) need kDirect.
   void set_downconv_mode(DownconvMode mode);
+  // With model.sync_bn: the sum across processes that its BatchNorm layers use for global batch statistics.
+  void set_batch_stats_reducer(const AllReduceSum& reduce);
 
  private:
   ModelConfig cfg_;

@@ -153,10 +153,19 @@ nn::AnyModule down(const ModelConfig& cfg, int in, int out, int stride, int pad)
   if (cfg.spectral_norm) return nn::AnyModule(SNConv2d(in, out, 4, stride, pad));
   return nn::AnyModule(DownConv(in, out, 4, stride, pad));
 }
+// BatchNorm2d, or its global-batch form with model.sync_bn (same parameters and state_dict).
+nn::AnyModule batch_norm(const ModelConfig& cfg, int ch) {
+  if (cfg.sync_bn) return nn::AnyModule(SyncBatchNorm2d(ch));
+  return nn::AnyModule(nn::BatchNorm2d(ch));
+}
 nn::AnyModule norm(const ModelConfig& cfg, int ch) {
   if (cfg.d_norm == "layer") return nn::AnyModule(nn::GroupNorm(nn::GroupNormOptions(1, ch)));
   if (cfg.d_norm == "instance") return nn::AnyModule(nn::InstanceNorm2d(nn::InstanceNorm2dOptions(ch).affine(true)));
-  return nn::AnyModule(nn::BatchNorm2d(ch));
+  return batch_norm(cfg, ch);
+}
+void set_reducer(nn::Module& module, const AllReduceSum& reduce) {
+  for (auto& m : module.modules(/*include_self=*/false))
+    if (auto* bn = m->as<SyncBatchNorm2dImpl>()) bn->reduce = reduce;
 }
 void check_labels(const ModelConfig& cfg, const torch::Tensor& labels, std::int64_t n, const char* who) {
   TORCH_CHECK(labels.defined(), who, " is conditional (", cfg.num_classes, " classes): labels are required");
@@ -170,12 +179,12 @@ GeneratorImpl::GeneratorImpl(const ModelConfig& cfg) : cfg_(cfg) {
   TORCH_CHECK(!cfg.conditional || cfg.num_classes >= 2, "conditional generator needs model.num_classes >= 2");
   const int in = cfg.nz + (cfg.conditional ? cfg.class_embed : 0);
   main_->push_back(up(in, ch, 1, 0));  // [N, ngf*m, 4, 4]
-  main_->push_back(nn::BatchNorm2d(ch));
+  main_->push_back(batch_norm(cfg, ch));
   main_->push_back(nn::ReLU(true));
   for (int res = 8; res < cfg.image_size; res *= 2) {
     int next = g * channel_mult(cfg, res);
     main_->push_back(up(ch, next, 2, 1));  // [N, ngf*m/2 (capped), res, res]
-    main_->push_back(nn::BatchNorm2d(next));
+    main_->push_back(batch_norm(cfg, next));
     main_->push_back(nn::ReLU(true));
     ch = next;
   }
@@ -219,6 +228,10 @@ DiscriminatorImpl::DiscriminatorImpl(const ModelConfig& cfg) : cfg_(cfg) {
   register_module("main", main_);
   if (cfg.conditional && !concat) embed_ = register_module("embed", nn::Embedding(cfg.num_classes, ch));
 }
+
+void GeneratorImpl::set_batch_stats_reducer(const AllReduceSum& reduce) { set_reducer(*this, reduce); }
+
+void DiscriminatorImpl::set_batch_stats_reducer(const AllReduceSum& reduce) { set_reducer(*this, reduce); }
 
 void DiscriminatorImpl::set_downconv_mode(DownconvMode mode) {
   downconv_ = mode;
@@ -273,6 +286,9 @@ void dcgan_init(nn::Module& module) {
     else if (auto* b = m->as<nn::BatchNorm2d>()) {
       b->weight.normal_(1.0, 0.02);
       b->bias.zero_();
+    } else if (auto* sb = m->as<SyncBatchNorm2dImpl>()) {
+      sb->weight.normal_(1.0, 0.02);
+      sb->bias.zero_();
     }
   }
 }
