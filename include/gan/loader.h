@@ -20,7 +20,7 @@ struct LoaderPosition {
 };
 
 struct Batch {
-  at::Tensor images;       // [B, C, S, S] float in [-1, 1], CPU
+  at::Tensor images;       // [B, C, S, S] float in [-1, 1], CPU (this process's B rows of a sharded batch)
   at::Tensor labels;       // [B] int64 class indices when the source has labels, else undefined
   LoaderPosition after;    // position once this batch is consumed (store it in checkpoints)
 };
@@ -33,8 +33,11 @@ class BatchLoader {
   // Epoch e's order is a permutation drawn from (seed, e), so any position can be resumed exactly.
   // The last incomplete batch of an epoch is dropped. Files that fail to decode are replaced by the next ones.
   // With `pin_memory` (CUDA training) batches are in page-locked memory, so the copy to the GPU is asynchronous.
+  // With `shards` > 1 (a distributed run) every batch is still assembled whole, files that fail to decode replaced as
+  // in one process, and this loader hands out rows [shard * B / shards, (shard + 1) * B / shards) of it: the
+  // position and the epoch order are those of the global batch, whatever the number of processes.
   BatchLoader(ImageSource& source, int batch_size, std::uint64_t seed, LoaderPosition start, int workers,
-              int prefetch = 3, bool pin_memory = false);
+              int prefetch = 3, bool pin_memory = false, int shard = 0, int shards = 1);
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
@@ -55,6 +58,7 @@ class BatchLoader {
   const int workers_;
   const size_t prefetch_;
   const bool pin_memory_;
+  const int shard_, shards_;
   LoaderPosition start_;
   std::mutex mu_;
   std::condition_variable cv_;

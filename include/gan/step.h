@@ -57,12 +57,26 @@ double instance_noise_std(const TrainConfig& train, std::int64_t step, std::int6
 
 // One training step's inputs: per D update (train.d_steps of them) a real batch and its noise; the G update reuses
 // the last D update's generated images (as the DCGAN reference does). Labels only for conditional models.
+// In a distributed run each process holds rows [row_begin, row_begin + B) of a global batch of `global_batch`; the
+// step's own random draws (instance noise, the gradient penalty's mixing weights) are drawn for the whole global
+// batch and sliced the same way, so that every process draws the same numbers as one process would.
 struct StepInput {
   std::vector<at::Tensor> real;         // [B, C, S, S] each, on the device
   std::vector<at::Tensor> real_labels;  // [B] int64 each
   std::vector<at::Tensor> z;            // [B, nz] each
   std::vector<at::Tensor> fake_labels;  // [B] int64 each
   double noise_std = 0;                 // instance noise added to every D input
+  std::int64_t row_begin = 0;           // this process's first row of the global batch
+  std::int64_t global_batch = 0;        // rows of the global batch (0 = B: one process)
+};
+
+// Averages each network's gradients across the processes of a data-parallel run (distributed.h implements it);
+// GanStep calls it around every backward pass. `net` is 0 for D, 1 for G.
+class GradientSync {
+ public:
+  virtual ~GradientSync() = default;
+  virtual void before_backward(int net) = 0;
+  virtual void after_backward(int net) = 0;  // returns once every parameter's .grad holds the average
 };
 
 // The step's options from the config for `device` (auto choices resolved).
@@ -89,6 +103,8 @@ class GanStep {
   StepResult run(const at::Tensor& real, const at::Tensor& z, std::int64_t step, bool poison_d = false);
   // Keeps `ema` as the exponential moving average of the generator, updated after every G update.
   void set_ema(Generator ema, double decay, bool rampup);
+  // Averages gradients across processes before they are checked and applied (none: one process).
+  void set_gradient_sync(GradientSync* sync) { sync_ = sync; }
   // Without check_every_step: the first step since the last call whose loss or gradient was non-finite, and which
   // network ('D' or 'G'); {0, 0} when none. Reads one device value (a host sync): call it where stats are read.
   std::pair<std::int64_t, char> take_deferred_divergence();
@@ -106,6 +122,7 @@ class GanStep {
   at::Tensor first_bad_;  // [2] int64 on the device: step and network (1 = D, 2 = G) of the first non-finite one
   double scale_ = 1.0;
   int good_steps_ = 0;
+  GradientSync* sync_ = nullptr;
   Generator ema_{nullptr};
   double ema_decay_ = 0;
   bool ema_rampup_ = true;

@@ -18,10 +18,13 @@ void bytes_to_unit_range(const std::uint8_t* in, float* out, std::size_t n) {
 }
 
 BatchLoader::BatchLoader(ImageSource& source, int batch_size, std::uint64_t seed, LoaderPosition start, int workers,
-                         int prefetch, bool pin_memory)
+                         int prefetch, bool pin_memory, int shard, int shards)
     : source_(source), batch_size_(batch_size), seed_(seed),
       workers_(std::max(1, workers > 0 ? workers : static_cast<int>(std::thread::hardware_concurrency()))),
-      prefetch_(static_cast<size_t>(std::max(1, prefetch))), pin_memory_(pin_memory), start_(start) {
+      prefetch_(static_cast<size_t>(std::max(1, prefetch))), pin_memory_(pin_memory), shard_(shard),
+      shards_(std::max(1, shards)), start_(start) {
+  TORCH_CHECK(batch_size_ % shards_ == 0 && shard_ >= 0 && shard_ < shards_, "BatchLoader: batch ", batch_size_,
+              " cannot be split into ", shards_, " shards");
   if (source_.size() < batch_size_)
     throw UserError(kExitData, "the dataset has " + std::to_string(source_.size()) +
                                    " images, fewer than train.batch_size = " + std::to_string(batch_size_) +
@@ -92,10 +95,12 @@ bool BatchLoader::fill(std::vector<std::int64_t>& order, LoaderPosition& pos, Ba
     }
     filled = w;
   }
-  out.images = torch::empty({batch_size_, c, s, s},  // [B, C, S, S] in [-1, 1]
+  const std::int64_t rows = batch_size_ / shards_, first_row = shard_ * rows;  // this shard's rows
+  out.images = torch::empty({rows, c, s, s},  // [B / shards, C, S, S] in [-1, 1]
                             torch::TensorOptions().dtype(torch::kFloat).pinned_memory(pin_memory_));
-  bytes_to_unit_range(dst, out.images.data_ptr<float>(), static_cast<size_t>(batch_size_) * per);
-  if (labelled) out.labels = torch::from_blob(labels.data(), {batch_size_}, torch::kLong).clone();  // [B]
+  bytes_to_unit_range(dst + first_row * per, out.images.data_ptr<float>(), static_cast<size_t>(rows) * per);
+  if (labelled)
+    out.labels = torch::from_blob(labels.data() + first_row, {rows}, torch::kLong).clone();  // [B / shards]
   out.after = pos;
   return true;
 }

@@ -211,8 +211,17 @@ StepResult GanStep::run(const StepInput& in, std::int64_t step, bool poison_d) {
   if (opts_.amp == "bf16") amp = at::kBFloat16;
   if (opts_.amp == "fp16") amp = at::kHalf;
   const std::string& loss = opts_.loss;
+  // Draws for the whole global batch, keeping this process's rows (all of them for one process).
+  const std::int64_t global = in.global_batch > 0 ? in.global_batch : in.real.front().size(0);
+  auto rows = [&](const at::Tensor& drawn, std::int64_t n) { return global == n ? drawn : drawn.narrow(0, in.row_begin, n); };
   // Instance noise: the same std on every D input, real and generated (Sonderby et al. 2016).
-  auto noisy = [&](const at::Tensor& x) { return in.noise_std > 0 ? x + torch::randn_like(x) * in.noise_std : x; };
+  auto noisy = [&](const at::Tensor& x) {
+    if (in.noise_std <= 0) return x;
+    std::vector<std::int64_t> shape = x.sizes().vec();
+    shape[0] = global;
+    return x + rows(torch::randn(shape, x.options().memory_format(at::MemoryFormat::Contiguous)), x.size(0)) *
+                   in.noise_std;
+  };
 
   // fp16: a scaled loss's gradients are unscaled in place; an overflow skips the step and halves the scale.
   auto unscale = [&](std::vector<at::Tensor>& params) {
@@ -264,7 +273,7 @@ StepResult GanStep::run(const StepInput& in, std::int64_t step, bool poison_d) {
       loss_d = d_loss(loss, real_logits, fake_logits, opts_.label_smoothing);
       penalty = at::Tensor();
       if (loss == "wgan-gp") {
-        at::Tensor eps = torch::rand({real.size(0)}, real.options().dtype(at::kFloat));  // [B]
+        at::Tensor eps = rows(torch::rand({global}, real.options().dtype(at::kFloat)), real.size(0));  // [B]
         penalty = gradient_penalty(d_, real_in, fake_in, real_y, eps);
         loss_d = loss_d + opts_.gp_weight * penalty;
       }
@@ -276,7 +285,9 @@ StepResult GanStep::run(const StepInput& in, std::int64_t step, bool poison_d) {
     }
     if (poison_d) loss_d = loss_d * std::nan("");
     drop_grads(d_params_);
+    if (sync_) sync_->before_backward(0);
     (opts_.amp == "fp16" ? loss_d * scale_ : loss_d).backward();
+    if (sync_) sync_->after_backward(0);
     unscale(d_params_);
     if (!check(loss_d, d_params_, 1)) return result;
     opt_d_.step();
@@ -291,7 +302,9 @@ StepResult GanStep::run(const StepInput& in, std::int64_t step, bool poison_d) {
     loss_g = g_loss(loss, fake_logits_g);
   }
   drop_grads(g_params_);
+  if (sync_) sync_->before_backward(1);
   (opts_.amp == "fp16" ? loss_g * scale_ : loss_g).backward();
+  if (sync_) sync_->after_backward(1);
   set_requires_grad(d_params_, true);
   unscale(g_params_);
   if (!check(loss_g, g_params_, 2)) return result;
