@@ -20,9 +20,13 @@
 #include "test_util.h"
 
 namespace fs = std::filesystem;
+using testutil::count_lines;
 using testutil::expect_user_error;
 using testutil::slurp;
+using testutil::spawn;
 using testutil::TempDir;
+using testutil::wait_exit;
+using testutil::wait_for_lines;
 
 namespace {
 
@@ -50,43 +54,6 @@ gan::Config tiny(const TempDir& dir, int steps, int every, const std::string& na
   c.output.name = name;
   c.name = "tiny";
   return c;
-}
-
-// Starts `args` with stdout+stderr into `log`; returns the pid.
-pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-size_t count_lines(const std::string& path) {
-  std::string s = slurp(path);
-  return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
-}
-
-// Waits until `path` has at least `n` lines (or `seconds` pass).
-bool wait_for_lines(const std::string& path, size_t n, double seconds) {
-  auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (std::chrono::steady_clock::now() < end) {
-    if (count_lines(path) >= n) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return false;
 }
 
 struct Nets {

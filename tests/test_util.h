@@ -2,14 +2,19 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gan/config.h"
@@ -57,6 +62,44 @@ inline int run(const std::string& cmd, std::string* output) {
 inline std::string slurp(const std::string& path) {
   std::ifstream in(path);
   return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Starts `args` with stdout+stderr into `log`; returns the pid.
+inline pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// The exit code of a child, 128 + N when killed by signal N.
+inline int wait_exit(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+inline size_t count_lines(const std::string& path) {
+  std::string s = slurp(path);
+  return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
+}
+
+// Waits until `path` has at least `n` lines (or `seconds` pass).
+inline bool wait_for_lines(const std::string& path, size_t n, double seconds) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    if (count_lines(path) >= n) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
 }
 
 // The tests' training run on 16x16 gray IDX images `data`: nz 16, ngf = ndf = 8, batch 16, one CPU thread, a grid

@@ -26,6 +26,7 @@ struct TrainingState {
   at::Tensor fixed_noise;      // [samples, nz] noise for the sample grids
   at::Tensor fixed_labels;     // [samples] int64 classes for the grids of a conditional model (else undefined)
   std::vector<std::string> class_names;  // the data's classes (empty for unlabelled data)
+  int world_size = 1;          // processes of the run that saved it (the data position counts global images)
 };
 
 // Saves atomically to `path` (temporary file + fsync + rename).

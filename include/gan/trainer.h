@@ -30,9 +30,14 @@ struct TrainHooks {
   bool deferred_divergence_check = false;
 };
 
+class DistContext;
+
 // Trains. With `resume_from` set, continues that checkpoint's run (same folder, step, optimizer and RNG state);
 // `cfg` must have the checkpoint's model section. Throws UserError for user-caused failures.
-TrainSummary train(const Config& cfg, const std::string& resume_from = "", const TrainHooks& hooks = {});
+// With `dist`, this process is one rank of a data-parallel run: every rank calls train() with the same config and
+// checkpoint path (distributed.h; rank 0 alone needs to see the checkpoint file).
+TrainSummary train(const Config& cfg, const std::string& resume_from = "", const TrainHooks& hooks = {},
+                   DistContext* dist = nullptr);
 
 // Asks a running train() to stop after the current step, saving a checkpoint and a grid (signal-safe).
 void request_stop(int signal_number);

@@ -7,25 +7,34 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstring>
+#include <ctime>
 #include <functional>
 #include <iostream>
+#include <sstream>
 
 #include "gan/checkpoint.h"
 #include "gan/config.h"
+#include "gan/distributed.h"
 #include "gan/errors.h"
 #include "gan/eval.h"
 #include "gan/files.h"
+#include "gan/launcher.h"
 #include "gan/platform.h"
 #include "gan/sampler.h"
 #include "gan/trainer.h"
 
 namespace gan {
 
+namespace {
+std::string g_rank_tag;  // " (rank N)" in a distributed run's workers other than rank 0
+}
+
 int guarded(const char* prog, const std::function<int()>& body) {
   try {
     return body();
   } catch (const UserError& e) {
-    std::fprintf(stderr, "%s: error: %s\n", prog, e.what());
+    std::fprintf(stderr, "%s%s: error: %s\n", prog, g_rank_tag.c_str(), e.what());
     return e.code();
   } catch (const c10::Error& e) {
     std::fprintf(stderr, "%s: internal error: %s\n", prog, e.what_without_backtrace());
@@ -50,16 +59,77 @@ int parse_command_line(CLI::App& app, int argc, char** argv, const char* prog) {
 namespace {
 
 std::atomic<int> g_signals{0};
+std::atomic<long long> g_first_signal_ms{0};
+bool g_worker = false;  // one worker of a distributed run
+// Written by the signal handler (prepared beforehand: a handler may not format).
+char g_stop_message[160] = "\nstopping after this step (saving a checkpoint); press Ctrl-C again to quit at once\n";
+
+long long now_ms() {  // async-signal-safe
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<long long>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
 
 extern "C" void on_signal(int sig) {
+  // A worker may get a terminal's Ctrl-C and its launcher's copy of it (torchrun passes it on) within moments: that
+  // is one request to stop, not two.
+  if (g_worker && g_signals.load() > 0 && now_ms() - g_first_signal_ms.load() < 1000) return;
   if (g_signals.fetch_add(1) > 0) _exit(sig == SIGTERM ? kExitTerminated : kExitInterrupted);  // second: at once
+  g_first_signal_ms.store(now_ms());
   request_stop(sig);
-  const char msg[] = "\nstopping after this step (saving a checkpoint); press Ctrl-C again to quit at once\n";
-  ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+  ssize_t ignored = write(STDERR_FILENO, g_stop_message, std::strlen(g_stop_message));
   (void)ignored;
 }
 
 void setup_logging() { spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v"); }
+
+// Workers other than rank 0 log only their own warnings and errors, tagged with their rank.
+void setup_worker_logging(int rank) {
+  if (rank == 0) return;
+  g_rank_tag = " (rank " + std::to_string(rank) + ")";
+  std::snprintf(g_stop_message, sizeof g_stop_message, "rank %d: stopping after this step\n", rank);
+  spdlog::set_pattern("[%H:%M:%S] rank " + std::to_string(rank) + " %^%l%$ %v");
+  spdlog::set_level(spdlog::level::warn);
+}
+
+// What rank 0 decided for the run (the checkpoint to resume, the final config), sent to the other ranks, which may
+// not see the checkpoint files. An error on rank 0 travels too, so every rank ends with its code.
+struct RunPlan {
+  std::string checkpoint;
+  Config cfg;
+};
+std::string encode_plan(const RunPlan& p) {
+  return "ok\n" + p.checkpoint + "\n" + p.cfg.name + "\n" + p.cfg.origin + "\n" + to_yaml(p.cfg);
+}
+RunPlan share_plan(DistContext& dist, const std::function<RunPlan()>& decide) {
+  std::string text;
+  if (dist.is_main()) {
+    try {
+      RunPlan p = decide();
+      text = encode_plan(p);
+    } catch (const UserError& e) {
+      dist.broadcast_bytes("E" + std::to_string(static_cast<int>(e.code())) + "\n" + e.what());
+      throw;
+    }
+  }
+  text = dist.broadcast_bytes(text);
+  if (!dist.is_main() && !text.empty() && text[0] == 'E') {
+    const auto nl = text.find('\n');
+    throw UserError(static_cast<ExitCode>(std::atoi(text.substr(1, nl - 1).c_str())),
+                    "stopping because rank 0 failed: " + text.substr(nl + 1));
+  }
+  std::istringstream in(text);
+  std::string ok, checkpoint, name, origin;
+  std::getline(in, ok);
+  std::getline(in, checkpoint);
+  std::getline(in, name);
+  std::getline(in, origin);
+  RunPlan p;
+  p.checkpoint = checkpoint;
+  p.cfg = parse_config(text.substr(static_cast<size_t>(in.tellg())), origin);
+  p.cfg.name = name;
+  return p;
+}
 
 // Model keys whose values differ between two configs, as "model.ngf: 64 -> 32".
 std::string model_differences(const Config& a, const Config& b) {
@@ -87,7 +157,7 @@ int train_main(int argc, char** argv) {
     std::string config_path, resume, out, name, device;
     std::vector<std::string> sets;
     std::int64_t steps = -1, seed = -1;
-    int epochs = -1;
+    int epochs = -1, nproc = 0;
     bool dry_run = false, help_config = false;
     app.add_option("-c,--config", config_path, "config file (.cfg, YAML); default: built-in defaults")
         ->check(CLI::ExistingFile);
@@ -99,6 +169,10 @@ int train_main(int argc, char** argv) {
     app.add_option("--epochs", epochs, "epochs (train.epochs; clears train.steps)");
     app.add_option("--seed", seed, "random seed (train.seed)");
     app.add_option("--resume", resume, "continue from a checkpoint: PATH or auto (newest run of this config)");
+    app.add_option("--nproc-per-node", nproc,
+                   "data-parallel training: start N workers on this machine (no torchrun needed; train.batch_size "
+                   "stays the global batch)")
+        ->check(CLI::Range(1, 4096));
     app.add_flag("--dry-run", dry_run, "print the resolved config and exit");
     app.add_flag("--help-config", help_config, "print every config key with its default and exit");
     if (int code = parse_command_line(app, argc, argv, "gan-train"); code >= 0) return code;
@@ -119,34 +193,65 @@ int train_main(int argc, char** argv) {
       if (seed >= 0) apply_override(cfg, "train.seed=" + std::to_string(seed));
       validate_config(cfg);
     };
+    const LaunchEnv launch = read_launch_env();
+    if (launch.present) setup_worker_logging(launch.rank);
     Config cfg = config_path.empty() ? Config{} : load_config(config_path);
     apply_cli(cfg);
-    std::string checkpoint;
-    if (!resume.empty()) {
-      checkpoint = find_resume_checkpoint(cfg, resume);
-      if (checkpoint.empty()) {
-        spdlog::info("--resume auto: no earlier run of '{}' under {}; starting a new run", cfg.name, cfg.output.dir);
-      } else {
-        Config stored = read_checkpoint_config(checkpoint);
-        if (config_path.empty()) {
-          cfg = stored;
-          apply_cli(cfg);
-        }
-        std::string diff = model_differences(stored, cfg);
-        if (!diff.empty())
-          throw UserError(kExitCheckpoint, "checkpoint " + checkpoint + " was trained with a different model (" + diff +
-                                               "); resume without --config or with the same model section");
+    const int world = nproc > 0 ? nproc : launch.world_size;
+    if (cfg.train.batch_size % world != 0)
+      throw UserError(kExitUsage, "train.batch_size = " + std::to_string(cfg.train.batch_size) + " cannot be split " +
+                                      "evenly over " + std::to_string(world) + " processes (" +
+                                      (nproc > 0 ? "--nproc-per-node" : "WORLD_SIZE") + "); use a multiple of " +
+                                      std::to_string(world));
+    if (nproc > 0) {
+      if (launch.present)
+        throw UserError(kExitUsage, "--nproc-per-node is for starting workers yourself; under torchrun (RANK is set) "
+                                    "torchrun starts them: drop --nproc-per-node");
+      if (!dry_run) {
+        std::vector<std::string> args(argv, argv + argc);
+        args = without_launcher_options(args);
+        return launch_local_workers(nproc, args, parse_duration(cfg.dist.timeout) + 30);
       }
     }
+    // The run's plan: which checkpoint, which config. Rank 0 of a distributed run decides and tells the others.
+    auto decide = [&]() -> RunPlan {
+      RunPlan p{"", cfg};
+      if (resume.empty()) return p;
+      p.checkpoint = find_resume_checkpoint(cfg, resume);
+      if (p.checkpoint.empty()) {
+        spdlog::info("--resume auto: no earlier run of '{}' under {}; starting a new run", cfg.name, cfg.output.dir);
+        return p;
+      }
+      Config stored = read_checkpoint_config(p.checkpoint);
+      if (config_path.empty()) {
+        p.cfg = stored;
+        apply_cli(p.cfg);
+      }
+      std::string diff = model_differences(stored, p.cfg);
+      if (!diff.empty())
+        throw UserError(kExitCheckpoint, "checkpoint " + p.checkpoint + " was trained with a different model (" +
+                                             diff + "); resume without --config or with the same model section");
+      return p;
+    };
     if (dry_run) {
-      std::cout << "# resolved config (" << cfg.origin << ")\n" << to_yaml(cfg);
+      if (launch.rank == 0) {
+        RunPlan p = decide();
+        std::cout << "# resolved config (" << p.cfg.origin << ")\n" << to_yaml(p.cfg);
+      }
       return kExitOk;
     }
     spdlog::info("{}", blas);
+    g_worker = launch.present;
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit then fails the write (exit 5) instead of killing us
-    TrainSummary s = train(cfg, checkpoint);
+    std::unique_ptr<DistContext> dist;
+    if (launch.present && launch.world_size > 1) {
+      dist = std::make_unique<DistContext>(launch, cfg.dist, worker_device(cfg.train.device, launch));
+      spdlog::info("distributed: {}", dist->describe());
+    }
+    RunPlan plan = dist ? share_plan(*dist, decide) : decide();
+    TrainSummary s = train(plan.cfg, plan.checkpoint, {}, dist.get());
     return s.exit_code;
   });
 }

@@ -115,6 +115,7 @@ void save_checkpoint(const std::string& path, const Config& cfg, Generator& g, D
   ar.write("step", c10::IValue(state.step));
   ar.write("epoch", c10::IValue(state.data.epoch));
   ar.write("cursor", c10::IValue(state.data.cursor));
+  ar.write("world_size", c10::IValue(static_cast<std::int64_t>(state.world_size)));
   ar.write("rng_state", state.rng_state, /*is_buffer=*/true);
   ar.write("fixed_noise", state.fixed_noise.cpu(), /*is_buffer=*/true);
   if (state.fixed_labels.defined()) ar.write("fixed_labels", state.fixed_labels.cpu(), /*is_buffer=*/true);
@@ -194,6 +195,8 @@ void load_checkpoint_bytes(const std::string* bytes, const std::string& path, co
     at::Tensor labels;
     state->fixed_labels = ar.try_read("fixed_labels", labels, true) ? labels.cpu() : at::Tensor();
     state->class_names = read_class_names(ar);
+    c10::IValue world;  // absent before distributed training: one process
+    state->world_size = ar.try_read("world_size", world) && world.isInt() ? static_cast<int>(world.toInt()) : 1;
   }
 }
 

@@ -1,6 +1,8 @@
 // The training loop. Its parts live elsewhere, one concern per file: the run folder and what is written into it
-// (run_folder.cpp), checkpoints of the trainable state (snapshot.cpp), the step itself (step.cpp). This file sets
-// them up and runs the loop, which reads top to bottom in Trainer::run().
+// (run_folder.cpp), checkpoints of the trainable state (snapshot.cpp), the step itself (step.cpp), the processes of a
+// distributed run (distributed.cpp). This file sets them up and runs the loop, which reads top to bottom in
+// Trainer::run(). In a distributed run every rank runs this same loop on its slice of each global batch; rank 0 alone
+// writes the run folder, draws grids and evaluates.
 #include "gan/trainer.h"
 
 #include <spdlog/spdlog.h>
@@ -10,9 +12,11 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <thread>
 
 #include "gan/checkpoint.h"
 #include "gan/datasets.h"
+#include "gan/distributed.h"
 #include "gan/errors.h"
 #include "gan/eval.h"
 #include "gan/files.h"
@@ -68,10 +72,13 @@ std::string health_json(const HealthMonitor& health) {
 
 class Trainer {
  public:
-  Trainer(const Config& cfg, const std::string& resume_from, const TrainHooks& hooks);
+  Trainer(const Config& cfg, const std::string& resume_from, const TrainHooks& hooks, DistContext* dist);
   TrainSummary run();
 
  private:
+  void open_data();
+  void restore(const std::string& path, std::uint64_t reseed);
+  void share_weights();
   std::unique_ptr<BatchLoader> make_loader();
   void log_setup();
   StepInput next_input(LoaderPosition& after, Clock::time_point& t0);
@@ -80,10 +87,15 @@ class Trainer {
   void write_checkpoint();
   void evaluate();
   void roll_back(char net, std::int64_t at_step);
+  void check_replicas();
+  std::string distributed_json() const;
 
   // What the run is.
   Config cfg_;
   const TrainHooks& hooks_;
+  DistContext* dist_;  // null for one process
+  const bool main_;    // this process writes the run folder, logs, draws grids and evaluates
+  const int rank_, world_;
   const c10::Device device_;
   const int threads_;
   const double max_seconds_;
@@ -95,6 +107,8 @@ class Trainer {
   std::unique_ptr<Evaluator> evaluator_;
   std::unique_ptr<BatchLoader> loader_;
   std::unique_ptr<RunFolder> folder_;
+  std::unique_ptr<GradientReducer> reducer_;  // distributed: averages the gradients
+  std::unique_ptr<StepVote> vote_;             // distributed: averages the statistics, agrees on stopping
   std::int64_t total_ = 0, per_epoch_ = 0;
 
   // Where it is.
@@ -106,17 +120,29 @@ class Trainer {
   std::string last_row_, last_eval_;  // the newest metrics row and evaluation, for summary.json
   Meter meter_;
   Clock::time_point start_, interval_start_;
-  std::int64_t interval_images_ = 0, images_done_ = 0;
+  std::int64_t interval_images_ = 0, images_done_ = 0, first_step_ = 0;
   double train_seconds_ = 0;
 };
 
-Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const TrainHooks& hooks)
-    : cfg_(cfg_in), hooks_(hooks), device_(resolve_device(cfg_in.train.device)),
-      threads_(configure_threads(cfg_in.train.threads)), max_seconds_(parse_duration(cfg_in.train.max_time)),
-      health_(cfg_in.health, cfg_in.train.loss) {
+// Torch's CPU threads and the data loader's: all cores by default, shared by the processes on this machine.
+int default_threads(int configured, DistContext* dist) {
+  if (configured > 0) return configured;
+  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  return std::max(1, cores / (dist ? dist->local_world_size() : 1));
+}
+
+Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const TrainHooks& hooks, DistContext* dist)
+    : cfg_(cfg_in), hooks_(hooks), dist_(dist), main_(!dist || dist->is_main()), rank_(dist ? dist->rank() : 0),
+      world_(dist ? dist->world_size() : 1), device_(dist ? dist->device() : resolve_device(cfg_in.train.device)),
+      threads_(configure_threads(default_threads(cfg_in.train.threads, dist))),
+      max_seconds_(parse_duration(cfg_in.train.max_time)), health_(cfg_in.health, cfg_in.train.loss) {
   const ModelConfig& mc = cfg_.model;
+  if (cfg_.train.batch_size % world_ != 0)
+    throw UserError(kExitUsage, "train.batch_size = " + std::to_string(cfg_.train.batch_size) +
+                                    " cannot be split evenly over the " + std::to_string(world_) +
+                                    " processes of this run; use a multiple of " + std::to_string(world_));
   // Data, models, checkpoint and loader first: a bad dataset or checkpoint fails before any file is written.
-  source_ = open_dataset(cfg_.data, mc.image_size, mc.channels);
+  open_data();
   if (mc.conditional) {
     if (source_->num_classes() < 2)
       throw UserError(kExitData, "model.conditional needs class labels, but " + source_->description() +
@@ -131,18 +157,29 @@ Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const Tra
   step_opts_ = step_options(cfg_.train, device_);
   if (hooks_.deferred_divergence_check) step_opts_.check_every_step = false;
   nets_ = build_networks(cfg_, device_, step_opts_);
+  if (dist_ && mc.sync_bn) {  // BatchNorm over the global batch
+    nets_.g->set_batch_stats_reducer(dist_->sum_function());
+    nets_.d->set_batch_stats_reducer(dist_->sum_function());
+  }
   // Fixed grid noise; a conditional grid has one row per class.
   const int grid_n = mc.conditional ? mc.num_classes * cfg_.output.grid_rows : cfg_.output.samples;
   state_.fixed_noise = sample_latent(mc, grid_n);
   if (mc.conditional) state_.fixed_labels = torch::arange(grid_n, torch::kLong).div(cfg_.output.grid_rows, "floor");
   state_.class_names = source_->class_names();
+  state_.world_size = world_;
   if (!resume_from.empty()) {
-    restore_snapshot(nullptr, resume_from, device_, step_opts_, nets_, state_);
+    restore(resume_from, 0);
     summary_.checkpoint = resume_from;
+    if (dist_) dist_->set_last_checkpoint(resume_from);
   }
+  share_weights();
   // Periodic evaluation: the extractor and the real statistics are prepared (or read from the cache) now, so that a
-  // bad eval.extractor fails before training starts.
-  if (cfg_.eval.every > 0) evaluator_ = std::make_unique<Evaluator>(cfg_, device_, source_.get());
+  // bad eval.extractor fails before training starts. Rank 0 evaluates; the others wait for it.
+  if (cfg_.eval.every > 0) {
+    auto prepare = [&] { evaluator_ = std::make_unique<Evaluator>(cfg_, device_, source_.get()); };
+    if (dist_) dist_->run_on_main("preparing the evaluation", prepare);
+    else prepare();
+  }
   fixed_noise_ = state_.fixed_noise.to(device_);
   if (state_.fixed_labels.defined()) fixed_labels_ = state_.fixed_labels.to(device_);
   step_ = state_.step;
@@ -151,19 +188,75 @@ Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const Tra
   per_epoch_ = loader_->batches_per_epoch();
   total_ = cfg_.train.steps > 0 ? cfg_.train.steps : cfg_.train.epochs * per_epoch_;
 
-  // The run folder: created only once everything above has been checked.
-  const std::string run = resume_from.empty() ? new_run_dir(cfg_) : run_dir_of_checkpoint(resume_from);
-  folder_ = std::make_unique<RunFolder>(run, /*writer=*/true, cfg_, resume_from.empty() ? -1 : state_.step);
+  // The run folder: created only once everything above has been checked. Rank 0 names it (a new run's name has the
+  // time in it) and alone writes into it.
+  std::string run = resume_from.empty() ? new_run_dir(cfg_) : run_dir_of_checkpoint(resume_from);
+  if (dist_) run = dist_->broadcast_bytes(run);
+  folder_ = std::make_unique<RunFolder>(run, main_, cfg_, resume_from.empty() ? -1 : state_.step);
   summary_.run_dir = run;
+  if (dist_) {
+    reducer_ = std::make_unique<GradientReducer>(*dist_, nets_.d->parameters(), nets_.g->parameters(),
+                                                 cfg_.dist.bucket_mb, cfg_.dist.overlap);
+    vote_ = std::make_unique<StepVote>(*dist_, /*lag_one_step=*/device_.is_cuda());
+  }
   if (!resume_from.empty())
-    spdlog::info("resumed {} at step {} (epoch {}, image {} of its order)", resume_from, state_.step,
-                 state_.data.epoch + 1, state_.data.cursor);
+    spdlog::info("resumed {} at step {} (epoch {}, image {} of its order){}", resume_from, state_.step,
+                 state_.data.epoch + 1, state_.data.cursor,
+                 state_.world_size != world_ ? fmt::format("; it was saved by {} process{}, this run has {}",
+                                                           state_.world_size, state_.world_size == 1 ? "" : "es",
+                                                           world_)
+                                             : "");
   log_setup();
+}
+
+// Rank 0 opens the data first (building a folder's cache when needed), then the others, which find it built.
+void Trainer::open_data() {
+  auto open = [&] { source_ = open_dataset(cfg_.data, cfg_.model.image_size, cfg_.model.channels); };
+  if (dist_) dist_->run_on_main("opening the data", open);
+  if (!source_) open();
+}
+
+// Restores the run from a checkpoint: rank 0 reads the file and sends its bytes to the others, which need not see it.
+void Trainer::restore(const std::string& path, std::uint64_t reseed) {
+  if (!dist_) {
+    restore_snapshot(nullptr, path, device_, step_opts_, nets_, state_, reseed);
+    return;
+  }
+  std::string bytes;
+  if (main_) {
+    try {
+      bytes = read_file(path);
+    } catch (const UserError& e) {
+      bytes.clear();  // the others learn of it from the empty file and stop too
+      dist_->broadcast_bytes(bytes);
+      throw;
+    }
+  }
+  bytes = dist_->broadcast_bytes(bytes);
+  if (bytes.empty()) throw UserError(kExitCheckpoint, "rank 0 could not read the checkpoint " + path);
+  restore_snapshot(&bytes, path, device_, step_opts_, nets_, state_, reseed);
+}
+
+// Every rank starts from rank 0's weights (they are equal already when all are seeded alike: this makes sure).
+void Trainer::share_weights() {
+  if (!dist_) return;
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> all;
+  for (auto* m : {static_cast<torch::nn::Module*>(nets_.g.get()), static_cast<torch::nn::Module*>(nets_.d.get())}) {
+    for (auto& p : m->parameters()) all.push_back(p);
+    for (auto& b : m->buffers()) all.push_back(b);
+  }
+  if (nets_.g_ema) {
+    for (auto& p : nets_.g_ema->parameters()) all.push_back(p);
+    for (auto& b : nets_.g_ema->buffers()) all.push_back(b);
+  }
+  dist_->broadcast(all);
 }
 
 std::unique_ptr<BatchLoader> Trainer::make_loader() {
   return std::make_unique<BatchLoader>(*source_, cfg_.train.batch_size, static_cast<std::uint64_t>(cfg_.train.seed),
-                                       pos_, cfg_.data.workers, /*prefetch=*/3, /*pin_memory=*/device_.is_cuda());
+                                       pos_, default_threads(cfg_.data.workers, dist_), /*prefetch=*/3,
+                                       /*pin_memory=*/device_.is_cuda(), rank_, world_);
 }
 
 void Trainer::log_setup() {
@@ -191,6 +284,13 @@ void Trainer::log_setup() {
   spdlog::info("device {} | {} CPU threads | G {} params, D {} params | {} steps of {} images ({} per epoch)",
                device_.str(), threads_, parameter_count(*nets_.g), parameter_count(*nets_.d), total_,
                tc.batch_size, per_epoch_);
+  if (dist_)
+    spdlog::info("distributed: {} processes ({} backend), {} images each per step; gradients averaged in {} + {} "
+                 "buckets of up to {} MB{}; BatchNorm {}",
+                 world_, dist_->backend(), tc.batch_size / world_, reducer_->figures().buckets_d,
+                 reducer_->figures().buckets_g, cfg_.dist.bucket_mb,
+                 cfg_.dist.overlap ? ", overlapped with the backward pass" : "",
+                 mc.sync_bn ? "over the global batch (model.sync_bn)" : "per process");
 }
 
 // The next step's input: one real batch and its noise per D update. `after` is the data position once consumed; `t0`
@@ -201,19 +301,23 @@ StepInput Trainer::next_input(LoaderPosition& after, Clock::time_point& t0) {
   for (int k = 0; k < cfg_.train.d_steps; ++k) {
     Batch batch = loader_->next();
     if (k == 0) t0 = Clock::now();
-    if (!data_diversity_known_) {  // the reference for the sample-diversity check
+    if (!data_diversity_known_ && main_) {  // the reference for the sample-diversity check
       health_.set_data_diversity(
           batch_diversity(batch.images.narrow(0, 0, std::min<std::int64_t>(64, batch.images.size(0)))));
       data_diversity_known_ = true;
     }
-    const std::int64_t b = batch.images.size(0);
+    // Noise and labels are drawn for the whole global batch on every rank, which keeps its rows.
+    const std::int64_t b = batch.images.size(0), global = cfg_.train.batch_size, first = rank_ * b;
+    auto mine = [&](const at::Tensor& t) { return global == b ? t : t.narrow(0, first, b); };
     in.real.push_back(batch.images.to(device_, /*non_blocking=*/true));  // [B, C, S, S]
-    in.z.push_back(sample_latent(mc, b).to(device_, true));  // [B, nz], CPU generator: same on every device
+    in.z.push_back(mine(sample_latent(mc, global)).to(device_, true));  // [B, nz], CPU generator: same on every device
     if (mc.conditional) {
-      in.real_labels.push_back(batch.labels.to(device_, true));          // [B]
-      in.fake_labels.push_back(sample_labels(mc, b).to(device_, true));  // [B]
+      in.real_labels.push_back(batch.labels.to(device_, true));                      // [B]
+      in.fake_labels.push_back(mine(sample_labels(mc, global)).to(device_, true));  // [B]
     }
     after = batch.after;
+    in.row_begin = first;
+    in.global_batch = global;
   }
   in.noise_std = instance_noise_std(cfg_.train, step_, total_);
   return in;
@@ -224,11 +328,14 @@ TrainSummary Trainer::run() {
   const OutputConfig& out = cfg_.output;
   GanStep stepper(nets_.g, nets_.d, *nets_.opt_g, *nets_.opt_d, step_opts_);
   if (nets_.g_ema) stepper.set_ema(nets_.g_ema, tc.ema_decay, tc.ema_rampup);
+  stepper.set_gradient_sync(reducer_.get());
   start_ = interval_start_ = Clock::now();
+  first_step_ = step_;
   if (step_ >= total_) spdlog::info("the checkpoint is already at step {} of {}; nothing to train", step_, total_);
 
   while (step_ < total_) {
     // One step: D update(s), then the G update.
+    if (dist_) dist_->set_activity("step " + std::to_string(step_ + 1));
     Clock::time_point t0;
     LoaderPosition after;
     StepInput in = next_input(after, t0);
@@ -245,17 +352,24 @@ TrainSummary Trainer::run() {
     }
     ++step_;
     pos_ = after;
-    const std::int64_t images = in.real.front().size(0) * tc.d_steps;
+    int stop_signal = g_stop_signal.load();
+    bool out_of_time = max_seconds_ > 0 && seconds_since(start_) >= max_seconds_;
+    if (vote_) {  // every rank: the global batch's statistics, and whether any rank wants to stop
+      const StepVote::Verdict v = vote_->cast(r.stats, stop_signal, out_of_time);
+      stop_signal = v.sigterm ? SIGTERM : v.sigint ? SIGINT : 0;
+      out_of_time = v.out_of_time > 0;
+    }
+    const std::int64_t images = static_cast<std::int64_t>(tc.batch_size) * tc.d_steps;  // the global batch
     images_done_ += images;
     interval_images_ += images;
-    meter_.add(r.stats);
-    health_.add_step(r.stats);
+    if (main_) {
+      meter_.add(r.stats);
+      health_.add_step(r.stats);
+    }
     train_seconds_ += seconds_since(t0);
 
     // What to write after it.
     const bool last = step_ == total_;
-    const int stop_signal = g_stop_signal.load();
-    const bool out_of_time = max_seconds_ > 0 && seconds_since(start_) >= max_seconds_;
     const bool stopping = (stop_signal || out_of_time) && !last;
     const bool log_now = step_ % out.log_every == 0 || last || stopping;
     const bool metrics_now = step_ % out.metrics_every == 0 || log_now;
@@ -269,13 +383,14 @@ TrainSummary Trainer::run() {
         continue;
       }
     }
-    if (metrics_now) write_metrics(log_now, in.noise_std);
-    if (grid_now) write_grid();
+    if (metrics_now && main_) write_metrics(log_now, in.noise_std);
+    if (grid_now && main_) write_grid();
     if (ckpt_now) write_checkpoint();
     if (eval_now) evaluate();
     if (stopping) {
       summary_.exit_code = stop_signal == SIGTERM ? kExitTerminated : stop_signal ? kExitInterrupted : kExitTimeLimit;
-      spdlog::warn("{} at step {}; saved checkpoint {} and grid {}; continue with --resume auto (or --resume {})",
+      if (main_)
+        spdlog::warn("{} at step {}; saved checkpoint {} and grid {}; continue with --resume auto (or --resume {})",
                    stop_signal ? "stopped by signal" : "reached train.max_time = " + tc.max_time, step_,
                    summary_.checkpoint, summary_.grid, summary_.checkpoint);
       break;
@@ -298,14 +413,39 @@ TrainSummary Trainer::run() {
   rs.last_metrics = last_row_;
   rs.last_eval = last_eval_;
   rs.health = health_json(health_);
+  rs.world_size = world_;
+  rs.distributed = distributed_json();
   folder_->write_summary(rs);
-  if (source_->bad_count() > 0)
+  if (source_->bad_count() > 0 && main_)
     spdlog::warn("{} image files could not be decoded and were skipped", source_->bad_count());
   if (summary_.exit_code == 0)
     spdlog::info("done: step {} in {} ({:.1f} img/s in training steps); grid {}; checkpoint {}", step_,
                  duration(rs.wall_s), summary_.images_per_sec, summary_.grid.empty() ? "-" : summary_.grid,
                  summary_.checkpoint.empty() ? "-" : summary_.checkpoint);
+  if (reducer_ && step_ > first_step_) {
+    const auto& f = reducer_->figures();
+    const double steps = static_cast<double>(step_ - first_step_);
+    spdlog::info("all-reduce: {:.2f} MB of gradients per step in {} buckets; {:.1f} ms per step spent waiting for "
+                 "them after the backward pass",
+                 f.bytes / steps / 1e6, f.reductions / steps, 1000 * f.wait_s / steps);
+  }
   return summary_;
+}
+
+// The distributed run's figures for summary.json ("" for one process).
+std::string Trainer::distributed_json() const {
+  if (!dist_) return "";
+  const auto& f = reducer_->figures();
+  const double steps = std::max<double>(1, static_cast<double>(step_ - first_step_));
+  char buf[400];
+  std::snprintf(buf, sizeof buf,
+                "{\"world_size\": %d, \"backend\": \"%s\", \"sync_bn\": %s, \"bucket_mb\": %g, \"overlap\": %s, "
+                "\"buckets_d\": %d, \"buckets_g\": %d, \"allreduce_bytes_per_step\": %.0f, "
+                "\"allreduce_wait_ms_per_step\": %.3f}",
+                world_, dist_->backend().c_str(), cfg_.model.sync_bn ? "true" : "false", cfg_.dist.bucket_mb,
+                cfg_.dist.overlap ? "true" : "false", f.buckets_d, f.buckets_g, f.bytes / steps,
+                1000 * f.wait_s / steps);
+  return buf;
 }
 
 void Trainer::write_metrics(bool log_now, double noise_std) {
@@ -346,21 +486,43 @@ void Trainer::write_grid() {
 
 void Trainer::write_checkpoint() {
   const std::string path = folder_->checkpoint_path(step_);
-  save_snapshot(path, cfg_, nets_, state_, step_, pos_);
-  folder_->publish_checkpoint(path, cfg_.output.keep_last);
+  if (dist_) check_replicas();
+  if (main_) {
+    save_snapshot(path, cfg_, nets_, state_, step_, pos_);
+    folder_->publish_checkpoint(path, cfg_.output.keep_last);
+  }
   summary_.checkpoint = path;
+  if (dist_) dist_->set_last_checkpoint(path);
+}
+
+// Every rank must hold the same weights: their fingerprints are compared at each checkpoint (min = max).
+void Trainer::check_replicas() {
+  std::vector<at::Tensor> params = nets_.g->parameters();
+  for (const auto& p : nets_.d->parameters()) params.push_back(p);
+  const std::uint64_t h = fingerprint(params);
+  const auto hi = static_cast<std::int64_t>(h >> 32), lo = static_cast<std::int64_t>(h & 0xffffffffu);
+  at::Tensor v = torch::tensor({hi, lo, -hi, -lo}, torch::kLong);  // max of x and of -x: max and min
+  dist_->all_reduce_max(v);
+  const auto* m = v.data_ptr<std::int64_t>();
+  if (m[0] != -m[2] || m[1] != -m[3])
+    throw UserError(kExitInternal, "the ranks' weights differ at step " + std::to_string(step_) +
+                                       " (they must stay equal; a bug: please report it with the config)");
 }
 
 void Trainer::evaluate() {
-  Generator& shown = nets_.shown();
-  shown->eval();
-  EvalResult r = evaluator_->evaluate(generator_sampler(shown, cfg_.model, device_, /*seed=*/0));
-  if (!nets_.g_ema) nets_.g->train();
-  last_eval_ = eval_json(r);
-  folder_->append_metrics("{\"step\": " + std::to_string(step_) + ", \"eval\": " + last_eval_ + "}");
-  spdlog::info("eval at step {} ({}{}):\n{}", step_, nets_.g_ema ? "EMA generator" : "generator",
-               r.capped ? ", capped by eval.max_time" : "", eval_table(r));
-  health_.check_eval(step_, r.fd);
+  auto work = [&] {
+    Generator& shown = nets_.shown();
+    shown->eval();
+    EvalResult r = evaluator_->evaluate(generator_sampler(shown, cfg_.model, device_, /*seed=*/0));
+    if (!nets_.g_ema) nets_.g->train();
+    last_eval_ = eval_json(r);
+    folder_->append_metrics("{\"step\": " + std::to_string(step_) + ", \"eval\": " + last_eval_ + "}");
+    spdlog::info("eval at step {} ({}{}):\n{}", step_, nets_.g_ema ? "EMA generator" : "generator",
+                 r.capped ? ", capped by eval.max_time" : "", eval_table(r));
+    health_.check_eval(step_, r.fd);
+  };
+  if (dist_) dist_->run_on_main("evaluating at step " + std::to_string(step_), work);  // the others wait
+  else work();
   interval_start_ = Clock::now();  // evaluation time is not training speed
   interval_images_ = 0;
 }
@@ -385,8 +547,9 @@ void Trainer::roll_back(char net, std::int64_t at_step) {
   loader_.reset();  // stop its thread before restoring the position
   const std::uint64_t reseed = static_cast<std::uint64_t>(cfg_.train.seed) * 1000003u + 7919u * summary_.rollbacks +
                                static_cast<std::uint64_t>(at_step - 1);
-  restore_snapshot(nullptr, summary_.checkpoint, device_, step_opts_, nets_, state_, reseed);
-  spdlog::warn("{}; rolled back to {} (step {}) with a new noise seed, rollback {} of {}", where, summary_.checkpoint,
+  restore(summary_.checkpoint, reseed);
+  if (main_)
+    spdlog::warn("{}; rolled back to {} (step {}) with a new noise seed, rollback {} of {}", where, summary_.checkpoint,
                state_.step, summary_.rollbacks, cfg_.train.max_rollbacks);
   step_ = state_.step;
   pos_ = state_.data;
@@ -398,9 +561,9 @@ void Trainer::roll_back(char net, std::int64_t at_step) {
 
 void request_stop(int signal_number) { g_stop_signal.store(signal_number); }
 
-TrainSummary train(const Config& cfg, const std::string& resume_from, const TrainHooks& hooks) {
+TrainSummary train(const Config& cfg, const std::string& resume_from, const TrainHooks& hooks, DistContext* dist) {
   g_stop_signal.store(0);
-  Trainer trainer(cfg, resume_from, hooks);
+  Trainer trainer(cfg, resume_from, hooks, dist);
   return trainer.run();
 }
 
