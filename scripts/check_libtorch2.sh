@@ -2,7 +2,8 @@
 # Checks the project against LibTorch 2.x without a GPU: debootstraps Debian trixie (LibTorch 2.6) into a folder and
 #   cpu   builds there against trixie's libtorch-dev 2.6 and runs the whole test suite (scripts/test.sh, no fuzzing);
 #   cuda  builds there against trixie's CUDA LibTorch 2.6 (contrib libtorch-cuda-dev, with nvidia-cuda-toolkit 12.4
-#         from non-free): every target compiles and links, CUDA-guarded code included. Nothing runs (no GPU here, no
+#         from non-free, libnccl-dev and libgloo-cuda-dev): every target compiles and links, CUDA- and NCCL-guarded code
+#         included. Nothing runs (no GPU here, no
 #         cuDNN), so the tests are discovered at ctest time rather than after the build.
 #   bash scripts/check_libtorch2.sh [cpu|cuda|all]     (default all; needs root; the first run took 18 min and the chroot holds 12 GiB)
 # Environment: ROOT (the chroot folder, default /var/tmp/gan-trixie; kept between runs, so a rerun only rebuilds),
@@ -68,6 +69,7 @@ if [[ $what == cuda || $what == all ]]; then
     in_root "dpkg-deb --build /work/nvidia-cudnn-stub /work/nvidia-cudnn-stub.deb >/dev/null"
     in_root "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get purge -y -qq libtorch-dev >/dev/null 2>&1;
              apt-get install -y -qq --no-install-recommends /work/nvidia-cudnn-stub.deb libtorch-cuda-dev nvidia-cuda-toolkit \
+               libgloo-cuda-dev libnccl-dev \
                cmake g++ make libcli11-dev libspdlog-dev libyaml-cpp-dev libstb-dev zlib1g-dev libgtest-dev dataset-fashion-mnist" \
       >"$root/cuda-install.log" 2>&1 || { tail -20 "$root/cuda-install.log" >&2; exit 1; }
   fi
@@ -80,6 +82,8 @@ if [[ $what == cuda || $what == all ]]; then
     grep -E "^-- (Found CUDAToolkit|USE_CUDNN)" "$root/cuda.log" | sed 's/^--/ /'
     in_root "ldd /work/gan/build-cuda/gan-train" | grep -q libtorch_cuda &&
       echo "  gan-train links libtorch_cuda, so a GPU machine gets the CUDA device"
+    grep -q -- "-DUSE_C10D_NCCL" "$root/work/gan/build-cuda/CMakeFiles/gan.dir/flags.make" &&
+      echo "  USE_C10D_NCCL is defined: the NCCL process group (dist.backend nccl) is compiled in"
   else
     status=1
     echo "check_libtorch2: cuda: FAILED (last lines of $root/cuda.log):" >&2

@@ -13,10 +13,12 @@ tests=ON
 build_dir=${BUILD_DIR:-build}
 jobs=${JOBS:-$(nproc)}
 
+# libgloo-dev: the headers of c10d's Gloo process group (data-parallel training on the CPU).
 packages=(ca-certificates cmake g++ make libopenblas0-openmp libcli11-dev libspdlog-dev libyaml-cpp-dev libstb-dev
-          zlib1g-dev dataset-fashion-mnist)
+          zlib1g-dev libgloo-dev dataset-fashion-mnist)
 [[ -z "${GAN_TORCH_DIR:-}" ]] && packages+=(libtorch-dev)
-[[ "$tests" == ON ]] && packages+=(libgtest-dev)
+# python3-torch: its torchrun launches the distributed tests (and scripts/bench_reference.py is the speed reference).
+[[ "$tests" == ON ]] && packages+=(libgtest-dev python3-torch)
 
 missing=()
 for p in "${packages[@]}"; do

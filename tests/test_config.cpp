@@ -113,6 +113,28 @@ TEST(Config, CrossFieldChecks) {
   EXPECT_EQ(gan::parse_config("train:\n  device: cuda:1\n", "g.cfg").train.device, "cuda:1");
 }
 
+TEST(Config, DistributedKeysAreChecked) {
+  Config d = gan::parse_config("model:\n  sync_bn: true\ndist:\n  backend: gloo\n  timeout: 90s\n  bucket_mb: 4\n"
+                               "  overlap: false\n",
+                               "d.cfg");
+  EXPECT_TRUE(d.model.sync_bn);
+  EXPECT_EQ(d.dist.backend, "gloo");
+  EXPECT_EQ(gan::parse_duration(d.dist.timeout), 90);
+  EXPECT_EQ(d.dist.bucket_mb, 4);
+  EXPECT_FALSE(d.dist.overlap);
+  EXPECT_EQ(Config{}.dist.timeout, "5m");
+  expect_user_error([] { gan::parse_config("dist:\n  backend: mpi\n", "d.cfg"); }, kExitUsage,
+                    {"d.cfg:2", "dist.backend = 'mpi'", "auto | gloo | nccl"});
+  expect_user_error([] { gan::parse_config("dist:\n  timeout: 0s\n", "d.cfg"); }, kExitUsage,
+                    {"d.cfg:2", "dist.timeout = '0s' must be at least 1s"});
+  expect_user_error([] { gan::parse_config("dist:\n  timeout: soon\n", "d.cfg"); }, kExitUsage,
+                    {"dist.timeout = 'soon' is not a duration"});
+  expect_user_error([] { gan::parse_config("dist:\n  bucket_mb: 0\n", "d.cfg"); }, kExitUsage,
+                    {"dist.bucket_mb = 0 is out of range"});
+  expect_user_error([] { gan::parse_config("distributed:\n  backend: gloo\n", "d.cfg"); }, kExitUsage,
+                    {"unknown section 'distributed'", "sections are data, model, train, output, eval, health, dist"});
+}
+
 TEST(Config, OverridesApplyAndAreChecked) {
   Config c;
   gan::apply_override(c, "train.lr=1e-4");

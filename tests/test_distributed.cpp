@@ -41,7 +41,7 @@ class ScopedEnv {
 // Runs body(rank, context) on `world` threads that form one process group through a store this test hosts, as a
 // launcher would. Returns after every thread has finished; a failure on one thread fails the test.
 void with_ranks(int world, const std::function<void(int, gan::DistContext&)>& body, const std::string& timeout = "20s") {
-  c10d::TCPStoreOptions o;
+  c10d::TCPStoreOptions o = gan::store_options();
   o.port = 0;
   o.isServer = true;
   o.waitWorkers = false;

@@ -17,6 +17,10 @@
 #include "gan/step.h"
 #include "gan/sync_batch_norm.h"
 
+namespace c10d {
+struct TCPStoreOptions;
+}
+
 namespace gan {
 
 // What a launcher tells each worker (torchrun, or gan-train --nproc-per-node).
@@ -59,8 +63,9 @@ class DistContext {
   // Collectives: every rank calls them in the same order, with tensors of the same shapes. A peer that stops
   // responding, or does not answer within dist.timeout (`timeout` where given), ends the run with
   // UserError(kExitDistributed) naming the rank(s) that stopped and the last checkpoint (set_last_checkpoint).
-  void all_reduce_sum(at::Tensor& t);                 // in place
-  void all_reduce_max(at::Tensor& t);                 // in place
+  // `what` names the collective in failure messages.
+  void all_reduce_sum(at::Tensor& t, const char* what = "an all-reduce");  // in place
+  void all_reduce_max(at::Tensor& t, const char* what = "an all-reduce");  // in place
   void broadcast(std::vector<at::Tensor>& tensors);   // rank 0's values everywhere
   std::string broadcast_bytes(const std::string& bytes_on_rank0);  // any size, through the process group
   void barrier(std::chrono::milliseconds timeout);
@@ -134,6 +139,12 @@ class StepVote {
   DistContext& dist_;
   std::unique_ptr<State> state_;
 };
+
+// The first line of an exception's text, without a C++ backtrace or gloo's "[file.cc:123] " prefix.
+std::string short_cause(const std::exception& e);
+
+// A TCPStore's options as this program uses them (the classic server, not LibTorch 2.4+'s libuv one).
+c10d::TCPStoreOptions store_options();
 
 // A 64-bit fingerprint of the exact bytes of the parameters and buffers of `tensors` (for checking that every rank
 // holds the same weights).

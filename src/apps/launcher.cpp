@@ -15,6 +15,7 @@
 #include <random>
 #include <thread>
 
+#include "gan/distributed.h"
 #include "gan/errors.h"
 
 extern char** environ;
@@ -50,7 +51,7 @@ std::vector<std::string> without_launcher_options(const std::vector<std::string>
 
 int launch_local_workers(int nproc, const std::vector<std::string>& args, double grace_seconds) {
   // The rendezvous store, as torchrun's agent hosts it: every worker is a client.
-  c10d::TCPStoreOptions o;
+  c10d::TCPStoreOptions o = store_options();
   o.port = 0;  // a free port
   o.isServer = true;
   o.waitWorkers = false;
@@ -59,7 +60,7 @@ int launch_local_workers(int nproc, const std::vector<std::string>& args, double
   try {
     store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", o);
   } catch (const std::exception& e) {
-    throw UserError(kExitDistributed, std::string("--nproc-per-node: cannot start the rendezvous store: ") + e.what());
+    throw UserError(kExitDistributed, "--nproc-per-node: cannot start the rendezvous store: " + short_cause(e));
   }
   const std::string port = std::to_string(store->getPort());
   char run_id[17];

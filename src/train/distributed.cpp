@@ -60,7 +60,8 @@ int env_int(const char* name, int fallback, int lo, int hi) {
   return static_cast<int>(x);
 }
 
-// The first line of an exception's text without gloo's "[file.cc:123] " prefix or a C++ backtrace.
+}  // namespace
+
 std::string short_cause(const std::exception& e) {
   const auto* c10 = dynamic_cast<const c10::Error*>(&e);
   std::string s = c10 ? c10->what_without_backtrace() : e.what();
@@ -69,6 +70,18 @@ std::string short_cause(const std::exception& e) {
     if (auto close = s.find("] "); close != std::string::npos) s = s.substr(close + 2);
   return s;
 }
+
+// A TCPStore without LibTorch 2.4+'s default libuv server, which Debian's 2.x is built without; the classic server
+// talks to clients of either kind.
+c10d::TCPStoreOptions store_options() {
+  c10d::TCPStoreOptions o;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 2)
+  o.useLibUV = false;
+#endif
+  return o;
+}
+
+namespace {
 
 std::string join_ranks(const std::vector<int>& ranks) {
   std::string out;
@@ -150,7 +163,7 @@ DistContext::DistContext(const LaunchEnv& env, const DistConfig& cfg, const c10:
   m.nccl = backend == "nccl";
   const std::string where = env.master_addr + ":" + std::to_string(env.master_port);
   try {
-    c10d::TCPStoreOptions o;
+    c10d::TCPStoreOptions o = store_options();
     o.port = static_cast<std::uint16_t>(env.master_port);
     o.timeout = m.timeout;
     if (env.agent_store) {  // the launcher hosts the store; every rank is a client (torch.distributed.rendezvous)
@@ -305,18 +318,18 @@ at::Tensor on_group_device(const DistContext::Impl& m, const at::Tensor& t) {
 
 }  // namespace
 
-void DistContext::all_reduce_sum(at::Tensor& t) {
+void DistContext::all_reduce_sum(at::Tensor& t, const char* what) {
   Impl& m = *impl_;
-  guard("an all-reduce", [&] {
+  guard(what, [&] {
     std::vector<at::Tensor> v{on_group_device(m, t)};
     m.pg->allreduce(v)->wait();
     if (!v[0].is_same(t)) t.copy_(v[0]);
   });
 }
 
-void DistContext::all_reduce_max(at::Tensor& t) {
+void DistContext::all_reduce_max(at::Tensor& t, const char* what) {
   Impl& m = *impl_;
-  guard("an all-reduce", [&] {
+  guard(what, [&] {
     std::vector<at::Tensor> v{on_group_device(m, t)};
     c10d::AllreduceOptions o;
     o.reduceOp = c10d::ReduceOp::MAX;
@@ -433,7 +446,7 @@ void DistContext::run_on_main(const std::string& what, const std::function<void(
 }
 
 AllReduceSum DistContext::sum_function() {
-  return [this](at::Tensor& t) { all_reduce_sum(t); };
+  return [this](at::Tensor& t) { all_reduce_sum(t, "BatchNorm's global statistics"); };
 }
 
 // ---- Gradient buckets ----
@@ -606,7 +619,7 @@ StepVote::Verdict StepVote::cast(at::Tensor& stats, int signal, bool out_of_time
   const float flags[3] = {signal == SIGINT ? 1.f : 0.f, signal == SIGTERM ? 1.f : 0.f, out_of_time ? 1.f : 0.f};
   at::Tensor mine = torch::from_blob(const_cast<float*>(flags), {3}, torch::kFloat).to(stats.device());
   at::Tensor v = torch::cat({stats.to(torch::kFloat).reshape({-1}), mine});  // [n + 3]
-  dist_.all_reduce_sum(v);
+  dist_.all_reduce_sum(v, "the step vote");
   stats = v.narrow(0, 0, n).div(dist_.world_size()).view(stats.sizes());  // the global batch's statistics
   const at::Tensor votes = v.narrow(0, n, 3);
   auto verdict_of = [](const at::Tensor& h) {

@@ -502,7 +502,7 @@ void Trainer::check_replicas() {
   const std::uint64_t h = fingerprint(params);
   const auto hi = static_cast<std::int64_t>(h >> 32), lo = static_cast<std::int64_t>(h & 0xffffffffu);
   at::Tensor v = torch::tensor({hi, lo, -hi, -lo}, torch::kLong);  // max of x and of -x: max and min
-  dist_->all_reduce_max(v);
+  dist_->all_reduce_max(v, "the weight check");
   const auto* m = v.data_ptr<std::int64_t>();
   if (m[0] != -m[2] || m[1] != -m[3])
     throw UserError(kExitInternal, "the ranks' weights differ at step " + std::to_string(step_) +
