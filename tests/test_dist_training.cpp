@@ -16,11 +16,14 @@
 #include "gan/config.h"
 #include "gan/models.h"
 #include "gan/run_folder.h"
+#include "checkpoint_fixture.h"
 #include "image_fixtures.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
+using testutil::bitwise_equal;
 using testutil::count_lines;
+using testutil::Nets;
 using testutil::slurp;
 using testutil::spawn;
 using testutil::TempDir;
@@ -65,18 +68,7 @@ int train(const std::vector<std::string>& args, int nproc, const std::string& lo
   return wait_exit(spawn(all, log));
 }
 
-struct Nets {
-  gan::Generator g{nullptr};
-  gan::Discriminator d{nullptr};
-  gan::TrainingState state;
-};
-Nets load(const std::string& ckpt) {
-  gan::Config c = gan::read_checkpoint_config(ckpt);
-  Nets n{gan::Generator(c.model), gan::Discriminator(c.model), {}};
-  torch::optim::Adam og(n.g->parameters()), od(n.d->parameters());
-  gan::load_checkpoint(ckpt, torch::kCPU, n.g, &n.d, &og, &od, &n.state);
-  return n;
-}
+Nets load(const std::string& ckpt) { return testutil::load_all(ckpt); }
 
 // Largest |a - b| over the parameters of G and D.
 double param_diff(Nets& a, Nets& b) {
@@ -89,16 +81,6 @@ double param_diff(Nets& a, Nets& b) {
   compare(*a.g, *b.g);
   compare(*a.d, *b.d);
   return worst;
-}
-
-bool bitwise_equal(torch::nn::Module& a, torch::nn::Module& b) {
-  auto pb = b.named_parameters();
-  for (const auto& p : a.named_parameters())
-    if (!torch::equal(p.value(), pb[p.key()])) return false;
-  auto bb = b.named_buffers();
-  for (const auto& p : a.named_buffers())
-    if (!torch::equal(p.value(), bb[p.key()])) return false;
-  return true;
 }
 
 // The worker processes of a launcher (its children), by rank; waits until there are `n`.
@@ -316,6 +298,11 @@ TEST(DistTraining, ARankThatDiesOrHangsIsNamedWithTheLastCheckpoint) {
 
 namespace {
 bool have_torchrun() { return fs::exists("/usr/bin/torchrun") && fs::exists("/usr/bin/python3"); }
+// Debian trixie's torchrun (torch 2.6) cannot start at all: its agent's TCPStore asks for the libuv server, which
+// Debian's LibTorch is built without. That is the platform's, not ours: say so and skip.
+bool torchrun_cannot_start(const std::string& log) {
+  return log.find("use_libuv was requested but PyTorch was build without libuv support") != std::string::npos;
+}
 // A port that was free a moment ago (torchrun's agent binds it next).
 int free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -342,6 +329,8 @@ TEST(DistTraining, TorchrunLaunchesTheSameRunAsNprocPerNode) {
                                   "--master_port", std::to_string(free_port()), GAN_TRAIN_EXE, "--config", cfg,
                                   "--name", "torchrun"},
                                  dir / "t.log"));
+  if (rc != 0 && torchrun_cannot_start(slurp(dir / "t.log")))
+    GTEST_SKIP() << "this torchrun cannot start: its TCPStore needs libuv, which its LibTorch lacks (Debian torch 2.6)";
   ASSERT_EQ(rc, 0) << slurp(dir / "t.log");
   Nets ours = load(dir / "runs/ours/checkpoints/latest.pt"), theirs = load(dir / "runs/torchrun/checkpoints/latest.pt");
   EXPECT_TRUE(bitwise_equal(*ours.g, *theirs.g));
@@ -360,7 +349,13 @@ TEST(DistTraining, TorchrunRestartsAKilledWorkerAndTheRunEndsBitwiseAsUninterrup
                        std::to_string(free_port()), GAN_TRAIN_EXE, "--config", cfg, "--name", "killed",
                        "--resume", "auto"},
                       dir / "k.log");
-  ASSERT_TRUE(wait_for_lines(dir / "runs/killed/metrics.jsonl", 40, 120)) << slurp(dir / "k.log");
+  const auto started = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (count_lines(dir / "runs/killed/metrics.jsonl") < 40 && waitpid(agent, nullptr, WNOHANG) == 0 &&
+         std::chrono::steady_clock::now() < started)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (count_lines(dir / "runs/killed/metrics.jsonl") < 40 && torchrun_cannot_start(slurp(dir / "k.log")))
+    GTEST_SKIP() << "this torchrun cannot start: its TCPStore needs libuv, which its LibTorch lacks (Debian torch 2.6)";
+  ASSERT_GE(count_lines(dir / "runs/killed/metrics.jsonl"), 40u) << slurp(dir / "k.log");
   std::vector<pid_t> w = workers_of(agent, 2);
   ASSERT_GT(w[1], 0);
   kill(w[1], SIGKILL);

@@ -16,12 +16,16 @@
 #include "gan/config.h"
 #include "gan/models.h"
 #include "gan/trainer.h"
+#include "checkpoint_fixture.h"
 #include "image_fixtures.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
+using testutil::bitwise_equal;
 using testutil::count_lines;
 using testutil::expect_user_error;
+using testutil::load_all;
+using testutil::Nets;
 using testutil::slurp;
 using testutil::spawn;
 using testutil::TempDir;
@@ -54,29 +58,6 @@ gan::Config tiny(const TempDir& dir, int steps, int every, const std::string& na
   c.output.name = name;
   c.name = "tiny";
   return c;
-}
-
-struct Nets {
-  gan::Generator g{nullptr};
-  gan::Discriminator d{nullptr};
-  gan::TrainingState state;
-};
-Nets load_all(const std::string& ckpt) {
-  gan::Config c = gan::read_checkpoint_config(ckpt);
-  Nets n{gan::Generator(c.model), gan::Discriminator(c.model), {}};
-  torch::optim::Adam og(n.g->parameters()), od(n.d->parameters());
-  gan::load_checkpoint(ckpt, torch::kCPU, n.g, &n.d, &og, &od, &n.state);
-  return n;
-}
-
-bool bitwise_equal(torch::nn::Module& a, torch::nn::Module& b) {
-  auto pb = b.named_parameters();
-  for (const auto& p : a.named_parameters())
-    if (!torch::equal(p.value(), pb[p.key()])) return false;
-  auto bb = b.named_buffers();
-  for (const auto& p : a.named_buffers())
-    if (!torch::equal(p.value(), bb[p.key()])) return false;
-  return true;
 }
 
 bool all_finite(torch::nn::Module& m) {
