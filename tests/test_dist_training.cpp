@@ -154,7 +154,7 @@ TEST(DistTraining, WorldSizeIsADeploymentDetailWithABatchIndependentModel) {
   EXPECT_GT(apart, 1e-3);
 }
 
-TEST(DistTraining, OnlyRankZeroWritesAndTheLogsAreOneProcesss) {
+TEST(DistTraining, OnlyRankZeroWritesAndItLogsAsOneProcessWould) {
   TempDir dir;
   const std::string cfg = write_config(dir, "w", "", 8, 4);
   ASSERT_EQ(train({"--config", cfg, "--name", "one"}, 0, dir / "one.log"), 0);
