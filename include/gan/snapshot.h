@@ -22,7 +22,7 @@ struct Networks {
   Generator g{nullptr};
   Discriminator d{nullptr};
   Generator g_ema{nullptr};  // with train.ema_decay > 0: follows G; grids, evaluation and sampling use it
-  std::shared_ptr<torch::optim::Adam> opt_g, opt_d;
+  std::shared_ptr<torch::optim::Adam> opt_g, opt_d;  // DeviceAdam (adam.h): torch's Adam, step count on the device
   Generator& shown() { return g_ema ? g_ema : g; }  // what grids and evaluation show
 };
 

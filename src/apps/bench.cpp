@@ -9,6 +9,7 @@
 #include <fstream>
 #include <string>
 
+#include "gan/adam.h"
 #include "gan/cli.h"
 #include "gan/errors.h"
 #include "gan/models.h"
@@ -91,9 +92,9 @@ int run_step(const StepArgs& a) {
   const StepOptions opts = step_options(tc, dev);
   prepare_models(g, d, opts);
   auto adam = [&](torch::nn::Module& m) {
-    return torch::optim::Adam(m.parameters(), torch::optim::AdamOptions(tc.lr).betas({tc.beta1, tc.beta2}));
+    return DeviceAdam(m.parameters(), torch::optim::AdamOptions(tc.lr).betas({tc.beta1, tc.beta2}));
   };
-  torch::optim::Adam opt_g = adam(*g), opt_d = adam(*d);
+  DeviceAdam opt_g = adam(*g), opt_d = adam(*d);  // the trainer's optimizer
   GanStep stepper(g, d, opt_g, opt_d, opts);
   at::Tensor real = (torch::rand({a.batch, mc.channels, mc.image_size, mc.image_size}) * 2 - 1).to(dev);  // [B, C, S, S]
   at::Tensor sum = torch::zeros({}, torch::TensorOptions().device(dev));

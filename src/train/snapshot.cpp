@@ -4,6 +4,8 @@
 
 #include <mutex>
 
+#include "gan/adam.h"
+
 namespace gan {
 
 Networks build_networks(const Config& cfg, const c10::Device& device, const StepOptions& opts) {
@@ -19,7 +21,7 @@ Networks build_networks(const Config& cfg, const c10::Device& device, const Step
   n.d->to(device);
   prepare_models(n.g, n.d, opts);
   auto adam = [&](torch::nn::Module& m, double lr, double b1, double b2) {
-    return std::make_shared<torch::optim::Adam>(
+    return std::make_shared<DeviceAdam>(
         m.parameters(), torch::optim::AdamOptions(lr > 0 ? lr : tc.lr)
                             .betas({b1 >= 0 ? b1 : tc.beta1, b2 >= 0 ? b2 : tc.beta2}));
   };
