@@ -1,23 +1,32 @@
-# CPU image (default): built by the same script a new user runs.
+# CPU image (default): built by the same script a new user runs on Debian.
 #   docker build -t gan-trainer .
 #   docker run --rm -v "$PWD/runs:/opt/gan/runs" gan-trainer gan-train --config configs/fashion-mnist.cfg
 #
-# CUDA image: LibTorch with CUDA is not a Debian package, so bring it in the build context (unzip the
-# cxx11-ABI LibTorch build for your CUDA version into ./libtorch) and build the `cuda` target:
+# CUDA image: built on the official PyTorch CUDA devel image (PyTorch >= 2.7: the C++11 ABI of the distribution's
+# packages), against the LibTorch inside its torch package, by scripts/setup-pytorch.sh (the same script a user runs
+# on a GPU box without Docker); the runtime stage is the matching PyTorch runtime image plus our programs and the few
+# libraries they need. No manual step:
 #   docker build --target cuda -t gan-trainer:cuda .
-#   docker run --rm --gpus all -v "$PWD/runs:/opt/gan/runs" gan-trainer:cuda gan-train --config configs/celeba.cfg
-ARG CUDA_BASE=nvidia/cuda:12.6.3-cudnn-devel-ubuntu24.04
+#   docker run --rm --gpus all -v "$PWD/data:/data" -v "$PWD/runs:/runs" gan-trainer:cuda \
+#     gan-train --config configs/celeba.cfg --set data.path=/data/celeba --out /runs
+#   docker run --rm --gpus all --ipc=host -v "$PWD/data:/data" -v "$PWD/runs:/runs" gan-trainer:cuda \
+#     torchrun --no_python --nproc_per_node 8 gan-train --config configs/celeba.cfg --set data.path=/data/celeba --out /runs
+ARG PYTORCH_TAG=2.7.1-cuda12.8-cudnn9
 
-FROM ${CUDA_BASE} AS cuda
+FROM pytorch/pytorch:${PYTORCH_TAG}-devel AS cuda-build
 WORKDIR /opt/gan
 COPY . .
-# Same script; GAN_TORCH_DIR points it at the CUDA LibTorch instead of Debian's CPU-only libtorch-dev.
-RUN test -f libtorch/share/cmake/Torch/TorchConfig.cmake \
- || (echo "unzip a CUDA LibTorch into ./libtorch first (see Dockerfile header)" && false)
-RUN GAN_TORCH_DIR=/opt/gan/libtorch bash scripts/setup.sh --no-tests && rm -rf /var/lib/apt/lists/* \
- && ln -s /opt/gan/build/gan-train /opt/gan/build/gan-sample /opt/gan/build/gan-data /opt/gan/build/gan-eval /usr/local/bin/
-ENV LD_LIBRARY_PATH=/opt/gan/libtorch/lib
-CMD ["gan-train", "--config", "configs/fashion-mnist.cfg", "--device", "cuda"]
+# No GPU is visible while an image builds: name the architectures (A100; A10 and RTX 30; L4 and RTX 40; H100 and H200).
+ENV TORCH_CUDA_ARCH_LIST="8.0;8.6;8.9;9.0"
+RUN PYTHON=python bash scripts/setup-pytorch.sh --no-tests --bundle /opt/gan-dist && rm -rf /var/lib/apt/lists/*
+
+FROM pytorch/pytorch:${PYTORCH_TAG}-runtime AS cuda
+WORKDIR /opt/gan
+COPY --from=cuda-build /opt/gan-dist /opt/gan-dist
+COPY configs /opt/gan/configs
+COPY scripts/bench_reference.py /opt/gan/scripts/bench_reference.py
+ENV PATH=/opt/gan-dist/bin:$PATH LD_LIBRARY_PATH=/opt/gan-dist/lib
+CMD ["gan-train", "--help"]
 
 # Last stage = what a plain `docker build .` produces.
 FROM debian:bookworm AS cpu

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "gan/checkpoint.h"
+#include "gan/distributed.h"
 #include "gan/config.h"
 #include "gan/models.h"
 #include "gan/run_folder.h"
@@ -120,6 +121,7 @@ bool has(const std::string& text, const std::string& part) { return text.find(pa
 }  // namespace
 
 TEST(DistTraining, WorldSizeIsADeploymentDetailWithABatchIndependentModel) {
+  if (!gan::gloo_available()) GTEST_SKIP() << "this build has no Gloo (libgloo-dev was missing)";
   // With G's BatchNorm over the global batch (model.sync_bn) and a batch-independent D, 2 and 3 processes must train
   // the same weights as one process; with D's BatchNorm synchronised too.
   TempDir dir;
@@ -155,6 +157,7 @@ TEST(DistTraining, WorldSizeIsADeploymentDetailWithABatchIndependentModel) {
 }
 
 TEST(DistTraining, OnlyRankZeroWritesAndItLogsAsOneProcessWould) {
+  if (!gan::gloo_available()) GTEST_SKIP() << "this build has no Gloo (libgloo-dev was missing)";
   TempDir dir;
   const std::string cfg = write_config(dir, "w", "", 8, 4);
   ASSERT_EQ(train({"--config", cfg, "--name", "one"}, 0, dir / "one.log"), 0);
@@ -179,6 +182,7 @@ TEST(DistTraining, OnlyRankZeroWritesAndItLogsAsOneProcessWould) {
 }
 
 TEST(DistTraining, ResumeAtTheSameWorldIsBitwiseAndAtAnotherWorldContinues) {
+  if (!gan::gloo_available()) GTEST_SKIP() << "this build has no Gloo (libgloo-dev was missing)";
   TempDir dir;
   const std::string cfg = write_config(dir, "r", "  keep_last: 0\n", 12, 3);
   std::string text = slurp(cfg);
@@ -216,6 +220,7 @@ TEST(DistTraining, ResumeAtTheSameWorldIsBitwiseAndAtAnotherWorldContinues) {
 }
 
 TEST(DistTraining, ABatchThatTheWorldDoesNotDivideIsAConfigError) {
+  if (!gan::gloo_available()) GTEST_SKIP() << "this build has no Gloo (libgloo-dev was missing)";
   TempDir dir;
   const std::string cfg = write_config(dir, "b", "", 4, 4);
   EXPECT_EQ(train({"--config", cfg, "--set", "train.batch_size=16"}, 3, dir / "b.log"), 2);
@@ -225,6 +230,7 @@ TEST(DistTraining, ABatchThatTheWorldDoesNotDivideIsAConfigError) {
 }
 
 TEST(DistTraining, ASignalToOneRankStopsEveryRankAfterTheSameStep) {
+  if (!gan::gloo_available()) GTEST_SKIP() << "this build has no Gloo (libgloo-dev was missing)";
   TempDir dir;
   const std::string cfg = write_config(dir, "s", "", 1000000, 1000);
   for (int sig : {SIGINT, SIGTERM}) {
@@ -252,6 +258,7 @@ TEST(DistTraining, ASignalToOneRankStopsEveryRankAfterTheSameStep) {
 }
 
 TEST(DistTraining, ARankThatDiesOrHangsIsNamedWithTheLastCheckpoint) {
+  if (!gan::gloo_available()) GTEST_SKIP() << "this build has no Gloo (libgloo-dev was missing)";
   TempDir dir;
   const std::string cfg = write_config(dir, "k", "dist:\n  timeout: 4s\n", 1000000, 20);
   // SIGKILL: the others notice at once (the connection closes) and name rank 1.
@@ -320,6 +327,7 @@ int free_port() {
 }  // namespace
 
 TEST(DistTraining, TorchrunLaunchesTheSameRunAsNprocPerNode) {
+  if (!gan::gloo_available()) GTEST_SKIP() << "this build has no Gloo (libgloo-dev was missing)";
   if (!have_torchrun()) GTEST_SKIP() << "no /usr/bin/torchrun (Debian package python3-torch); CI installs it";
   TempDir dir;
   const std::string cfg = write_config(dir, "t", "", 8, 4);
@@ -339,6 +347,7 @@ TEST(DistTraining, TorchrunLaunchesTheSameRunAsNprocPerNode) {
 }
 
 TEST(DistTraining, TorchrunRestartsAKilledWorkerAndTheRunEndsBitwiseAsUninterrupted) {
+  if (!gan::gloo_available()) GTEST_SKIP() << "this build has no Gloo (libgloo-dev was missing)";
   if (!have_torchrun()) GTEST_SKIP() << "no /usr/bin/torchrun (Debian package python3-torch); CI installs it";
   TempDir dir;
   const int steps = 300;

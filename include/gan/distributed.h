@@ -38,6 +38,11 @@ struct LaunchEnv {
 // is missing or malformed once RANK or WORLD_SIZE is set.
 LaunchEnv read_launch_env();
 
+// Whether this build has c10d's Gloo process group (the CPU backend; CMake finds gloo's headers or leaves it out).
+bool gloo_available();
+// Whether this build has c10d's NCCL process group (CUDA builds of LibTorch define USE_C10D_NCCL).
+bool nccl_available();
+
 // The device of one worker: with train.device auto or cuda, a machine's workers take cuda:LOCAL_RANK each; an explicit
 // cuda:N or cpu is used as given.
 c10::Device worker_device(const std::string& train_device, const LaunchEnv& env);

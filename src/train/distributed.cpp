@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#ifdef GAN_WITH_GLOO  // set by CMakeLists.txt where gloo's headers are found (LibTorch's own or libgloo-dev)
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 #include <torch/version.h>
@@ -113,6 +115,22 @@ LaunchEnv read_launch_env() {
   return e;
 }
 
+bool gloo_available() {
+#ifdef GAN_WITH_GLOO
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool nccl_available() {
+#ifdef USE_C10D_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
 c10::Device worker_device(const std::string& train_device, const LaunchEnv& env) {
   c10::Device d = resolve_device(train_device);
   if (env.present && d.is_cuda() && (train_device == "auto" || train_device == "cuda")) {
@@ -159,6 +177,10 @@ DistContext::DistContext(const LaunchEnv& env, const DistConfig& cfg, const c10:
     if (!device.is_cuda())
       throw UserError(kExitUsage, "dist.backend = nccl needs train.device cuda; on the CPU use dist.backend gloo");
   }
+  if (backend == "gloo" && !gloo_available())
+    throw UserError(kExitUsage, "dist.backend = gloo, but this build has no Gloo (gloo's headers were not found when "
+                                "it was built: install libgloo-dev and rebuild)" +
+                                    std::string(device.is_cuda() ? "; on CUDA use dist.backend nccl" : ""));
   backend_ = backend;
   m.nccl = backend == "nccl";
   const std::string where = env.master_addr + ":" + std::to_string(env.master_port);
@@ -197,6 +219,7 @@ DistContext::DistContext(const LaunchEnv& env, const DistConfig& cfg, const c10:
       m.pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(pg_store, rank_, world_, opts);
 #endif
     } else {
+#ifdef GAN_WITH_GLOO
       auto opts = c10d::ProcessGroupGloo::Options::create(m.timeout);
       // As torch.distributed does: GLOO_SOCKET_IFNAME names the interfaces, else this host's address (or loopback).
       if (const char* ifnames = getenv_nonempty("GLOO_SOCKET_IFNAME")) {
@@ -210,6 +233,7 @@ DistContext::DistContext(const LaunchEnv& env, const DistConfig& cfg, const c10:
       if (opts->devices.empty()) opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
       opts->threads = 2;
       m.pg = c10::make_intrusive<c10d::ProcessGroupGloo>(pg_store, rank_, world_, opts);
+#endif
     }
   } catch (const std::exception& e) {
     throw UserError(kExitDistributed, "rank " + std::to_string(rank_) + " of " + std::to_string(world_) +

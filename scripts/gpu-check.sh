@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# The one prepared GPU check: on a machine with a CUDA PyTorch 2.x (and no package registry, like the lent GPU
+# machines), build the trainer against that PyTorch, run the test suite with the CUDA tests enabled, train 300 steps of
+# 64x64 RGB on generated images, and benchmark against the Python eager reference on the same GPU; print one table and
+# write it into docs/PERFORMANCE.md's GPU section (and $OUT/gpu-check.md when OUT is set).
+#
+#   bash scripts/gpu-check.sh --prepare   where Debian's packages can be downloaded (a development machine): fetch the
+#                                         Debian packages that a PyTorch image lacks (yaml-cpp, spdlog, fmt, CLI11,
+#                                         stb, GoogleTest, zlib's and gloo's headers) and unpack them into .deps/
+#                                         (git-ignored, under 60 MiB), to travel with the call
+#   bash scripts/gpu-check.sh             on the GPU machine, in the repository (with .deps/): everything else
+#   bash scripts/gpu-check.sh --device cpu --quick   the same steps on the CPU at small sizes (checks this script)
+#
+# Environment: PYTHON (default python3: the one with CUDA PyTorch), BUILD_DIR (default build-gpu), JOBS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+deps=.deps
+device=cuda
+quick=0
+prepare=0
+while (($#)); do
+  case "$1" in
+    --prepare) prepare=1 ;;
+    --device) device=${2:?}; shift ;;
+    --quick) quick=1 ;;
+    *) echo "gpu-check: unknown option $1 (see the header of $0)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if ((prepare)); then
+  # Debian bookworm builds: C++11 ABI like PyTorch >= 2.7, glibc 2.36 (older than the GPU images'), x86-64.
+  packages=(libyaml-cpp-dev libyaml-cpp0.7 libspdlog-dev libspdlog1.10 libfmt-dev libfmt9 libcli11-dev libstb-dev libstb0
+            libgtest-dev zlib1g-dev libgloo-dev)
+  rm -rf "$deps" && mkdir -p "$deps/debs"
+  sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  (cd "$deps/debs" && apt-get download -qq -o APT::Sandbox::User=root "${packages[@]}")
+  for d in "$deps"/debs/*.deb; do dpkg-deb -x "$d" "$deps"; done
+  rm -rf "$deps/debs" "$deps/usr/share/doc" "$deps/usr/share/man" "$deps/usr/src"
+  grep -qx '/.deps/' .git/info/exclude 2>/dev/null || grep -qx '/.deps/' .gitignore ||
+    echo "gpu-check: note: .deps/ is not ignored by git here" >&2
+  echo "gpu-check: prepared $deps: $(du -sh "$deps" | cut -f1) ($(ls "$deps/usr/include" | tr '\n' ' '))"
+  exit 0
+fi
+
+python=${PYTHON:-python3}
+build=${BUILD_DIR:-build-gpu}
+t0=$(date +%s)
+elapsed() { echo $(($(date +%s) - t0)); }
+[[ -d "$deps/usr/include" ]] || { echo "gpu-check: no $deps/: run scripts/gpu-check.sh --prepare where Debian's packages can be downloaded, and bring $deps along" >&2; exit 2; }
+if [[ $device == cuda* ]]; then
+  "$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' ||
+    { echo "gpu-check: $python's torch sees no CUDA device (use --device cpu to check the script)" >&2; exit 2; }
+fi
+gpu=$("$python" -c "import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')")
+driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1 || echo "-")
+torch_version=$("$python" -c 'import torch; print(torch.__version__)')
+echo "gpu-check: $gpu, driver ${driver:--}, torch $torch_version, $(nproc) CPU cores"
+
+# 1. Build against this Python's LibTorch, with the prepared packages instead of a registry.
+GAN_DEPS=$deps BUILD_DIR=$build PYTHON=$python bash scripts/setup-pytorch.sh
+build_s=$(elapsed)
+
+# 2. The test suite; the CUDA tests (tests/test_cuda.cpp) run where a GPU is visible. The two tests that need
+#    Debian's Fashion-MNIST package are left out (it is not among the prepared packages).
+export LD_LIBRARY_PATH="$PWD/$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+filter='-Idx.FashionMnistFromDebianPackage'
+((quick)) && filter="Cuda.*:DeviceAdam.*:Distributed.*:$filter"
+set +e
+"$build/gan-tests" --gtest_filter="$filter" >"$build/tests.log" 2>&1
+tests_rc=$?
+set -e
+tests_line=$(grep -E '^\[  (PASSED|FAILED)  \]|tests? ran' "$build/tests.log" | tr '\n' ' ')
+cuda_line=$(grep -E '^\[       OK \] Cuda\.|^\[  FAILED  \] Cuda\.|^\[  SKIPPED \] Cuda\.' "$build/tests.log" | sort -u | wc -l)
+grep -E '^(cuda|CUDA) ' "$build/tests.log" || true  # the CUDA tests' printed figures
+tests_s=$(elapsed)
+
+# 3. 300 training steps of 64x64 RGB on generated images (coloured discs and squares on gradients).
+data=$build/gpu-check-images
+"$python" - "$data" <<'EOF'
+import os, sys
+import numpy as np
+from PIL import Image
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+rng = np.random.default_rng(7)
+yy, xx = np.mgrid[0:64, 0:64]
+for i in range(2048):
+    base = np.stack([np.full((64, 64), rng.integers(0, 256)) + (xx if i % 2 else yy) * rng.integers(0, 2) for _ in range(3)], -1)
+    cy, cx, r = rng.integers(12, 52), rng.integers(12, 52), rng.integers(6, 14)
+    mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r if i % 3 else (abs(yy - cy) < r) & (abs(xx - cx) < r)
+    base[mask] = rng.integers(0, 256, 3)
+    Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).save(f"{out}/{i:05d}.png")
+EOF
+steps=300
+((quick)) && steps=6
+set +e
+"$build/gan-train" --device "$device" --steps "$steps" --out "$build/gpu-check-runs" --name train \
+  --set data.source=folder --set data.path="$data" --set model.image_size=64 --set model.channels=3 \
+  --set train.batch_size=64 --set output.log_every=100 --set output.checkpoint_every=100 >"$build/train.log" 2>&1
+train_rc=$?
+set -e
+train_ips=$("$python" -c "import json; print(json.load(open('$build/gpu-check-runs/train/summary.json'))['img_per_s'])" 2>/dev/null || echo "-")
+# The checkpoint trained on the device samples on the CPU.
+set +e
+"$build/gan-sample" --checkpoint "$build/gpu-check-runs/train/checkpoints/latest.pt" --device cpu --n 16 \
+  --out "$build/gpu-check-sample.png" >"$build/sample.log" 2>&1
+sample_rc=$?
+set -e
+train_s=$(elapsed)
+
+# 4. Speed against the Python eager reference on the same device, and peak memory.
+bench_env=(BUILD_DIR="$build" PYTHON="$python" DEVICE="$device")
+((quick)) && bench_env+=(ROUNDS=1 STEPS=1 WARMUP=1)
+env "${bench_env[@]}" bash scripts/bench_gpu.sh | tee "$build/bench.txt"
+bench_s=$(elapsed)
+
+# The table.
+table=$build/gpu-check.md
+{
+  echo "GPU check, $(date -u +%Y-%m-%d): $gpu, driver ${driver:--}, torch $torch_version, $(nproc) CPU cores (\`bash scripts/gpu-check.sh\`)"
+  echo
+  echo '```'
+  cat "$build/bench.txt"
+  echo '```'
+  echo
+  echo "| step | result | seconds since the start |"
+  echo "| --- | --- | --- |"
+  echo "| build against this PyTorch (scripts/setup-pytorch.sh) | done | $build_s |"
+  echo "| test suite | rc $tests_rc: $tests_line; $cuda_line CUDA tests ran | $tests_s |"
+  echo "| $steps steps of 64x64 RGB batch 64 on generated images | rc $train_rc, $train_ips img/s in training steps; CPU sampling from its checkpoint rc $sample_rc | $train_s |"
+  echo "| speed table (scripts/bench_gpu.sh) | above | $bench_s |"
+} >"$table"
+cat "$table"
+if [[ $device == cuda* ]]; then  # docs/PERFORMANCE.md: the table between the markers of its GPU section
+  "$python" - "$table" docs/PERFORMANCE.md <<'EOF'
+import sys
+table, doc = open(sys.argv[1]).read(), sys.argv[2]
+text = open(doc).read()
+begin, end = "<!-- gpu-check begin -->", "<!-- gpu-check end -->"
+if begin in text and end in text:
+    text = text[:text.index(begin) + len(begin)] + "\n" + table + text[text.index(end):]
+else:
+    text += "\n## GPU check\n\n" + begin + "\n" + table + end + "\n"
+open(doc, "w").write(text)
+EOF
+fi
+[[ -n "${OUT:-}" ]] && cp "$table" "$build/tests.log" "$build/train.log" "$OUT/" 2>/dev/null || true
+echo "gpu-check: done in $(elapsed) s"
+[[ $tests_rc -eq 0 && $train_rc -eq 0 && $sample_rc -eq 0 ]]

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Builds the trainer against the LibTorch inside a Python PyTorch (pip or conda; CUDA or not): the build steps of the
+# CUDA Docker image, and what a user runs on a GPU box that has PyTorch but no Docker. Debian's own python3-torch has
+# no CMake files: on Debian use scripts/setup.sh (its libtorch-dev) instead.
+#   scripts/setup-pytorch.sh                 build everything (trainer, sampler, tests)
+#   scripts/setup-pytorch.sh --no-tests      gan-train, gan-sample, gan-data, gan-eval, gan-bench only
+#   scripts/setup-pytorch.sh --bundle DIR    then copy the programs and the non-system libraries they need (not
+#                                            LibTorch's: those stay in the Python package) into DIR/bin and DIR/lib
+# Environment:
+#   PYTHON                 the Python whose torch to build against (default python3)
+#   TORCH_CUDA_ARCH_LIST   GPU architectures for CUDA builds (default "8.0;8.6;8.9;9.0": A100, A10/3090, L4/4090,
+#                          H100/H200); needed where no GPU is visible at build time, as in `docker build`
+#   GAN_DEPS               a folder of unpacked Debian packages (scripts/gpu-check.sh --prepare makes one) to use
+#                          instead of installing packages: for machines without a package registry
+#   BUILD_DIR (default build), JOBS (default: all cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tests=ON
+bundle=""
+while (($#)); do
+  case "$1" in
+    --no-tests) tests=OFF ;;
+    --bundle) bundle=${2:?--bundle needs a folder}; shift ;;
+    *) echo "setup-pytorch: unknown option $1 (see the header of $0)" >&2; exit 2 ;;
+  esac
+  shift
+done
+python=${PYTHON:-python3}
+build_dir=${BUILD_DIR:-build}
+jobs=${JOBS:-$(nproc)}
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-8.0;8.6;8.9;9.0}
+
+# LibTorch from the Python package, and whether its C++ ABI is the distribution's.
+read -r torch_version torch_cmake cxx11 cuda < <("$python" -c '
+import torch
+print(torch.__version__, torch.utils.cmake_prefix_path, int(torch.compiled_with_cxx11_abi()), torch.version.cuda or "none")' 2>/dev/null) ||
+  { echo "setup-pytorch: $python cannot import torch: set PYTHON to the Python that has PyTorch" >&2; exit 2; }
+if [[ ! -f "$torch_cmake/Torch/TorchConfig.cmake" ]]; then
+  echo "setup-pytorch: torch $torch_version at $torch_cmake has no CMake files (Debian's python3-torch is such a one);" \
+    "use scripts/setup.sh, which builds against Debian's libtorch-dev" >&2
+  exit 2
+fi
+if [[ "$cxx11" != 1 ]]; then
+  echo "setup-pytorch: torch $torch_version was built with the old C++ ABI (pip wheels before PyTorch 2.7), which the" \
+    "distribution's C++ libraries (yaml-cpp, spdlog) cannot link with; use PyTorch 2.7 or newer" >&2
+  exit 2
+fi
+echo "setup-pytorch: torch $torch_version (CUDA $cuda) from $torch_cmake; TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST"
+
+prefix=("$torch_cmake")
+if [[ -n "${GAN_DEPS:-}" ]]; then
+  deps=$(cd "$GAN_DEPS" && pwd)
+  [[ -d "$deps/usr/include" ]] || { echo "setup-pytorch: GAN_DEPS=$GAN_DEPS holds no unpacked packages (usr/include)" >&2; exit 2; }
+  prefix+=("$deps/usr")
+  # Debian's CMake files for these name /usr/include and /usr/lib: point them at the unpacked copies.
+  export CPATH="$deps/usr/include${CPATH:+:$CPATH}"
+  export LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu${LIBRARY_PATH:+:$LIBRARY_PATH}"
+  export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+else
+  # The distribution's packages (Debian or Ubuntu), only those missing; libgloo-dev where the distribution has it
+  # (without gloo's headers the build keeps NCCL only, which is what a CUDA image needs).
+  packages=(ca-certificates cmake g++ make libcli11-dev libspdlog-dev libyaml-cpp-dev libstb-dev zlib1g-dev)
+  [[ "$tests" == ON ]] && packages+=(libgtest-dev)
+  sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})) || ! dpkg-query -W -f='${Status}' libgloo-dev 2>/dev/null | grep -q "install ok installed"; then
+    $sudo apt-get update -qq
+    apt-cache show libgloo-dev >/dev/null 2>&1 && missing+=(libgloo-dev)
+    if ((${#missing[@]})); then
+      echo "setup-pytorch: installing ${missing[*]}"
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+  fi
+fi
+
+prefix_path=$(IFS=';'; echo "${prefix[*]}")
+mkdir -p "$build_dir"
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DGAN_BUILD_TESTS="$tests" -DCMAKE_PREFIX_PATH="$prefix_path" \
+  >"$build_dir/configure.log" 2>&1 || { tail -30 "$build_dir/configure.log" >&2; exit 1; }
+grep -E "gloo headers not found" "$build_dir/configure.log" >&2 || true
+targets=(gan-train gan-sample gan-data gan-eval gan-bench)
+[[ "$tests" == ON ]] && targets+=(gan-tests)
+cmake --build "$build_dir" -j "$jobs" --target "${targets[@]}"
+echo "setup-pytorch: built ${targets[*]} in $build_dir"
+
+if [[ -n "$bundle" ]]; then
+  mkdir -p "$bundle/bin" "$bundle/lib"
+  for t in gan-train gan-sample gan-data gan-eval gan-bench; do cp "$build_dir/$t" "$bundle/bin/"; done
+  # The libraries the programs need that are neither the system's (libc, libstdc++, libgomp...) nor LibTorch's.
+  torch_lib=$("$python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+  ldd "$bundle"/bin/* | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
+    case "$lib" in
+      "$torch_lib"/*|*/libc.so*|*/libm.so*|*/libdl.so*|*/libpthread.so*|*/librt.so*|*/libgcc_s.so*|*/libstdc++.so*|\
+      */ld-linux*|*/libcuda.so*|*/libz.so*) ;;
+      *) cp -L "$lib" "$bundle/lib/" ;;
+    esac
+  done
+  echo "setup-pytorch: bundled into $bundle: bin/ $(ls "$bundle/bin" | tr '\n' ' ')| lib/ $(ls "$bundle/lib" | tr '\n' ' ')"
+fi

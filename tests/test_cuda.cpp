@@ -1,0 +1,174 @@
+// The CUDA path on a GPU (skipped where none is visible, as on the development machines; scripts/gpu-check.sh runs
+// them on a GPU machine): the step on CUDA against the CPU for each convolution form, AMP, DeviceAdam on the device,
+// a checkpoint trained on CUDA sampled on the CPU and resumed on CUDA, and NCCL with one rank.
+#include <gtest/gtest.h>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/torch.h>
+
+#include "gan/adam.h"
+#include "gan/checkpoint.h"
+#include "gan/distributed.h"
+#include "gan/models.h"
+#include "gan/step.h"
+#include "gan/trainer.h"
+#include "image_fixtures.h"
+#include "step_fixture.h"
+#include "test_util.h"
+
+namespace {
+
+bool no_gpu() { return !torch::cuda::is_available(); }
+
+double max_diff(torch::nn::Module& a, torch::nn::Module& b) {
+  double worst = 0;
+  auto pb = b.named_parameters();
+  for (const auto& p : a.named_parameters())
+    worst = std::max(worst, (p.value().cpu().to(torch::kDouble) - pb[p.key()].cpu().to(torch::kDouble))
+                                .abs().max().item<double>());
+  return worst;
+}
+
+}  // namespace
+
+TEST(Cuda, StepEqualsTheCpuStepForEachConvolutionForm) {
+  if (no_gpu()) GTEST_SKIP() << "no CUDA device";
+  // float64 so that the comparison measures the forms, not float32 rounding (see step_fixture.h).
+  gan::ModelConfig m;
+  m.image_size = 32;
+  m.channels = 3;
+  m.nz = 16;
+  m.ngf = m.ndf = 16;
+  for (const char* up : {"auto", "phase", "gemm", "transposed"})
+    for (const char* down : {"auto", "direct"}) {
+      gan::TrainConfig tc;
+      tc.upconv = up;
+      tc.downconv = down;
+      auto cpu = testutil::float64_sgd_steps(m, tc, 4, 8, 3, torch::kCPU);
+      auto gpu = testutil::float64_sgd_steps(m, tc, 4, 8, 3, c10::Device(torch::kCUDA, 0));
+      const double dg = max_diff(*cpu.g, *gpu.g), dd = max_diff(*cpu.d, *gpu.d);
+      std::printf("CUDA step vs CPU step, upconv %s downconv %s: max |G diff| %.2e |D diff| %.2e\n", up, down, dg, dd);
+      EXPECT_LT(dg, 1e-9) << up << "/" << down;
+      EXPECT_LT(dd, 1e-9) << up << "/" << down;
+    }
+}
+
+TEST(Cuda, MixedPrecisionStepsAreFiniteAndCloseToFloat32) {
+  if (no_gpu()) GTEST_SKIP() << "no CUDA device";
+  gan::ModelConfig m;
+  m.image_size = 32;
+  m.channels = 3;
+  m.nz = 32;
+  m.ngf = m.ndf = 32;
+  auto run = [&](const std::string& amp) {
+    torch::manual_seed(3);
+    gan::Generator g(m);
+    gan::Discriminator d(m);
+    gan::dcgan_init(*g);
+    gan::dcgan_init(*d);
+    const c10::Device dev(torch::kCUDA, 0);
+    g->to(dev);
+    d->to(dev);
+    gan::TrainConfig tc;
+    tc.amp = amp;
+    const auto opts = gan::step_options(tc, dev);
+    gan::prepare_models(g, d, opts);
+    gan::DeviceAdam og(g->parameters(), torch::optim::AdamOptions(2e-4).betas({0.5, 0.999}));
+    gan::DeviceAdam od(d->parameters(), torch::optim::AdamOptions(2e-4).betas({0.5, 0.999}));
+    gan::GanStep step(g, d, og, od, opts);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(9);
+    at::Tensor stats;
+    for (int k = 1; k <= 5; ++k) {
+      auto r = step.run((torch::rand({16, 3, 32, 32}, gen) * 2 - 1).to(dev), torch::randn({16, 32}, gen).to(dev), k);
+      stats = r.stats.cpu();
+    }
+    return std::make_pair(stats, g->forward(torch::randn({4, 32}, gen).to(dev)).detach().to(torch::kFloat).cpu());
+  };
+  auto [s32, x32] = run("off");
+  for (const char* amp : {"bf16", "fp16"}) {
+    auto [s, x] = run(amp);
+    const double d = (x - x32).abs().max().item<double>();
+    std::printf("CUDA %s: losses D %.4f G %.4f (float32 %.4f %.4f); max |image diff| after 5 steps %.3g\n", amp,
+                s[0].item<double>(), s[1].item<double>(), s32[0].item<double>(), s32[1].item<double>(), d);
+    EXPECT_TRUE(torch::isfinite(s).all().item<bool>()) << amp;
+    EXPECT_LT(std::abs(s[0].item<double>() - s32[0].item<double>()), 0.1) << amp;
+    EXPECT_LT(d, 0.1) << amp;
+  }
+}
+
+TEST(Cuda, DeviceAdamOnTheGpuFollowsTheCpu) {
+  if (no_gpu()) GTEST_SKIP() << "no CUDA device";
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(2);
+  at::Tensor init = torch::randn({64, 32}, gen), grads = torch::randn({20, 64, 32}, gen);
+  auto run = [&](const c10::Device& dev) {
+    at::Tensor p = init.to(dev).requires_grad_(true);
+    gan::DeviceAdam opt({p}, torch::optim::AdamOptions(1e-3).betas({0.5, 0.999}));
+    for (int k = 0; k < 20; ++k) {
+      p.mutable_grad() = grads[k].to(dev);
+      opt.step();
+    }
+    return p.detach().cpu();
+  };
+  const double d = (run(torch::kCPU) - run(c10::Device(torch::kCUDA, 0))).abs().max().item<double>();
+  std::printf("CUDA DeviceAdam vs CPU after 20 steps: max |diff| %.2e\n", d);
+  EXPECT_LT(d, 1e-5);
+}
+
+TEST(Cuda, ACheckpointTrainedOnCudaSamplesOnTheCpuAndResumesOnCuda) {
+  if (no_gpu()) GTEST_SKIP() << "no CUDA device";
+  testutil::TempDir dir;
+  fixtures::Bytes px;
+  for (int i = 0; i < 64; ++i)
+    for (int k = 0; k < 256; ++k) px.push_back(static_cast<std::uint8_t>((k % 16 < 8 ? 200 : 40) + (i * 7 + k) % 13));
+  fixtures::write_file(dir / "d-idx3-ubyte", fixtures::idx_images(64, 16, 16, px));
+  gan::Config cfg = testutil::tiny_train_config(dir, dir / "d-idx3-ubyte", 6);
+  cfg.train.device = "cuda";
+  gan::TrainSummary s = gan::train(cfg);
+  ASSERT_EQ(s.steps, 6);
+  gan::SamplingModel model = gan::load_generator(s.checkpoint, torch::kCPU);
+  at::Tensor images = model.g->forward(torch::randn({4, cfg.model.nz}));  // [4, 1, 16, 16] on the CPU
+  EXPECT_TRUE(torch::isfinite(images).all().item<bool>());
+  gan::Config more = cfg;
+  more.train.steps = 9;
+  gan::TrainSummary r = gan::train(more, s.checkpoint);
+  EXPECT_EQ(r.steps, 9);
+  gan::Config whole = cfg;
+  whole.output.name = "whole";
+  whole.train.steps = 9;
+  gan::TrainSummary w = gan::train(whole);
+  gan::Generator a(cfg.model), b(cfg.model);
+  gan::load_checkpoint(r.checkpoint, torch::kCPU, a);
+  gan::load_checkpoint(w.checkpoint, torch::kCPU, b);
+  const double d = max_diff(*a, *b);
+  std::printf("CUDA resumed at step 6 vs uninterrupted, step 9: max |G diff| %.2e\n", d);
+  EXPECT_LT(d, 1e-4);  // cuDNN's backward kernels need not be bitwise deterministic
+}
+
+TEST(Cuda, NcclWithOneRank) {
+  if (no_gpu()) GTEST_SKIP() << "no CUDA device";
+  if (!gan::nccl_available()) GTEST_SKIP() << "this LibTorch has no NCCL";
+  c10d::TCPStoreOptions o = gan::store_options();
+  o.port = 0;
+  o.isServer = true;
+  o.waitWorkers = false;
+  auto server = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", o);
+  gan::LaunchEnv env;
+  env.present = true;
+  env.master_addr = "127.0.0.1";
+  env.master_port = server->getPort();
+  env.agent_store = true;
+  gan::DistConfig cfg;
+  cfg.backend = "nccl";
+  cfg.timeout = "60s";
+  const c10::Device dev(torch::kCUDA, 0);
+  gan::DistContext dist(env, cfg, dev);
+  EXPECT_EQ(dist.backend(), "nccl");
+  at::Tensor t = torch::arange(5, torch::TensorOptions().dtype(torch::kFloat).device(dev));
+  dist.all_reduce_sum(t);
+  EXPECT_EQ(t[4].item<float>(), 4.0f);
+  at::Tensor p = torch::ones({10}, torch::TensorOptions().device(dev)).requires_grad_(true);
+  gan::GradientReducer reducer(dist, {p}, {}, 25, true);
+  reducer.before_backward(0);
+  (p * 3).sum().backward();
+  reducer.after_backward(0);
+  EXPECT_EQ(p.grad().cpu()[0].item<float>(), 3.0f);
+}
