@@ -72,8 +72,9 @@ set +e
 "$build/gan-tests" --gtest_filter="$filter" >"$build/tests.log" 2>&1
 tests_rc=$?
 set -e
-tests_line=$(grep -E '^\[  (PASSED|FAILED)  \]|tests? ran' "$build/tests.log" | tr '\n' ' ')
-cuda_line=$(grep -E '^\[       OK \] Cuda\.|^\[  FAILED  \] Cuda\.|^\[  SKIPPED \] Cuda\.' "$build/tests.log" | sort -u | wc -l)
+count() { grep -cE "^\[ *$1 *\] $2.* \([0-9]+ ms\)$" "$build/tests.log" || true; }  # result lines with a duration
+tests_line="$(count OK '') passed, $(count FAILED '') failed, $(count SKIPPED '') skipped"
+cuda_line="CUDA tests $(count OK 'Cuda\.') passed, $(count FAILED 'Cuda\.') failed, $(count SKIPPED 'Cuda\.') skipped"
 grep -E '^(cuda|CUDA) ' "$build/tests.log" || true  # the CUDA tests' printed figures
 tests_s=$(elapsed)
 
@@ -96,6 +97,7 @@ for i in range(2048):
 EOF
 steps=300
 ((quick)) && steps=6
+rm -rf "$build/gpu-check-runs"
 set +e
 "$build/gan-train" --device "$device" --steps "$steps" --out "$build/gpu-check-runs" --name train \
   --set data.source=folder --set data.path="$data" --set model.image_size=64 --set model.channels=3 \
@@ -129,7 +131,7 @@ table=$build/gpu-check.md
   echo "| step | result | seconds since the start |"
   echo "| --- | --- | --- |"
   echo "| build against this PyTorch (scripts/setup-pytorch.sh) | done | $build_s |"
-  echo "| test suite | rc $tests_rc: $tests_line; $cuda_line CUDA tests ran | $tests_s |"
+  echo "| test suite | rc $tests_rc: $tests_line; $cuda_line | $tests_s |"
   echo "| $steps steps of 64x64 RGB batch 64 on generated images | rc $train_rc, $train_ips img/s in training steps; CPU sampling from its checkpoint rc $sample_rc | $train_s |"
   echo "| speed table (scripts/bench_gpu.sh) | above | $bench_s |"
 } >"$table"

@@ -4,8 +4,8 @@
 # no CMake files: on Debian use scripts/setup.sh (its libtorch-dev) instead.
 #   scripts/setup-pytorch.sh                 build everything (trainer, sampler, tests)
 #   scripts/setup-pytorch.sh --no-tests      gan-train, gan-sample, gan-data, gan-eval, gan-bench only
-#   scripts/setup-pytorch.sh --bundle DIR    then copy the programs and the non-system libraries they need (not
-#                                            LibTorch's: those stay in the Python package) into DIR/bin and DIR/lib
+#   scripts/setup-pytorch.sh --bundle DIR    then copy the programs and the libraries of this script's packages that
+#                                            they need (yaml-cpp, spdlog, fmt, stb) into DIR/bin and DIR/lib
 # Environment:
 #   PYTHON                 the Python whose torch to build against (default python3)
 #   TORCH_CUDA_ARCH_LIST   GPU architectures for CUDA builds (default "8.0;8.6;8.9;9.0": A100, A10/3090, L4/4090,
@@ -91,13 +91,10 @@ echo "setup-pytorch: built ${targets[*]} in $build_dir"
 if [[ -n "$bundle" ]]; then
   mkdir -p "$bundle/bin" "$bundle/lib"
   for t in gan-train gan-sample gan-data gan-eval gan-bench; do cp "$build_dir/$t" "$bundle/bin/"; done
-  # The libraries the programs need that are neither the system's (libc, libstdc++, libgomp...) nor LibTorch's.
-  torch_lib=$("$python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+  # The libraries from this script's packages (the runtime image has the system's and PyTorch's own, CUDA's included).
   ldd "$bundle"/bin/* | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
-    case "$lib" in
-      "$torch_lib"/*|*/libc.so*|*/libm.so*|*/libdl.so*|*/libpthread.so*|*/librt.so*|*/libgcc_s.so*|*/libstdc++.so*|\
-      */ld-linux*|*/libcuda.so*|*/libz.so*) ;;
-      *) cp -L "$lib" "$bundle/lib/" ;;
+    case "$(basename "$lib")" in
+      libyaml-cpp.so*|libspdlog.so*|libfmt.so*|libstb.so*) cp -L "$lib" "$bundle/lib/" ;;
     esac
   done
   echo "setup-pytorch: bundled into $bundle: bin/ $(ls "$bundle/bin" | tr '\n' ' ')| lib/ $(ls "$bundle/lib" | tr '\n' ' ')"
