@@ -2,7 +2,6 @@
 // them on a GPU machine): the step on CUDA against the CPU for each convolution form, AMP, DeviceAdam on the device,
 // a checkpoint trained on CUDA sampled on the CPU and resumed on CUDA, and NCCL with one rank.
 #include <gtest/gtest.h>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 
 #include "gan/adam.h"
@@ -11,6 +10,7 @@
 #include "gan/models.h"
 #include "gan/step.h"
 #include "gan/trainer.h"
+#include "dist_fixture.h"
 #include "image_fixtures.h"
 #include "step_fixture.h"
 #include "test_util.h"
@@ -146,16 +146,8 @@ TEST(Cuda, ACheckpointTrainedOnCudaSamplesOnTheCpuAndResumesOnCuda) {
 TEST(Cuda, NcclWithOneRank) {
   if (no_gpu()) GTEST_SKIP() << "no CUDA device";
   if (!gan::nccl_available()) GTEST_SKIP() << "this LibTorch has no NCCL";
-  c10d::TCPStoreOptions o = gan::store_options();
-  o.port = 0;
-  o.isServer = true;
-  o.waitWorkers = false;
-  auto server = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", o);
-  gan::LaunchEnv env;
-  env.present = true;
-  env.master_addr = "127.0.0.1";
-  env.master_port = server->getPort();
-  env.agent_store = true;
+  auto server = testutil::local_store();
+  const gan::LaunchEnv env = testutil::worker_env(0, 1, server->getPort());
   gan::DistConfig cfg;
   cfg.backend = "nccl";
   cfg.timeout = "60s";

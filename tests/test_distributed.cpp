@@ -1,7 +1,6 @@
 // The distributed context on its own, with W ranks as threads of this process on loopback: the launcher's
 // environment, collectives, SyncBatchNorm against BatchNorm over the whole batch, the gradient buckets.
 #include <gtest/gtest.h>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 
 #include <functional>
@@ -11,6 +10,7 @@
 #include "gan/errors.h"
 #include "gan/launcher.h"
 #include "gan/sync_batch_norm.h"
+#include "dist_fixture.h"
 #include "test_util.h"
 
 using testutil::expect_user_error;
@@ -41,11 +41,7 @@ class ScopedEnv {
 // Runs body(rank, context) on `world` threads that form one process group through a store this test hosts, as a
 // launcher would. Returns after every thread has finished; a failure on one thread fails the test.
 void with_ranks(int world, const std::function<void(int, gan::DistContext&)>& body, const std::string& timeout = "20s") {
-  c10d::TCPStoreOptions o = gan::store_options();
-  o.port = 0;
-  o.isServer = true;
-  o.waitWorkers = false;
-  auto server = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", o);
+  auto server = testutil::local_store();
   gan::DistConfig cfg;
   cfg.timeout = timeout;
   std::vector<std::thread> threads;
@@ -53,14 +49,7 @@ void with_ranks(int world, const std::function<void(int, gan::DistContext&)>& bo
   for (int r = 0; r < world; ++r)
     threads.emplace_back([&, r] {
       try {
-        gan::LaunchEnv env;
-        env.present = true;
-        env.rank = env.local_rank = r;
-        env.world_size = env.local_world_size = world;
-        env.master_addr = "127.0.0.1";
-        env.master_port = server->getPort();
-        env.agent_store = true;
-        gan::DistContext dist(env, cfg, torch::kCPU);
+        gan::DistContext dist(testutil::worker_env(r, world, server->getPort()), cfg, torch::kCPU);
         body(r, dist);
       } catch (const std::exception& e) {
         errors[static_cast<size_t>(r)] = e.what();
