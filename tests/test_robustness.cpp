@@ -139,6 +139,9 @@ TEST(Robustness, SigintAndSigtermSaveAndExitWithDocumentedCodes) {
     EXPECT_EQ(wait_exit(pid), sig == SIGINT ? 130 : 143);
     std::string log = slurp(dir / (name + ".log"));
     EXPECT_NE(log.find("stopped by signal at step"), std::string::npos) << log;
+    const std::string summary = slurp(dir / ("runs/" + name + "/summary.json"));
+    EXPECT_NE(summary.find("\"exit_reason\": \"signal\", \"message\": null, \"steps\": "), std::string::npos) << summary;
+    EXPECT_NE(summary.find(sig == SIGINT ? "\"exit_code\": 130" : "\"exit_code\": 143"), std::string::npos) << summary;
     Nets n = load_all(dir / ("runs/" + name + "/checkpoints/latest.pt"));
     EXPECT_GE(n.state.step, 5);
     EXPECT_TRUE(fs::exists(dir / ("runs/" + name + "/samples/latest.png")));
@@ -168,6 +171,7 @@ TEST(Robustness, MaxTimeStopsCleanly) {
   EXPECT_EQ(rc, 75) << slurp(dir / "t.log");
   EXPECT_LT(secs, 30);
   EXPECT_NE(slurp(dir / "t.log").find("reached train.max_time = 2s"), std::string::npos);
+  EXPECT_NE(slurp(dir / "runs/t/summary.json").find("\"exit_reason\": \"time_limit\""), std::string::npos);
   EXPECT_GT(load_all(dir / "runs/t/checkpoints/latest.pt").state.step, 0);
   EXPECT_EQ(gan::parse_duration("1d12h"), 1.5 * 86400);
   EXPECT_EQ(gan::parse_duration("1h30m"), 5400);
@@ -188,6 +192,12 @@ TEST(Robustness, NonFiniteLossStopsAndNamesLastGoodCheckpoint) {
   Nets n = load_all(dir / "runs/nan/checkpoints/latest.pt");
   EXPECT_EQ(n.state.step, 4);
   EXPECT_TRUE(all_finite(*n.g) && all_finite(*n.d));
+  // summary.json is written however the run ends: here with the reason, the code and the one line.
+  const std::string summary = slurp(dir / "runs/nan/summary.json");
+  EXPECT_NE(summary.find("\"exit_reason\": \"diverged\", \"message\": \"training diverged at step 7"),
+            std::string::npos) << summary;
+  EXPECT_NE(summary.find("\"exit_code\": 6"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("step_0000004.pt"), std::string::npos) << summary;
 }
 
 TEST(Robustness, NonFiniteLossRollsBackAtMostKTimes) {

@@ -100,6 +100,27 @@ TEST(Training, ShortRunWritesRunFolder) {
   EXPECT_EQ(w, 4 * 18 + 2);
   EXPECT_EQ(h, 3 * 18 + 2);
   EXPECT_EQ(n, 1);
+  // summary.json: how it ended, and what wrote it.
+  const std::string summary = testutil::slurp(run + "/summary.json");
+  EXPECT_NE(summary.find("\"exit_reason\": \"finished\", \"message\": null, \"steps\": 6, \"exit_code\": 0"),
+            std::string::npos) << summary;
+  EXPECT_NE(summary.find("\"versions\": {\"gan_trainer\": \"0."), std::string::npos) << summary;
+  EXPECT_NE(summary.find("\"best_eval\": null"), std::string::npos) << summary;
+  // gan-sample --info tells what the checkpoint holds without a config or a device.
+  std::string info;
+  ASSERT_EQ(testutil::run(std::string(GAN_SAMPLE_EXE) + " --info " + run + "/checkpoints/latest.pt", &info), 0) << info;
+  for (const char* part : {"step 6, epoch 2 (image 32 of its order), saved by 1 process", "model: 16x16x1, nz 16",
+                           "parameters: G ", "EMA generator: no", "format 1; written by {\"gan_trainer\": \"0.",
+                           "last evaluation: none", "config (tiny):", "  batch_size: 16"})
+    EXPECT_NE(info.find(part), std::string::npos) << "'" << part << "' not in:\n" << info;
+  // Every program says its version.
+  for (const char* exe : {GAN_TRAIN_EXE, GAN_SAMPLE_EXE, GAN_DATA_EXE, GAN_EVAL_EXE}) {
+    std::string v;
+    ASSERT_EQ(testutil::run(std::string(exe) + " --version", &v), 0) << v;
+    const std::string name = fs::path(exe).filename().string();
+    EXPECT_EQ(v.rfind(name + " 0.", 0), 0u) << v;
+    EXPECT_NE(v.find("(LibTorch "), std::string::npos) << v;
+  }
   // A second fresh run into the same folder is refused instead of overwriting it.
   testutil::expect_user_error([&] { gan::train(cfg); }, gan::kExitUsage, {"already holds a run", "--resume auto"});
 }

@@ -27,6 +27,7 @@ struct TrainingState {
   at::Tensor fixed_labels;     // [samples] int64 classes for the grids of a conditional model (else undefined)
   std::vector<std::string> class_names;  // the data's classes (empty for unlabelled data)
   int world_size = 1;          // processes of the run that saved it (the data position counts global images)
+  std::string last_eval;       // the newest evaluation's scores as JSON ("" when none)
 };
 
 // Saves atomically to `path` (temporary file + fsync + rename).
@@ -63,6 +64,11 @@ struct SamplingModel {
   std::vector<std::string> class_names;  // class index -> name (conditional models)
 };
 SamplingModel load_generator(const std::string& path, const c10::Device& device);
+
+// What a checkpoint holds, as text for people (gan-sample --info): where it is in training, the model and its
+// parameter counts, whether it has the EMA generator, the last evaluation, the format and the versions that wrote it,
+// and the config. Reads it on the CPU without building anything on a device.
+std::string describe_checkpoint(const std::string& path);
 
 // Copies parameters and buffers of `from` into `to` (same architecture).
 void copy_weights(torch::nn::Module& from, torch::nn::Module& to);

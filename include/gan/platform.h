@@ -21,6 +21,12 @@ void keep_freed_memory();
 // Sets torch's intra-op threads: `threads` > 0, else all cores. Returns the number set.
 int configure_threads(int threads);
 
+// This program's version (CMakeLists.txt's project version) and the LibTorch it was built with:
+// "gan-train 0.12.0 (LibTorch 1.13.0, CPU, Gloo)".
+std::string version_line(const std::string& prog);
+// {"gan_trainer": "0.12.0", "libtorch": "1.13.0", "cuda": "12.4" or null}, for summary.json and checkpoints.
+std::string versions_json();
+
 // "auto" -> CUDA when available, else CPU. Throws UserError(kExitUsage) for cuda when there is none.
 c10::Device resolve_device(const std::string& name);
 

@@ -34,12 +34,16 @@ std::string new_run_dir(const Config& cfg);
 
 // What summary.json records at the end of a run.
 struct RunSummary {
+  std::string exit_reason;       // finished | signal | time_limit | diverged | peer_lost | error
+  std::string message;           // the error's one line ("" unless it ended in an error)
   std::string checkpoint, grid;  // the last ones written
   std::int64_t steps = 0;
   int exit_code = 0, rollbacks = 0, world_size = 1;
   double wall_s = 0, images_per_sec = 0;
   std::string last_metrics;  // the newest metrics.jsonl row (JSON)
   std::string last_eval;     // the newest evaluation (JSON)
+  std::string best_eval;     // the evaluation with the lowest FD and its step (JSON)
+  std::string versions;      // this program's and LibTorch's versions (JSON)
   std::string health;        // the health monitor's figures (JSON)
   std::string distributed;   // all-reduce figures of a distributed run (JSON; "" for one process)
 };

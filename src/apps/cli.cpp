@@ -46,6 +46,7 @@ int guarded(const char* prog, const std::function<int()>& body) {
 }
 
 int parse_command_line(CLI::App& app, int argc, char** argv, const char* prog) {
+  app.set_version_flag("--version", version_line(prog), "print the version (and the LibTorch it was built with) and exit");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -263,7 +264,11 @@ int sample_main(int argc, char** argv) {
   return guarded("gan-sample", [&]() -> int {
     CLI::App app{"gan-sample: generate images from a gan-train checkpoint"};
     SampleOptions o;
-    app.add_option("--checkpoint", o.checkpoint, "checkpoint .pt (e.g. runs/<run>/checkpoints/latest.pt)")->required();
+    std::string info;
+    app.add_option("--checkpoint", o.checkpoint, "checkpoint .pt (e.g. runs/<run>/checkpoints/latest.pt)");
+    app.add_option("--info", info,
+                   "print what a checkpoint holds (step, model, parameter counts, EMA, last scores, format, versions, "
+                   "config) and exit");
     app.add_option("-n,--n", o.n, "number of images (drawn from --seed)")->check(CLI::Range(1, 100000));
     app.add_option("--out", o.out, "PNG to write: the grid, the --interpolate strip or the --arithmetic row");
     app.add_option("--individual", o.individual, "folder to write one PNG per grid image into");
@@ -286,6 +291,13 @@ int sample_main(int argc, char** argv) {
     app.add_option("--fps", o.fps, "GIF frames per second (default 10)")->check(CLI::Range(0.1, 50.0));
     app.add_option("--arithmetic", o.arithmetic, "latent arithmetic on seeds, e.g. \"[1,2,3]-[4,5,6]+[7,8,9]\"");
     if (int code = parse_command_line(app, argc, argv, "gan-sample"); code >= 0) return code;
+    if (!info.empty()) {
+      std::cout << describe_checkpoint(info) << std::flush;
+      return kExitOk;
+    }
+    if (o.checkpoint.empty())
+      throw UserError(kExitUsage, "--checkpoint is required (a .pt written by gan-train, e.g. "
+                                  "runs/<run>/checkpoints/latest.pt; see gan-sample --help)");
     sample(o);
     return kExitOk;
   });

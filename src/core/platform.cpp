@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <malloc.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -54,6 +55,31 @@ std::string ensure_fast_blas(char** argv) {
   setenv("GAN_BLAS_FIXED_FROM", core.c_str(), 1);
   execv("/proc/self/exe", argv);
   return "BLAS: OpenBLAS " + core + " (re-exec with OPENBLAS_CORETYPE=" + better + " failed: " + strerror(errno) + ")";
+}
+
+#ifndef GAN_VERSION  // set by CMakeLists.txt from the project version
+#define GAN_VERSION "unknown"
+#endif
+
+namespace {
+std::string torch_version() {
+  return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+         std::to_string(TORCH_VERSION_PATCH);
+}
+}  // namespace
+
+std::string version_line(const std::string& prog) {
+  std::string extras;
+#ifdef GAN_BUILT_WITH_CUDA
+  extras = ", CUDA";
+#else
+  extras = ", CPU";
+#endif
+  return prog + " " + GAN_VERSION + " (LibTorch " + torch_version() + extras + ")";
+}
+
+std::string versions_json() {
+  return std::string("{\"gan_trainer\": \"") + GAN_VERSION + "\", \"libtorch\": \"" + torch_version() + "\"}";
 }
 
 int configure_threads(int threads) {

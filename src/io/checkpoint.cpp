@@ -4,9 +4,11 @@
 
 #include <deque>
 #include <filesystem>
+#include <sstream>
 
 #include "gan/errors.h"
 #include "gan/files.h"
+#include "gan/platform.h"
 
 namespace gan {
 namespace {
@@ -116,6 +118,8 @@ void save_checkpoint(const std::string& path, const Config& cfg, Generator& g, D
   ar.write("epoch", c10::IValue(state.data.epoch));
   ar.write("cursor", c10::IValue(state.data.cursor));
   ar.write("world_size", c10::IValue(static_cast<std::int64_t>(state.world_size)));
+  ar.write("versions", c10::IValue(versions_json()));
+  if (!state.last_eval.empty()) ar.write("eval", c10::IValue(state.last_eval));
   ar.write("rng_state", state.rng_state, /*is_buffer=*/true);
   ar.write("fixed_noise", state.fixed_noise.cpu(), /*is_buffer=*/true);
   if (state.fixed_labels.defined()) ar.write("fixed_labels", state.fixed_labels.cpu(), /*is_buffer=*/true);
@@ -197,7 +201,57 @@ void load_checkpoint_bytes(const std::string* bytes, const std::string& path, co
     state->class_names = read_class_names(ar);
     c10::IValue world;  // absent before distributed training: one process
     state->world_size = ar.try_read("world_size", world) && world.isInt() ? static_cast<int>(world.toInt()) : 1;
+    c10::IValue eval;
+    state->last_eval = ar.try_read("eval", eval) && eval.isString() ? eval.toStringRef() : "";
   }
+}
+
+std::string describe_checkpoint(const std::string& path) {
+  Config cfg = read_checkpoint_config(path);
+  torch::serialize::InputArchive ar;
+  open_archive(path, torch::kCPU, ar);
+  auto text = [&](const char* key, const std::string& none) {
+    c10::IValue v;
+    return ar.try_read(key, v) && v.isString() ? v.toStringRef() : none;
+  };
+  auto number = [&](const char* key, std::int64_t none) {
+    c10::IValue v;
+    return ar.try_read(key, v) && v.isInt() ? v.toInt() : none;
+  };
+  const ModelConfig& m = cfg.model;
+  Generator g(m);  // on the CPU, for the parameter counts; the stored weights are not loaded
+  Discriminator d(m);
+  torch::serialize::InputArchive sub;
+  const bool ema = ar.try_read("generator_ema", sub);
+  auto grouped = [](std::int64_t v) {
+    std::string s = std::to_string(v);
+    for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
+    return s;
+  };
+  std::ostringstream os;
+  os << "checkpoint " << path << "\n";
+  os << "format " << number("format", 0) << "; written by " << text("versions", "a gan-train from before versions were recorded")
+     << "\n";
+  os << "step " << number("step", 0) << ", epoch " << number("epoch", 0) + 1 << " (image " << number("cursor", 0)
+     << " of its order), saved by " << number("world_size", 1) << " process" << (number("world_size", 1) == 1 ? "" : "es")
+     << "\n";
+  os << "model: " << m.image_size << "x" << m.image_size << "x" << m.channels << ", nz " << m.nz << ", ngf " << m.ngf
+     << ", ndf " << m.ndf << ", D norm " << m.d_norm << (m.spectral_norm ? ", spectral norm" : "")
+     << (m.minibatch_std ? ", minibatch std" : "")
+     << (m.conditional ? ", conditional on " + std::to_string(m.num_classes) + " classes (" + m.d_conditioning + " D)"
+                       : "")
+     << "\n";
+  os << "parameters: G " << grouped(parameter_count(*g)) << ", D " << grouped(parameter_count(*d)) << "; EMA generator: "
+     << (ema ? "yes (decay " + format_number(cfg.train.ema_decay) + ")" : "no") << "\n";
+  const std::vector<std::string> names = read_class_names(ar);
+  if (!names.empty()) {
+    os << "classes:";
+    for (const auto& n : names) os << " " << n;
+    os << "\n";
+  }
+  os << "last evaluation: " << text("eval", "none") << "\n";
+  os << "config (" << cfg.name << "):\n" << to_yaml(cfg);
+  return os.str();
 }
 
 void copy_weights(torch::nn::Module& from, torch::nn::Module& to) {

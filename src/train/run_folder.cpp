@@ -201,12 +201,15 @@ void RunFolder::write_summary(const RunSummary& s) {
   std::snprintf(head, sizeof head, "\"steps\": %lld, \"exit_code\": %d, \"wall_s\": %.2f, \"img_per_s\": %.2f, "
                                    "\"rollbacks\": %d, \"world_size\": %d",
                 static_cast<long long>(s.steps), s.exit_code, s.wall_s, s.images_per_sec, s.rollbacks, s.world_size);
-  std::string json = "{\"run_dir\": " + json_string(path_) + ", " + head +
+  std::string json = "{\"run_dir\": " + json_string(path_) + ", \"exit_reason\": " + json_string(s.exit_reason) +
+                     ", \"message\": " + (s.message.empty() ? "null" : json_string(s.message)) + ", " + head +
                      ", \"checkpoint\": " + json_string(s.checkpoint) + ", \"grid\": " + json_string(s.grid) +
                      ", \"last_metrics\": " + (s.last_metrics.empty() ? "null" : s.last_metrics) +
                      ", \"eval\": " + (s.last_eval.empty() ? "null" : s.last_eval) +
+                     ", \"best_eval\": " + (s.best_eval.empty() ? "null" : s.best_eval) +
                      ", \"health\": " + (s.health.empty() ? "null" : s.health) +
-                     ", \"distributed\": " + (s.distributed.empty() ? "null" : s.distributed) + "}\n";
+                     ", \"distributed\": " + (s.distributed.empty() ? "null" : s.distributed) +
+                     ", \"versions\": " + (s.versions.empty() ? "null" : s.versions) + "}\n";
   write_file_atomic(path_ + "/summary.json", json);
 }
 

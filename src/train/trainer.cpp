@@ -76,6 +76,8 @@ class Trainer {
   TrainSummary run();
 
  private:
+  void loop();
+  void end(int code, const std::string& message);
   void open_data();
   void restore(const std::string& path, std::uint64_t reseed);
   void share_weights();
@@ -118,6 +120,8 @@ class Trainer {
   HealthMonitor health_;
   bool data_diversity_known_ = false;
   std::string last_row_, last_eval_;  // the newest metrics row and evaluation, for summary.json
+  std::string best_eval_;             // the evaluation with the lowest FD so far, with its step
+  double best_fd_ = 0;
   Meter meter_;
   Clock::time_point start_, interval_start_;
   std::int64_t interval_images_ = 0, images_done_ = 0, first_step_ = 0;
@@ -169,6 +173,7 @@ Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const Tra
   state_.world_size = world_;
   if (!resume_from.empty()) {
     restore(resume_from, 0);
+    last_eval_ = state_.last_eval;
     summary_.checkpoint = resume_from;
     if (dist_) dist_->set_last_checkpoint(resume_from);
   }
@@ -323,14 +328,29 @@ StepInput Trainer::next_input(LoaderPosition& after, Clock::time_point& t0) {
   return in;
 }
 
+// The run: the loop, then summary.json however it ended (finished, signal, time budget, divergence, an error).
 TrainSummary Trainer::run() {
+  start_ = interval_start_ = Clock::now();
+  first_step_ = step_;
+  try {
+    loop();
+  } catch (const UserError& e) {
+    end(e.code(), e.what());
+    throw;
+  } catch (const std::exception& e) {
+    end(kExitInternal, e.what());
+    throw;
+  }
+  end(summary_.exit_code, "");
+  return summary_;
+}
+
+void Trainer::loop() {
   const TrainConfig& tc = cfg_.train;
   const OutputConfig& out = cfg_.output;
   GanStep stepper(nets_.g, nets_.d, *nets_.opt_g, *nets_.opt_d, step_opts_);
   if (nets_.g_ema) stepper.set_ema(nets_.g_ema, tc.ema_decay, tc.ema_rampup);
   stepper.set_gradient_sync(reducer_.get());
-  start_ = interval_start_ = Clock::now();
-  first_step_ = step_;
   if (step_ >= total_) spdlog::info("the checkpoint is already at step {} of {}; nothing to train", step_, total_);
 
   while (step_ < total_) {
@@ -396,29 +416,47 @@ TrainSummary Trainer::run() {
       break;
     }
   }
+}
 
-  // The end: summary.json and the last line.
+// summary.json (rank 0) and the last lines, whatever ended the run: `code` is its exit code, `message` the error's.
+void Trainer::end(int code, const std::string& message) {
+  summary_.exit_code = code;
   summary_.steps = step_;
   summary_.images_per_sec = images_done_ / std::max(1e-9, train_seconds_);
   summary_.health_warnings = health_.warnings();
   summary_.eval_json = last_eval_;
   RunSummary rs;
+  rs.exit_code = code;
+  rs.exit_reason = code == kExitOk                                        ? "finished"
+                   : code == kExitInterrupted || code == kExitTerminated ? "signal"
+                   : code == kExitTimeLimit                              ? "time_limit"
+                   : code == kExitDiverged                               ? "diverged"
+                   : code == kExitDistributed                            ? "peer_lost"
+                                                                         : "error";
+  rs.message = message;
   rs.checkpoint = summary_.checkpoint;
   rs.grid = summary_.grid;
   rs.steps = step_;
-  rs.exit_code = summary_.exit_code;
   rs.rollbacks = summary_.rollbacks;
   rs.wall_s = seconds_since(start_);
   rs.images_per_sec = summary_.images_per_sec;
   rs.last_metrics = last_row_;
   rs.last_eval = last_eval_;
+  rs.best_eval = best_eval_;
   rs.health = health_json(health_);
   rs.world_size = world_;
   rs.distributed = distributed_json();
-  folder_->write_summary(rs);
+  rs.versions = versions_json();
+  try {
+    folder_->write_summary(rs);
+  } catch (const UserError& e) {
+    if (message.empty()) throw;
+    spdlog::warn("could not write summary.json: {}", e.what());  // keep the error that ended the run
+  }
+  if (!message.empty()) return;
   if (source_->bad_count() > 0 && main_)
     spdlog::warn("{} image files could not be decoded and were skipped", source_->bad_count());
-  if (summary_.exit_code == 0)
+  if (code == kExitOk)
     spdlog::info("done: step {} in {} ({:.1f} img/s in training steps); grid {}; checkpoint {}", step_,
                  duration(rs.wall_s), summary_.images_per_sec, summary_.grid.empty() ? "-" : summary_.grid,
                  summary_.checkpoint.empty() ? "-" : summary_.checkpoint);
@@ -429,7 +467,6 @@ TrainSummary Trainer::run() {
                  "them after the backward pass",
                  f.bytes / steps / 1e6, f.reductions / steps, 1000 * f.wait_s / steps);
   }
-  return summary_;
 }
 
 // The distributed run's figures for summary.json ("" for one process).
@@ -516,6 +553,11 @@ void Trainer::evaluate() {
     EvalResult r = evaluator_->evaluate(generator_sampler(shown, cfg_.model, device_, /*seed=*/0));
     if (!nets_.g_ema) nets_.g->train();
     last_eval_ = eval_json(r);
+    state_.last_eval = last_eval_;  // into the next checkpoint
+    if (best_eval_.empty() || r.fd < best_fd_) {
+      best_fd_ = r.fd;
+      best_eval_ = "{\"step\": " + std::to_string(step_) + ", \"scores\": " + last_eval_ + "}";
+    }
     folder_->append_metrics("{\"step\": " + std::to_string(step_) + ", \"eval\": " + last_eval_ + "}");
     spdlog::info("eval at step {} ({}{}):\n{}", step_, nets_.g_ema ? "EMA generator" : "generator",
                  r.capped ? ", capped by eval.max_time" : "", eval_table(r));
