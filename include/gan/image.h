@@ -35,6 +35,9 @@ Rgb parse_colour(const std::string& hex);
 // row, `padding` pixels of `pad_value` around each; values map to round((x + 1) / 2 * 255) clamped to 0..255.
 Image make_grid(const at::Tensor& images, int nrow, int padding = 2, std::uint8_t pad_value = 0);
 
+// The PNG file's bytes ("" when the image cannot be encoded).
+std::string encode_png(const Image& image);
+
 // Writes a PNG atomically (temporary file + rename). Throws UserError(kExitIo).
 void write_png(const std::string& path, const Image& image);
 

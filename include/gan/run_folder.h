@@ -1,11 +1,13 @@
 // A training run's folder and everything written into it:
 //   <run>/config.yaml  train.log  metrics.jsonl  samples/step_XXXXXXX.png  samples/latest.png
 //   <run>/checkpoints/step_XXXXXXX.pt  checkpoints/latest.pt  summary.json (written at the end)
+//   <run>/events.out.tfevents.*  (TensorBoard: the metrics as scalars, the grids as images, the config as text)
 // Exactly one process writes it (rank 0 of a distributed run); a RunFolder of any other rank writes nothing.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gan/config.h"
@@ -17,6 +19,7 @@ class logger;
 namespace gan {
 
 struct Image;
+class EventWriter;
 
 // The checkpoint `--resume` means: a path is checked to exist; "auto" takes the newest step checkpoint of this
 // config's runs under output.dir (or of output.name when set) that opens and validates, skipping (with a warning)
@@ -64,6 +67,8 @@ class RunFolder {
 
   // One metrics.jsonl row (a JSON object starting with "step").
   void append_metrics(const std::string& row);
+  // TensorBoard scalars of one step ("loss/d", "eval/fd", ...).
+  void add_scalars(std::int64_t step, const std::vector<std::pair<std::string, double>>& values);
   // samples/step_XXXXXXX.png, then samples/latest.png pointing at it. Returns the grid's path.
   std::string write_grid(std::int64_t step, const Image& grid);
   // Points checkpoints/latest.pt at a checkpoint just written, then deletes step checkpoints beyond the newest
@@ -75,6 +80,7 @@ class RunFolder {
   std::string path_;
   bool writer_;
   std::shared_ptr<spdlog::logger> logger_;  // the default logger, while train.log is one of its sinks
+  std::unique_ptr<EventWriter> events_;      // this session's TensorBoard event file
 };
 
 }  // namespace gan

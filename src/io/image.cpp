@@ -232,14 +232,20 @@ Image make_grid(const at::Tensor& images, int nrow, int padding, std::uint8_t pa
   return grid;
 }
 
-void write_png(const std::string& path, const Image& image) {
+std::string encode_png(const Image& image) {
   std::string bytes;
   auto sink = [](void* ctx, void* data, int size) {
     static_cast<std::string*>(ctx)->append(static_cast<const char*>(data), static_cast<size_t>(size));
   };
   if (!stbi_write_png_to_func(sink, &bytes, image.width, image.height, image.channels, image.pixels.data(),
                               image.width * image.channels))
-    throw UserError(kExitIo, "cannot encode PNG " + path);
+    return "";
+  return bytes;
+}
+
+void write_png(const std::string& path, const Image& image) {
+  const std::string bytes = encode_png(image);
+  if (bytes.empty()) throw UserError(kExitIo, "cannot encode PNG " + path);
   write_file_atomic(path, bytes);
 }
 

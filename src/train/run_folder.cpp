@@ -14,6 +14,7 @@
 #include "gan/errors.h"
 #include "gan/files.h"
 #include "gan/image.h"
+#include "gan/tensorboard.h"
 
 namespace gan {
 namespace fs = std::filesystem;
@@ -164,10 +165,18 @@ RunFolder::RunFolder(const std::string& path, bool writer, const Config& cfg, st
   write_file_atomic(path_ + "/config.yaml", to_yaml(cfg));
   // Rows a killed process wrote after its last checkpoint, or before its first one (a new run in that folder).
   truncate_metrics(path_ + "/metrics.jsonl", std::max<std::int64_t>(resume_step, 0));
+  // A TensorBoard event file per session; a resumed one first tells TensorBoard to forget the steps it does again.
+  events_ = std::make_unique<EventWriter>(path_);
+  if (resume_step >= 0) events_->restart(resume_step + 1);
+  events_->text(std::max<std::int64_t>(resume_step, 0), "config", "```\n" + to_yaml(cfg) + "```");
 }
 
 RunFolder::~RunFolder() {
   if (logger_) logger_->sinks().pop_back();
+}
+
+void RunFolder::add_scalars(std::int64_t step, const std::vector<std::pair<std::string, double>>& values) {
+  if (events_) events_->scalars(step, values);
 }
 
 std::string RunFolder::checkpoint_path(std::int64_t step) const {
@@ -183,6 +192,7 @@ std::string RunFolder::write_grid(std::int64_t step, const Image& grid) {
   if (!writer_) return path;
   write_png(path, grid);
   publish_as(path, path_ + "/samples/latest.png");
+  events_->image(step, "samples/fixed_noise", grid);
   return path;
 }
 

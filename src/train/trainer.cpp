@@ -84,7 +84,7 @@ class Trainer {
   std::unique_ptr<BatchLoader> make_loader();
   void log_setup();
   StepInput next_input(LoaderPosition& after, Clock::time_point& t0);
-  void write_metrics(bool log_now, double noise_std);
+  void write_metrics(bool log_now, double noise_std, double loss_scale);
   void write_grid();
   void write_checkpoint();
   void evaluate();
@@ -403,7 +403,7 @@ void Trainer::loop() {
         continue;
       }
     }
-    if (metrics_now && main_) write_metrics(log_now, in.noise_std);
+    if (metrics_now && main_) write_metrics(log_now, in.noise_std, stepper.loss_scale());
     if (grid_now && main_) write_grid();
     if (ckpt_now) write_checkpoint();
     if (eval_now) evaluate();
@@ -485,7 +485,7 @@ std::string Trainer::distributed_json() const {
   return buf;
 }
 
-void Trainer::write_metrics(bool log_now, double noise_std) {
+void Trainer::write_metrics(bool log_now, double noise_std, double loss_scale) {
   const double dt = seconds_since(interval_start_);
   const double ips = dt > 0 ? interval_images_ / dt : 0;
   const double elapsed = seconds_since(start_);
@@ -499,6 +499,15 @@ void Trainer::write_metrics(bool log_now, double noise_std) {
                 m[5], noise_std, ips, elapsed);
   folder_->append_metrics(row);
   last_row_ = row;
+  const TrainConfig& tc = cfg_.train;
+  std::vector<std::pair<std::string, double>> scalars{
+      {"loss/d", m[0]}, {"loss/g", m[1]}, {"d_output/real", m[2]}, {"d_output/fake", m[3]},
+      {"d_output/fake_after_d_update", m[4]}, {"train/img_per_s", ips},
+      {"train/lr_g", tc.lr_g > 0 ? tc.lr_g : tc.lr}, {"train/lr_d", tc.lr_d > 0 ? tc.lr_d : tc.lr}};
+  if (tc.loss == "wgan-gp" || tc.r1_gamma > 0) scalars.emplace_back("loss/penalty", m[5]);
+  if (tc.instance_noise > 0) scalars.emplace_back("train/instance_noise_std", noise_std);
+  if (step_opts_.amp == "fp16") scalars.emplace_back("train/loss_scale", loss_scale);
+  folder_->add_scalars(step_, scalars);
   if (log_now) {
     const double overall = images_done_ / std::max(1e-9, elapsed);
     const double eta = (total_ - step_) * static_cast<double>(cfg_.train.batch_size) / std::max(1e-9, overall);
@@ -559,6 +568,14 @@ void Trainer::evaluate() {
       best_eval_ = "{\"step\": " + std::to_string(step_) + ", \"scores\": " + last_eval_ + "}";
     }
     folder_->append_metrics("{\"step\": " + std::to_string(step_) + ", \"eval\": " + last_eval_ + "}");
+    std::vector<std::pair<std::string, double>> scores{{"eval/fd", r.fd},       {"eval/fd_floor", r.fd_floor},
+                                                       {"eval/kid", r.kid},     {"eval/kid_floor", r.kid_floor},
+                                                       {"eval/precision", r.precision}, {"eval/recall", r.recall}};
+    if (!r.class_hist.empty()) {
+      scores.emplace_back("eval/classes_covered", r.classes_covered);
+      scores.emplace_back("eval/class_entropy", r.class_entropy);
+    }
+    folder_->add_scalars(step_, scores);
     spdlog::info("eval at step {} ({}{}):\n{}", step_, nets_.g_ema ? "EMA generator" : "generator",
                  r.capped ? ", capped by eval.max_time" : "", eval_table(r));
     health_.check_eval(step_, r.fd);
