@@ -135,6 +135,19 @@ TEST(Config, DistributedKeysAreChecked) {
                     {"unknown section 'distributed'", "sections are data, model, train, output, eval, health, dist"});
 }
 
+TEST(Config, ThePyTorchExamplesNamesAreAcceptedOrPointToOurs) {
+  Config c = gan::parse_config("model:\n  nc: 3\n  imageSize: 64\ntrain:\n  batchSize: 32\n  niter: 7\n", "e.cfg");
+  EXPECT_EQ(c.model.channels, 3);
+  EXPECT_EQ(c.model.image_size, 64);
+  EXPECT_EQ(c.train.batch_size, 32);
+  EXPECT_EQ(c.train.epochs, 7);
+  gan::apply_override(c, "model.nc=1");
+  EXPECT_EQ(c.model.channels, 1);
+  EXPECT_NE(gan::to_yaml(c).find("  channels: 1"), std::string::npos);  // stored under our name
+  expect_user_error([&] { gan::apply_override(c, "train.nc=3"); }, kExitUsage, {"train.nc", "did you mean 'model.channels'?"});
+  expect_user_error([&] { gan::apply_override(c, "train.nz=5"); }, kExitUsage, {"train.nz", "did you mean 'model.nz'?"});
+}
+
 TEST(Config, OverridesApplyAndAreChecked) {
   Config c;
   gan::apply_override(c, "train.lr=1e-4");

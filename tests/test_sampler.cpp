@@ -594,6 +594,17 @@ TEST_F(SamplerCli, ConditionalModelGridHasOneRowPerClass) {
   EXPECT_EQ(cell(g, 16, 2, 3), load_png(out / "all/class002_seed000003.png").px);  // same run, same tensor
   ASSERT_EQ(run(sample_cmd(*conditional_) + " --n 4 --class 1 --out " + (out / "one.png"), &log), 0) << log;
   EXPECT_EQ(load_png(out / "one.png").w, 4 * 18 + 2);
+  // --n counts images in all, spread over the classes (a grid row per class when they divide evenly);
+  // --n-per-class draws each latent in every class.
+  ASSERT_EQ(run(sample_cmd(*conditional_) + " --n 10 --individual " + (out / "ten"), &log), 0) << log;
+  EXPECT_EQ(std::distance(fs::directory_iterator(out / "ten"), fs::directory_iterator()), 10);
+  EXPECT_TRUE(fs::exists(out / "ten/class000_000009.png"));  // image i has class i % 3
+  EXPECT_TRUE(fs::exists(out / "ten/class002_000008.png"));
+  ASSERT_EQ(run(sample_cmd(*conditional_) + " --n 9 --out " + (out / "nine.png"), &log), 0) << log;
+  EXPECT_EQ(load_png(out / "nine.png").w, 3 * 18 + 2);  // 3 latents per row ...
+  EXPECT_EQ(load_png(out / "nine.png").h, 3 * 18 + 2);  // ... one row per class
+  ASSERT_EQ(run(sample_cmd(*conditional_) + " --n-per-class 2 --individual " + (out / "pc"), &log), 0) << log;
+  EXPECT_EQ(std::distance(fs::directory_iterator(out / "pc"), fs::directory_iterator()), 6);
   // Interpolation and arithmetic within a class.
   ASSERT_EQ(run(sample_cmd(*conditional_) + " --class 1 --interpolate 0,1 --steps 3 --gif " + (out / "c.gif"), &log), 0) << log;
   EXPECT_EQ(walk_gif(gan::read_file(out / "c.gif")).frames, 3);

@@ -19,5 +19,6 @@ int guarded(const char* prog, const std::function<int()>& body);
 int train_main(int argc, char** argv);
 int sample_main(int argc, char** argv);
 int eval_main(int argc, char** argv);
+int export_main(int argc, char** argv);
 
 }  // namespace gan

@@ -13,8 +13,16 @@
 namespace gan {
 
 struct SampleOptions {
-  std::string checkpoint;     // .pt written by gan-train
-  int n = 64;                 // number of images (ignored with `seeds`)
+  std::string checkpoint;     // .pt written by gan-train, or exported/PyTorch weights of G with `config`
+  std::string config;         // with a weights file (G.pt, G.safetensors): the config whose model section built it
+                              // ("" = a safetensors file's own "config" metadata)
+  int n = 64;                 // number of images (ignored with `seeds`); a conditional model spreads them evenly over
+                              // the classes (one row per class when n is a multiple of their number)
+  int n_per_class = 0;        // conditional models: this many latents, each drawn in every class (one row per class)
+  std::string latents;        // .npy or .pt file of latent vectors [N, nz] to use instead of drawing them
+                              // (and <stem>_labels.npy beside a .npy: the classes of a conditional model)
+  std::string save_latents;   // .npy to write the latents used into (and <stem>_labels.npy for a conditional model)
+  std::string save_images;    // .npy to write the generated images into, float32 [N, C, S, S] in [-1, 1]
   std::string out = "";       // grid / strip / arithmetic row PNG ("" = none)
   std::string individual;     // folder for one PNG per image ("" = none)
   std::int64_t seed = 0;      // noise seed for the --n images

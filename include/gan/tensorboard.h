@@ -22,7 +22,7 @@ std::uint32_t masked_crc32c(const void* data, std::size_t n);
 
 class EventWriter {
  public:
-  // Creates `dir`/events.out.tfevents.<unix time>.<host>.<pid> and writes its first record (file_version
+  // Creates `dir`/events.out.tfevents.<unix time>.<host>.<pid>.<n> and writes its first record (file_version
   // "brain.Event:2"). Throws UserError(kExitIo) naming the file when it cannot be created.
   explicit EventWriter(const std::string& dir);
   ~EventWriter();

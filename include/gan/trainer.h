@@ -32,12 +32,18 @@ struct TrainHooks {
 
 class DistContext;
 
+// Weights to start a new run from instead of the DCGAN init (gan-train --init-from): files written by gan-export, by
+// python/gan_models.py or by the PyTorch DCGAN example (torch.save(dict(net.state_dict()))), .pt or .safetensors.
+struct InitWeights {
+  std::string g, d;  // "" = the usual init
+};
+
 // Trains. With `resume_from` set, continues that checkpoint's run (same folder, step, optimizer and RNG state);
 // `cfg` must have the checkpoint's model section. Throws UserError for user-caused failures.
 // With `dist`, this process is one rank of a data-parallel run: every rank calls train() with the same config and
 // checkpoint path (distributed.h; rank 0 alone needs to see the checkpoint file).
 TrainSummary train(const Config& cfg, const std::string& resume_from = "", const TrainHooks& hooks = {},
-                   DistContext* dist = nullptr);
+                   DistContext* dist = nullptr, const InitWeights& init = {});
 
 // Asks a running train() to stop after the current step, saving a checkpoint and a grid (signal-safe).
 void request_stop(int signal_number);

@@ -170,6 +170,10 @@ int train_main(int argc, char** argv) {
     app.add_option("--epochs", epochs, "epochs (train.epochs; clears train.steps)");
     app.add_option("--seed", seed, "random seed (train.seed)");
     app.add_option("--resume", resume, "continue from a checkpoint: PATH or auto (newest run of this config)");
+    std::vector<std::string> init_from;
+    app.add_option("--init-from", init_from,
+                   "start a new run from weights (.pt or .safetensors: gan-export, python/gan_models.py, the PyTorch "
+                   "DCGAN example): FILE or g=FILE for G, d=FILE for D (repeatable)");
     app.add_option("--nproc-per-node", nproc,
                    "data-parallel training: start N workers on this machine (no torchrun needed; train.batch_size "
                    "stays the global batch)")
@@ -252,7 +256,14 @@ int train_main(int argc, char** argv) {
       spdlog::info("distributed: {}", dist->describe());
     }
     RunPlan plan = dist ? share_plan(*dist, decide) : decide();
-    TrainSummary s = train(plan.cfg, plan.checkpoint, {}, dist.get());
+    InitWeights init;
+    for (const auto& f : init_from) {
+      if (f.rfind("d=", 0) == 0) init.d = f.substr(2);
+      else init.g = f.rfind("g=", 0) == 0 ? f.substr(2) : f;
+    }
+    if ((!init.g.empty() || !init.d.empty()) && !plan.checkpoint.empty())
+      spdlog::warn("--init-from is for new runs: resuming {} keeps its own weights", plan.checkpoint);
+    TrainSummary s = train(plan.cfg, plan.checkpoint, {}, dist.get(), init);
     return s.exit_code;
   });
 }
@@ -269,7 +280,19 @@ int sample_main(int argc, char** argv) {
     app.add_option("--info", info,
                    "print what a checkpoint holds (step, model, parameter counts, EMA, last scores, format, versions, "
                    "config) and exit");
-    app.add_option("-n,--n", o.n, "number of images (drawn from --seed)")->check(CLI::Range(1, 100000));
+    app.add_option("--config", o.config,
+                   "with --checkpoint G.pt / G.safetensors (exported or PyTorch weights): the config they were "
+                   "trained with")->check(CLI::ExistingFile);
+    app.add_option("-n,--n", o.n,
+                   "number of images in all (drawn from --seed); a conditional model spreads them over its classes")
+        ->check(CLI::Range(1, 100000));
+    app.add_option("--n-per-class", o.n_per_class,
+                   "conditional models: this many latents, each drawn in every class (one grid row per class)")
+        ->check(CLI::Range(1, 100000));
+    app.add_option("--latents", o.latents, "latent vectors [N, nz] to use, .npy or PyTorch file (classes of a "
+                                           "conditional model from STEM_labels.npy beside a .npy)");
+    app.add_option("--save-latents", o.save_latents, "write the latents used to this .npy (and STEM_labels.npy)");
+    app.add_option("--save-images", o.save_images, "write the images to this .npy, float32 [N, C, S, S] in [-1, 1]");
     app.add_option("--out", o.out, "PNG to write: the grid, the --interpolate strip or the --arithmetic row");
     app.add_option("--individual", o.individual, "folder to write one PNG per grid image into");
     app.add_option("--seed", o.seed, "noise seed for the --n images");

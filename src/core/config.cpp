@@ -342,13 +342,34 @@ std::string suggestion(const std::string& word, const std::vector<std::string>& 
 
 std::vector<std::string> sections() { return {"data", "model", "train", "output", "eval", "health", "dist"}; }
 
+// The PyTorch DCGAN example's names for our keys (its command-line flags), accepted in the section they belong to.
+const std::map<std::string, std::pair<std::string, std::string>>& example_names() {
+  static const std::map<std::string, std::pair<std::string, std::string>> m{
+      {"nc", {"model", "channels"}},         {"imageSize", {"model", "image_size"}},
+      {"batchSize", {"train", "batch_size"}}, {"niter", {"train", "epochs"}},
+      {"manualSeed", {"train", "seed"}}};
+  return m;
+}
+
 const Field& find_field(const std::string& section, const std::string& key, const std::string& loc) {
   std::vector<std::string> keys;
+  const Field* elsewhere = nullptr;  // the same key in another section
   for (const auto& f : fields()) {
+    if (f.key == key && f.section != section) elsewhere = &f;
     if (f.section != section) continue;
     if (f.key == key) return f;
     keys.push_back(f.key);
   }
+  auto alias = example_names().find(key);
+  if (alias != example_names().end()) {
+    const auto& [alias_section, alias_key] = alias->second;
+    if (alias_section == section) return find_field(alias_section, alias_key, loc);
+    fail(loc + ": unknown key '" + section + "." + key + "' (did you mean '" + alias_section + "." + alias_key +
+         "'?); valid keys are listed by gan-train --help-config");
+  }
+  if (elsewhere)
+    fail(loc + ": unknown key '" + section + "." + key + "' (did you mean '" + elsewhere->section + "." + key +
+         "'?); valid keys are listed by gan-train --help-config");
   fail(loc + ": unknown key '" + section + "." + key + "'" + suggestion(key, keys) +
        "; valid keys are listed by gan-train --help-config");
 }

@@ -2,12 +2,15 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <spdlog/spdlog.h>
+#include <torch/csrc/jit/serialization/pickle.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <map>
 
 #include "gan/checkpoint.h"
 #include "gan/errors.h"
@@ -16,6 +19,7 @@
 #include "gan/image.h"
 #include "gan/models.h"
 #include "gan/platform.h"
+#include "gan/weights.h"
 
 namespace gan {
 
@@ -83,8 +87,14 @@ void check_options(const SampleOptions& o) {
   if (interp && o.out.empty() && o.frames.empty() && o.gif.empty())
     throw UserError(kExitUsage, "nothing to write: give --out strip.png, --frames DIR and/or --gif anim.gif");
   if (arith && o.out.empty()) throw UserError(kExitUsage, "nothing to write: give --out row.png for --arithmetic");
-  if (!interp && !arith && o.out.empty() && o.individual.empty())
-    throw UserError(kExitUsage, "nothing to write: give --out grid.png and/or --individual DIR");
+  if (!interp && !arith && o.out.empty() && o.individual.empty() && o.save_images.empty() && o.save_latents.empty())
+    throw UserError(kExitUsage, "nothing to write: give --out grid.png, --individual DIR, --save-images X.npy and/or "
+                                "--save-latents Z.npy");
+  if (!o.latents.empty() && (interp || arith || !o.seeds.empty() || o.n_per_class > 0))
+    throw UserError(kExitUsage, "--latents gives the latents itself: it cannot be combined with --seeds, --n-per-class, "
+                                "--interpolate or --arithmetic");
+  if (o.n_per_class > 0 && !o.seeds.empty())
+    throw UserError(kExitUsage, "--n-per-class draws its latents from --seed: give --n-per-class or --seeds, not both");
   if (o.n < 1 || o.n > kMaxImages) throw UserError(kExitUsage, "--n " + std::to_string(o.n) + ": give 1 to 100000");
   if (o.threads < 0) throw UserError(kExitUsage, "--threads " + std::to_string(o.threads) + ": give 0 (all cores) or more");
   if (o.nrow < 1) throw UserError(kExitUsage, "--nrow " + std::to_string(o.nrow) + ": give 1 or more");
@@ -101,17 +111,69 @@ void check_options(const SampleOptions& o) {
   if (arith) parse_arithmetic(o.arithmetic);
 }
 
-// The grid (--out) and/or individual files for --n images from --seed, or for --seeds.
+// <stem>_labels.npy beside <stem>.npy: where the classes of a latents file are kept.
+std::string labels_path(const std::string& latents) {
+  const auto dot = latents.rfind('.');
+  return (dot == std::string::npos ? latents : latents.substr(0, dot)) + "_labels.npy";
+}
+
+// --latents: [N, nz] float from a .npy or a PyTorch file (a tensor, or a dict holding one); classes from
+// <stem>_labels.npy when it exists.
+at::Tensor read_latents(const std::string& path, const ModelConfig& m, at::Tensor* labels) {
+  at::Tensor z;
+  if (path.size() > 4 && path.compare(path.size() - 4, 4, ".npy") == 0) {
+    z = load_npy(path);
+    std::error_code ec;
+    if (m.conditional && std::filesystem::exists(labels_path(path), ec)) *labels = load_npy(labels_path(path)).to(torch::kLong);
+  } else {
+    c10::IValue v;
+    try {
+      const std::string bytes = read_file(path);
+      v = torch::jit::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
+    } catch (const c10::Error& e) {
+      throw UserError(kExitUsage, "--latents " + path + ": not a .npy or PyTorch file (" + e.what_without_backtrace() + ")");
+    }
+    if (v.isGenericDict())
+      for (const auto& kv : v.toGenericDict())
+        if (kv.value().isTensor()) {
+          v = kv.value();
+          break;
+        }
+    if (!v.isTensor()) throw UserError(kExitUsage, "--latents " + path + ": holds no tensor");
+    z = v.toTensor();
+  }
+  if (z.dim() == 4 && z.size(2) == 1 && z.size(3) == 1) z = z.flatten(1);  // [N, nz, 1, 1] as the DCGAN example draws
+  if (z.dim() != 2 || z.size(1) != m.nz || z.size(0) < 1 || z.size(0) > kMaxImages)
+    throw UserError(kExitUsage, "--latents " + path + ": shape " + c10::str(z.sizes()) + " is not [N, " +
+                                    std::to_string(m.nz) + "] (model.nz = " + std::to_string(m.nz) + ", N up to 100000)");
+  if (labels->defined() && (labels->dim() != 1 || labels->size(0) != z.size(0)))
+    throw UserError(kExitUsage, labels_path(path) + ": " + std::to_string(labels->numel()) + " labels for " +
+                                    std::to_string(z.size(0)) + " latents");
+  if (labels->defined() && (labels->min().item<std::int64_t>() < 0 || labels->max().item<std::int64_t>() >= m.num_classes))
+    throw UserError(kExitUsage, labels_path(path) + ": labels must be 0 to " + std::to_string(m.num_classes - 1));
+  return z.to(torch::kFloat);
+}
+
+// The grid (--out) and/or individual files for --n images from --seed, for --seeds, or for --latents.
 int write_samples(const SampleOptions& o, SamplingModel& model, int cls, const c10::Device& device) {
   const ModelConfig& m = model.cfg.model;
+  const int classes = std::max(m.num_classes, 1);
   std::vector<std::int64_t> seeds;
-  at::Tensor z;
-  if (!o.seeds.empty()) {
+  at::Tensor z, given_labels;
+  bool per_class_rows = false;  // draw each latent in every class: one row per class
+  if (!o.latents.empty()) {
+    z = read_latents(o.latents, m, &given_labels);  // [N, nz]
+  } else if (!o.seeds.empty()) {
     seeds = parse_seeds(o.seeds);
     z = seed_latents(m, seeds, o.truncation);  // [S, nz]
+    per_class_rows = true;
   } else {
+    // --n images in all, spread over the classes: one row per class when they divide evenly.
+    std::int64_t count = o.n;
+    if (o.n_per_class > 0) count = o.n_per_class, per_class_rows = true;
+    else if (m.conditional && cls < 0 && o.n % classes == 0) count = o.n / classes, per_class_rows = true;
     at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<std::uint64_t>(o.seed));
-    z = sample_latent(m, o.n, gen);  // [n, nz] on CPU: the same images on any device
+    z = sample_latent(m, count, gen);  // [count, nz] on CPU: the same images on any device
     if (o.truncation > 0) z = truncate_latent(z, m.latent, o.truncation, gen);
   }
   const std::int64_t count = z.size(0);
@@ -123,8 +185,11 @@ int write_samples(const SampleOptions& o, SamplingModel& model, int cls, const c
   if (m.conditional && cls >= 0) {
     labels = torch::full({count}, cls, torch::kLong);  // [S]
     std::fill(image_class.begin(), image_class.end(), cls);
+  } else if (m.conditional && (given_labels.defined() || !per_class_rows)) {
+    // The classes given with the latents, or class i % K for image i: every class equally often.
+    labels = given_labels.defined() ? given_labels : torch::arange(count, torch::kLong).remainder(classes);  // [N]
+    for (std::int64_t i = 0; i < count; ++i) image_class[static_cast<size_t>(i)] = static_cast<int>(labels[i].item<std::int64_t>());
   } else if (m.conditional) {  // one row per class, one column per latent (the same latents in every row)
-    const int classes = std::max(m.num_classes, 1);
     z = z.repeat({classes, 1});                                                 // [classes * S, nz], class-major
     labels = torch::arange(classes, torch::kLong).repeat_interleave(count);     // [classes * S]
     cols = static_cast<int>(count);
@@ -139,6 +204,17 @@ int write_samples(const SampleOptions& o, SamplingModel& model, int cls, const c
   at::Tensor images = generate(model.g, z, labels, device);  // [N, C, S, S]
   const std::int64_t total = images.size(0);
   int written = 0;
+  if (!o.save_latents.empty()) {  // exactly what produced the images: image i from z[i] (and labels[i])
+    save_npy(o.save_latents, z);
+    ++written;
+    if (labels.defined()) save_npy(labels_path(o.save_latents), labels), ++written;
+    spdlog::info("wrote {} ({} latents{})", o.save_latents, total, labels.defined() ? " and their classes" : "");
+  }
+  if (!o.save_images.empty()) {
+    save_npy(o.save_images, images.to(torch::kFloat));
+    spdlog::info("wrote {} ({} images, float32 in [-1, 1])", o.save_images, total);
+    ++written;
+  }
   if (!o.out.empty()) {
     write_png(o.out, make_grid(images, cols));
     spdlog::info("wrote {} ({} images of {}x{}{})", o.out, total, m.image_size, m.image_size,
@@ -385,11 +461,38 @@ int resolve_class(const std::string& spec, const ModelConfig& model, const std::
   throw UserError(kExitUsage, "--class '" + spec + "' is not a class of " + checkpoint + "; valid: " + valid);
 }
 
+namespace {
+
+// Exported or PyTorch weights of a generator (G.pt, G.safetensors) rather than a gan-train checkpoint.
+bool is_weights_file(const SampleOptions& o) {
+  const std::string& p = o.checkpoint;
+  return !o.config.empty() || (p.size() > 12 && p.compare(p.size() - 12, 12, ".safetensors") == 0);
+}
+
+// The generator from a weights file: the model section of --config, or of the file's own "config" metadata.
+SamplingModel load_generator_weights(const SampleOptions& o, const c10::Device& device) {
+  std::map<std::string, std::string> metadata;
+  StateDict weights = load_weights_file(o.checkpoint, &metadata);
+  SamplingModel m;
+  if (!o.config.empty()) m.cfg = load_config(o.config);
+  else if (metadata.count("config")) m.cfg = parse_config(metadata["config"], o.checkpoint + " (its config metadata)");
+  else
+    throw UserError(kExitUsage, o.checkpoint + " holds weights without a config: give --config with the model section "
+                                               "it was trained with");
+  m.g = Generator(m.cfg.model);
+  load_state_dict(*m.g, weights, o.checkpoint);
+  m.g->to(device);
+  m.g->eval();
+  return m;
+}
+
+}  // namespace
+
 int sample(const SampleOptions& opts) {
   check_options(opts);
   const c10::Device device = resolve_device(opts.device);
   configure_threads(opts.threads);
-  SamplingModel model = load_generator(opts.checkpoint, device);
+  SamplingModel model = is_weights_file(opts) ? load_generator_weights(opts, device) : load_generator(opts.checkpoint, device);
   const ModelConfig& m = model.cfg.model;
   if (opts.truncation > 0) check_truncation(m.latent, opts.truncation);
   const int cls = opts.class_spec.empty() ? -1 : resolve_class(opts.class_spec, m, model.class_names, opts.checkpoint);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -93,9 +94,12 @@ std::uint32_t masked_crc32c(const void* data, std::size_t n) {
 EventWriter::EventWriter(const std::string& dir) {
   char host[256] = "localhost";
   ::gethostname(host, sizeof host - 1);
+  // As TensorBoard's own writers name them, with a per-process count: two sessions of one process within one second
+  // (a run, then its resumption) get two files.
+  static std::atomic<int> serial{0};
   char name[400];
-  std::snprintf(name, sizeof name, "events.out.tfevents.%010lld.%s.%d", static_cast<long long>(std::time(nullptr)), host,
-                static_cast<int>(::getpid()));
+  std::snprintf(name, sizeof name, "events.out.tfevents.%010lld.%s.%d.%d", static_cast<long long>(std::time(nullptr)),
+                host, static_cast<int>(::getpid()), serial++);
   path_ = dir + "/" + name;
   file_ = std::fopen(path_.c_str(), "ab");
   if (!file_) throw_io_error("create", path_, errno);

@@ -28,6 +28,7 @@
 #include "gan/run_folder.h"
 #include "gan/snapshot.h"
 #include "gan/step.h"
+#include "gan/weights.h"
 
 namespace gan {
 namespace {
@@ -72,7 +73,8 @@ std::string health_json(const HealthMonitor& health) {
 
 class Trainer {
  public:
-  Trainer(const Config& cfg, const std::string& resume_from, const TrainHooks& hooks, DistContext* dist);
+  Trainer(const Config& cfg, const std::string& resume_from, const TrainHooks& hooks, DistContext* dist,
+          const InitWeights& init);
   TrainSummary run();
 
  private:
@@ -135,7 +137,8 @@ int default_threads(int configured, DistContext* dist) {
   return std::max(1, cores / (dist ? dist->local_world_size() : 1));
 }
 
-Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const TrainHooks& hooks, DistContext* dist)
+Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const TrainHooks& hooks, DistContext* dist,
+                 const InitWeights& init)
     : cfg_(cfg_in), hooks_(hooks), dist_(dist), main_(!dist || dist->is_main()), rank_(dist ? dist->rank() : 0),
       world_(dist ? dist->world_size() : 1), device_(dist ? dist->device() : resolve_device(cfg_in.train.device)),
       threads_(configure_threads(default_threads(cfg_in.train.threads, dist))),
@@ -171,6 +174,17 @@ Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const Tra
   if (mc.conditional) state_.fixed_labels = torch::arange(grid_n, torch::kLong).div(cfg_.output.grid_rows, "floor");
   state_.class_names = source_->class_names();
   state_.world_size = world_;
+  if (resume_from.empty() && main_) {  // --init-from: another tool's weights instead of the DCGAN init
+    if (!init.g.empty()) {
+      load_state_dict(*nets_.g, load_weights_file(init.g), "--init-from " + init.g + " (generator)");
+      if (nets_.g_ema) copy_weights(*nets_.g, *nets_.g_ema);
+      spdlog::info("generator initialised from {}", init.g);
+    }
+    if (!init.d.empty()) {
+      load_state_dict(*nets_.d, load_weights_file(init.d), "--init-from " + init.d + " (discriminator)");
+      spdlog::info("discriminator initialised from {}", init.d);
+    }
+  }
   if (!resume_from.empty()) {
     restore(resume_from, 0);
     last_eval_ = state_.last_eval;
@@ -620,9 +634,10 @@ void Trainer::roll_back(char net, std::int64_t at_step) {
 
 void request_stop(int signal_number) { g_stop_signal.store(signal_number); }
 
-TrainSummary train(const Config& cfg, const std::string& resume_from, const TrainHooks& hooks, DistContext* dist) {
+TrainSummary train(const Config& cfg, const std::string& resume_from, const TrainHooks& hooks, DistContext* dist,
+                   const InitWeights& init) {
   g_stop_signal.store(0);
-  Trainer trainer(cfg, resume_from, hooks, dist);
+  Trainer trainer(cfg, resume_from, hooks, dist, init);
   return trainer.run();
 }
 

@@ -1,0 +1,137 @@
+#!/usr/bin/python3
+"""PyTorch's side of tests/test_interop.cpp (Debian's python3-torch; python/gan_models.py):
+
+  verify DIR       DIR holds what gan-export and gan-sample wrote for one checkpoint: G.pt + G.yaml, D.pt + D.yaml,
+                   G.safetensors, z.npy (+ z_labels.npy), images.npy, and d_logits.npy (D's output on those images,
+                   computed by LibTorch). Checks that torch.load(weights_only=True) reads the .pt files, that they load
+                   strictly into gan_models, that a safetensors reader written here (not the C++ writer) finds the
+                   same tensors and the config, and that G and D in PyTorch give the same images and logits.
+  dcgan DIR        G.pt and D.pt of an unconditional 64x64 model load strictly into the PyTorch DCGAN example's
+                   networks (dcgan/main.py, copied below).
+  write-init DIR   writes pyG.pt and pyD.pt: gan_models networks built from DIR/config.yaml, seeded differently from
+                   gan-train, saved as torch.save(dict(net.state_dict())).
+  compare DIR A B  the tensors of the state_dict files A and B (in DIR) are equal within 1e-6.
+"""
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+import gan_models  # noqa: E402
+
+DTYPES = {"F32": (np.float32, torch.float32), "F64": (np.float64, torch.float64), "I64": (np.int64, torch.int64)}
+
+
+def read_safetensors(path):
+    data = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n].decode("utf-8"))
+    assert (8 + n) % 8 == 0, "data must start 8-byte aligned"
+    meta = header.pop("__metadata__", {})
+    out, end = {}, 0
+    for name, e in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+        b, f = e["data_offsets"]
+        assert b == end, f"{name}: hole or overlap before it"
+        end = f
+        np_type, torch_type = DTYPES[e["dtype"]]
+        arr = np.frombuffer(data[8 + n + b:8 + n + f], dtype=np_type).reshape(e["shape"])
+        out[name] = torch.from_numpy(arr.copy()).to(torch_type)
+    assert 8 + n + end == len(data), "bytes after the last tensor"
+    return out, meta
+
+
+def verify(d):
+    g_state = torch.load(f"{d}/G.pt", weights_only=True)
+    d_state = torch.load(f"{d}/D.pt", weights_only=True)
+    assert type(g_state) is dict and all(isinstance(v, torch.Tensor) for v in g_state.values())
+    cfg = gan_models.model_config(open(f"{d}/G.yaml").read())
+    g, dis = gan_models.Generator(cfg), gan_models.Discriminator(cfg)
+    g.load_state_dict(g_state, strict=True)
+    dis.load_state_dict(d_state, strict=True)
+    assert gan_models.load(f"{d}/G.pt").__class__ is gan_models.Generator
+    assert gan_models.load(f"{d}/D.pt").__class__ is gan_models.Discriminator
+    st, meta = read_safetensors(f"{d}/G.safetensors")
+    assert set(st) == set(g_state), f"safetensors keys differ: {set(st) ^ set(g_state)}"
+    for k in st:
+        assert st[k].dtype == g_state[k].dtype and torch.equal(st[k], g_state[k]), k
+    assert meta["config"] == open(f"{d}/G.yaml").read() and meta["net"] == "g"
+    z = torch.from_numpy(np.load(f"{d}/z.npy"))
+    labels = torch.from_numpy(np.load(f"{d}/z_labels.npy")) if os.path.exists(f"{d}/z_labels.npy") else None
+    want = torch.from_numpy(np.load(f"{d}/images.npy"))
+    g.eval()
+    dis.eval()
+    with torch.no_grad():
+        images = g(z, labels)
+        logits = dis(want, labels)
+    diff = (images - want).abs().max().item()
+    ddiff = (logits - torch.from_numpy(np.load(f"{d}/d_logits.npy"))).abs().max().item()
+    print(f"PyTorch vs gan-sample, {len(z)} images of {tuple(images.shape[1:])}: max |image diff| {diff:.2e}; "
+          f"D logits max |diff| {ddiff:.2e}")
+    assert diff < 1e-5, diff
+    assert ddiff < 1e-4, ddiff
+
+
+# The PyTorch DCGAN example's networks (pytorch/examples, dcgan/main.py), with its globals as arguments.
+class ExampleGenerator(nn.Module):
+    def __init__(self, nz, ngf, nc):
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh())
+
+    def forward(self, x):
+        return self.main(x)
+
+
+class ExampleDiscriminator(nn.Module):
+    def __init__(self, ndf, nc):
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 8), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid())
+
+    def forward(self, x):
+        return self.main(x)
+
+
+def dcgan(d):
+    cfg = gan_models.model_config(open(f"{d}/G.yaml").read())
+    g = ExampleGenerator(cfg["nz"], cfg["ngf"], cfg["channels"])
+    g.load_state_dict(torch.load(f"{d}/G.pt", weights_only=True), strict=True)
+    dis = ExampleDiscriminator(cfg["ndf"], cfg["channels"])
+    dis.load_state_dict(torch.load(f"{d}/D.pt", weights_only=True), strict=True)
+    print(f"the PyTorch DCGAN example's Generator and Discriminator loaded G.pt and D.pt strictly "
+          f"({sum(p.numel() for p in g.parameters())} + {sum(p.numel() for p in dis.parameters())} parameters)")
+
+
+def write_init(d):
+    cfg = gan_models.model_config(open(f"{d}/config.yaml").read())
+    torch.manual_seed(123)
+    g, dis = gan_models.Generator(cfg), gan_models.Discriminator(cfg)
+    torch.save(dict(g.state_dict()), f"{d}/pyG.pt")
+    torch.save(dict(dis.state_dict()), f"{d}/pyD.pt")
+    print("wrote pyG.pt and pyD.pt")
+
+
+def compare(d, a, b):
+    sa, sb = torch.load(f"{d}/{a}", weights_only=True), torch.load(f"{d}/{b}", weights_only=True)
+    assert set(sa) == set(sb), set(sa) ^ set(sb)
+    worst = max((sa[k].double() - sb[k].double()).abs().max().item() for k in sa if sa[k].is_floating_point())
+    print(f"{a} vs {b}: max |diff| {worst:.2e}")
+    assert worst < 1e-6, worst
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    {"verify": verify, "dcgan": dcgan, "write-init": write_init, "compare": compare}[cmd](*args)
