@@ -17,9 +17,10 @@ jobs=${JOBS:-$(nproc)}
 packages=(ca-certificates cmake g++ make libopenblas0-openmp libcli11-dev libspdlog-dev libyaml-cpp-dev libstb-dev
           zlib1g-dev libgloo-dev dataset-fashion-mnist)
 [[ -z "${GAN_TORCH_DIR:-}" ]] && packages+=(libtorch-dev)
-# python3-torch: its torchrun launches the distributed tests (and scripts/bench_reference.py is the speed reference);
-# python3-protobuf: tests/read_tfevents.py decodes the TensorBoard event files with it.
-[[ "$tests" == ON ]] && packages+=(libgtest-dev python3-torch python3-protobuf)
+# python3-torch: its torchrun launches the distributed tests, tests/pytorch_interop.py loads exported weights (and
+# scripts/bench_reference.py is the speed reference); python3-protobuf: tests/read_tfevents.py decodes the
+# TensorBoard event files; chromium: tests/test_report.cpp renders report.html in a real browser.
+[[ "$tests" == ON ]] && packages+=(libgtest-dev python3-torch python3-protobuf chromium)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -106,6 +106,7 @@ TEST(Training, ShortRunWritesRunFolder) {
             std::string::npos) << summary;
   EXPECT_NE(summary.find("\"versions\": {\"gan_trainer\": \"0."), std::string::npos) << summary;
   EXPECT_NE(summary.find("\"best_eval\": null"), std::string::npos) << summary;
+  EXPECT_TRUE(fs::is_regular_file(run + "/report.html"));  // the run report, written at the end
   // gan-sample --info tells what the checkpoint holds without a config or a device.
   std::string info;
   ASSERT_EQ(testutil::run(std::string(GAN_SAMPLE_EXE) + " --info " + run + "/checkpoints/latest.pt", &info), 0) << info;

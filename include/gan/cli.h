@@ -20,5 +20,6 @@ int train_main(int argc, char** argv);
 int sample_main(int argc, char** argv);
 int eval_main(int argc, char** argv);
 int export_main(int argc, char** argv);
+int report_main(int argc, char** argv);
 
 }  // namespace gan

@@ -14,157 +14,13 @@
 
 #include "gan/errors.h"
 #include "gan/files.h"
+#include "gan/json.h"
 
 namespace gan {
 namespace {
 
 [[noreturn]] void bad(const std::string& path, const std::string& what) {
   throw UserError(kExitCheckpoint, path + ": " + what);
-}
-
-// ---- A small JSON reader: enough for safetensors headers (objects, arrays, strings, integers). ----
-
-struct Json {
-  enum Kind { kNull, kBool, kNumber, kString, kArray, kObject } kind = kNull;
-  double number = 0;
-  bool boolean = false;
-  std::string text;
-  std::vector<Json> items;
-  std::vector<std::pair<std::string, Json>> members;
-  const Json* get(const std::string& k) const {
-    for (const auto& m : members)
-      if (m.first == k) return &m.second;
-    return nullptr;
-  }
-};
-
-class JsonParser {
- public:
-  JsonParser(const std::string& s, const std::string& path) : s_(s), path_(path) {}
-  Json parse() {
-    Json v = value();
-    space();
-    if (i_ != s_.size()) fail("text after the JSON header");
-    return v;
-  }
-
- private:
-  [[noreturn]] void fail(const std::string& what) { bad(path_, "bad safetensors header: " + what + " at byte " + std::to_string(i_)); }
-  void space() {
-    while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
-  }
-  char peek() {
-    space();
-    if (i_ >= s_.size()) fail("unexpected end");
-    return s_[i_];
-  }
-  void expect(char c) {
-    if (peek() != c) fail(std::string("expected '") + c + "'");
-    ++i_;
-  }
-  std::string string() {
-    expect('"');
-    std::string out;
-    while (i_ < s_.size() && s_[i_] != '"') {
-      char c = s_[i_++];
-      if (c == '\\') {
-        if (i_ >= s_.size()) fail("bad escape");
-        char e = s_[i_++];
-        switch (e) {
-          case 'n': out += '\n'; break;
-          case 't': out += '\t'; break;
-          case 'r': out += '\r'; break;
-          case 'b': out += '\b'; break;
-          case 'f': out += '\f'; break;
-          case 'u': {  // \uXXXX as UTF-8 (no surrogate pairs needed for our texts; they pass through as two)
-            if (i_ + 4 > s_.size()) fail("bad \\u escape");
-            unsigned cp = static_cast<unsigned>(std::stoul(s_.substr(i_, 4), nullptr, 16));
-            i_ += 4;
-            if (cp < 0x80) out += static_cast<char>(cp);
-            else if (cp < 0x800) out += static_cast<char>(0xC0 | (cp >> 6)), out += static_cast<char>(0x80 | (cp & 0x3F));
-            else
-              out += static_cast<char>(0xE0 | (cp >> 12)), out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F)),
-                  out += static_cast<char>(0x80 | (cp & 0x3F));
-            break;
-          }
-          default: out += e;
-        }
-      } else {
-        out += c;
-      }
-    }
-    expect('"');
-    return out;
-  }
-  Json value() {
-    Json v;
-    const char c = peek();
-    if (c == '{') {
-      v.kind = Json::kObject;
-      ++i_;
-      if (peek() == '}') return ++i_, v;
-      while (true) {
-        std::string k = string();
-        expect(':');
-        v.members.emplace_back(k, value());
-        if (peek() == ',') {
-          ++i_;
-          continue;
-        }
-        expect('}');
-        return v;
-      }
-    }
-    if (c == '[') {
-      v.kind = Json::kArray;
-      ++i_;
-      if (peek() == ']') return ++i_, v;
-      while (true) {
-        v.items.push_back(value());
-        if (peek() == ',') {
-          ++i_;
-          continue;
-        }
-        expect(']');
-        return v;
-      }
-    }
-    if (c == '"') {
-      v.kind = Json::kString;
-      v.text = string();
-      return v;
-    }
-    if (s_.compare(i_, 4, "true") == 0) return i_ += 4, v.kind = Json::kBool, v.boolean = true, v;
-    if (s_.compare(i_, 5, "false") == 0) return i_ += 5, v.kind = Json::kBool, v;
-    if (s_.compare(i_, 4, "null") == 0) return i_ += 4, v;
-    size_t used = 0;
-    try {
-      v.number = std::stod(s_.substr(i_, 32), &used);
-    } catch (const std::exception&) {
-      fail("unexpected character");
-    }
-    i_ += used;
-    v.kind = Json::kNumber;
-    return v;
-  }
-  const std::string& s_;
-  std::string path_;
-  size_t i_ = 0;
-};
-
-std::string json_text(const std::string& v) {
-  std::string out = "\"";
-  for (char c : v) {
-    if (c == '"' || c == '\\') out += '\\', out += c;
-    else if (c == '\n') out += "\\n";
-    else if (c == '\t') out += "\\t";
-    else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else out += c;
-  }
-  return out + "\"";
 }
 
 const std::map<std::string, at::ScalarType>& safetensors_dtypes() {
@@ -180,7 +36,12 @@ StateDict read_safetensors(const std::string& path, const std::string& bytes,
   std::memcpy(&n, bytes.data(), 8);
   if (n > bytes.size() - 8) bad(path, "safetensors header longer than the file (truncated?)");
   const std::string header = bytes.substr(8, n);
-  const Json root = JsonParser(header, path).parse();
+  Json root;
+  try {
+    root = parse_json(header);
+  } catch (const std::runtime_error& e) {
+    bad(path, std::string("bad safetensors header: ") + e.what());
+  }
   if (root.kind != Json::kObject) bad(path, "bad safetensors header: not a JSON object");
   const size_t data_begin = 8 + n;
   StateDict out;
@@ -273,7 +134,7 @@ void save_safetensors(const std::string& path, const StateDict& weights,
   if (!metadata.empty()) {
     header += "\"__metadata__\":{";
     bool first = true;
-    for (const auto& [k, v] : metadata) header += (first ? "" : ",") + json_text(k) + ":" + json_text(v), first = false;
+    for (const auto& [k, v] : metadata) header += (first ? "" : ",") + json_quote(k) + ":" + json_quote(v), first = false;
     header += "}";
   }
   std::string data;
@@ -286,7 +147,7 @@ void save_safetensors(const std::string& path, const StateDict& weights,
     std::string shape;
     for (auto d : t.sizes()) shape += (shape.empty() ? "" : ",") + std::to_string(d);
     const size_t n = static_cast<size_t>(t.numel()) * t.element_size();
-    header += std::string(header.size() > 1 ? "," : "") + json_text(name) + ":{\"dtype\":\"" + dtype + "\",\"shape\":[" +
+    header += std::string(header.size() > 1 ? "," : "") + json_quote(name) + ":{\"dtype\":\"" + dtype + "\",\"shape\":[" +
               shape + "],\"data_offsets\":[" + std::to_string(data.size()) + "," + std::to_string(data.size() + n) + "]}";
     data.append(static_cast<const char*>(t.data_ptr()), n);
   }

@@ -14,6 +14,7 @@
 #include "gan/errors.h"
 #include "gan/files.h"
 #include "gan/image.h"
+#include "gan/json.h"
 #include "gan/tensorboard.h"
 
 namespace gan {
@@ -69,21 +70,6 @@ void truncate_metrics(const std::string& path, std::int64_t step) {
     if (std::sscanf(line.c_str(), "{\"step\": %lld", &s) == 1 && s <= step) kept += line + "\n";
   }
   write_file_atomic(path, kept);
-}
-
-std::string json_string(const std::string& v) {
-  std::string out = "\"";
-  for (char c : v) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-      continue;
-    }
-    out += c;
-  }
-  return out + "\"";
 }
 
 }  // namespace
@@ -211,9 +197,9 @@ void RunFolder::write_summary(const RunSummary& s) {
   std::snprintf(head, sizeof head, "\"steps\": %lld, \"exit_code\": %d, \"wall_s\": %.2f, \"img_per_s\": %.2f, "
                                    "\"rollbacks\": %d, \"world_size\": %d",
                 static_cast<long long>(s.steps), s.exit_code, s.wall_s, s.images_per_sec, s.rollbacks, s.world_size);
-  std::string json = "{\"run_dir\": " + json_string(path_) + ", \"exit_reason\": " + json_string(s.exit_reason) +
-                     ", \"message\": " + (s.message.empty() ? "null" : json_string(s.message)) + ", " + head +
-                     ", \"checkpoint\": " + json_string(s.checkpoint) + ", \"grid\": " + json_string(s.grid) +
+  std::string json = "{\"run_dir\": " + json_quote(path_) + ", \"exit_reason\": " + json_quote(s.exit_reason) +
+                     ", \"message\": " + (s.message.empty() ? "null" : json_quote(s.message)) + ", " + head +
+                     ", \"checkpoint\": " + json_quote(s.checkpoint) + ", \"grid\": " + json_quote(s.grid) +
                      ", \"last_metrics\": " + (s.last_metrics.empty() ? "null" : s.last_metrics) +
                      ", \"eval\": " + (s.last_eval.empty() ? "null" : s.last_eval) +
                      ", \"best_eval\": " + (s.best_eval.empty() ? "null" : s.best_eval) +

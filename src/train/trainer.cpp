@@ -25,6 +25,7 @@
 #include "gan/loader.h"
 #include "gan/models.h"
 #include "gan/platform.h"
+#include "gan/report.h"
 #include "gan/run_folder.h"
 #include "gan/snapshot.h"
 #include "gan/step.h"
@@ -466,6 +467,13 @@ void Trainer::end(int code, const std::string& message) {
   } catch (const UserError& e) {
     if (message.empty()) throw;
     spdlog::warn("could not write summary.json: {}", e.what());  // keep the error that ended the run
+  }
+  if (main_) {
+    try {
+      write_report(folder_->path());
+    } catch (const UserError& e) {
+      spdlog::warn("could not write report.html: {}", e.what());
+    }
   }
   if (!message.empty()) return;
   if (source_->bad_count() > 0 && main_)
