@@ -33,5 +33,6 @@ FROM debian:bookworm AS cpu
 WORKDIR /opt/gan
 COPY . .
 RUN bash scripts/setup.sh --no-tests && rm -rf /var/lib/apt/lists/* \
- && ln -s /opt/gan/build/gan-train /opt/gan/build/gan-sample /opt/gan/build/gan-data /opt/gan/build/gan-eval /usr/local/bin/
+ && ln -s /opt/gan/build/gan-train /opt/gan/build/gan-sample /opt/gan/build/gan-data /opt/gan/build/gan-eval \
+        /opt/gan/build/gan-export /opt/gan/build/gan-report /usr/local/bin/
 CMD ["gan-train", "--config", "configs/fashion-mnist.cfg"]

@@ -3,7 +3,7 @@
 # CUDA Docker image, and what a user runs on a GPU box that has PyTorch but no Docker. Debian's own python3-torch has
 # no CMake files: on Debian use scripts/setup.sh (its libtorch-dev) instead.
 #   scripts/setup-pytorch.sh                 build everything (trainer, sampler, tests)
-#   scripts/setup-pytorch.sh --no-tests      gan-train, gan-sample, gan-data, gan-eval, gan-bench only
+#   scripts/setup-pytorch.sh --no-tests      the programs only (gan-train, -sample, -data, -eval, -bench, -export, -report)
 #   scripts/setup-pytorch.sh --bundle DIR    then copy the programs and the libraries of this script's packages that
 #                                            they need (yaml-cpp, spdlog, fmt, stb) into DIR/bin and DIR/lib
 # Environment:
@@ -83,14 +83,14 @@ mkdir -p "$build_dir"
 cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DGAN_BUILD_TESTS="$tests" -DCMAKE_PREFIX_PATH="$prefix_path" \
   >"$build_dir/configure.log" 2>&1 || { tail -30 "$build_dir/configure.log" >&2; exit 1; }
 grep -E "gloo headers not found" "$build_dir/configure.log" >&2 || true
-targets=(gan-train gan-sample gan-data gan-eval gan-bench)
+targets=(gan-train gan-sample gan-data gan-eval gan-bench gan-export gan-report)
 [[ "$tests" == ON ]] && targets+=(gan-tests)
 cmake --build "$build_dir" -j "$jobs" --target "${targets[@]}"
 echo "setup-pytorch: built ${targets[*]} in $build_dir"
 
 if [[ -n "$bundle" ]]; then
   mkdir -p "$bundle/bin" "$bundle/lib"
-  for t in gan-train gan-sample gan-data gan-eval gan-bench; do cp "$build_dir/$t" "$bundle/bin/"; done
+  for t in "${targets[@]}"; do [[ "$t" == gan-tests ]] || cp "$build_dir/$t" "$bundle/bin/"; done
   # The libraries from this script's packages (the runtime image has the system's and PyTorch's own, CUDA's included).
   ldd "$bundle"/bin/* | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
     case "$(basename "$lib")" in

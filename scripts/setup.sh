@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages this project needs (only those missing), then configures and builds it.
 #   scripts/setup.sh            build everything (trainer, sampler, tests)
-#   scripts/setup.sh --no-tests build gan-train, gan-sample, gan-data and gan-eval only
+#   scripts/setup.sh --no-tests build the programs (gan-train, gan-sample, gan-data, gan-eval, gan-export, gan-report) only
 # Environment: BUILD_DIR (default build), JOBS (default: all cores),
 #   GAN_TORCH_DIR: a LibTorch to build against instead of Debian's libtorch-dev (e.g. a CUDA LibTorch; its
 #   share/cmake folder or the folder holding TorchConfig.cmake). Idempotent: a second run only rebuilds what changed.
@@ -53,6 +53,6 @@ cmake "${cmake_args[@]}" >/dev/null
 if [[ "$tests" == ON ]]; then
   cmake --build "$build_dir" -j "$jobs"
 else
-  cmake --build "$build_dir" -j "$jobs" --target gan-train gan-sample gan-data gan-eval
+  cmake --build "$build_dir" -j "$jobs" --target gan-train gan-sample gan-data gan-eval gan-export gan-report
 fi
-echo "setup: built $build_dir/gan-train, $build_dir/gan-sample, $build_dir/gan-data and $build_dir/gan-eval"
+echo "setup: built gan-train, gan-sample, gan-data, gan-eval, gan-export and gan-report in $build_dir"

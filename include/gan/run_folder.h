@@ -67,6 +67,8 @@ class RunFolder {
 
   // One metrics.jsonl row (a JSON object starting with "step").
   void append_metrics(const std::string& row);
+  // A line for train.log alone (the progress line, which the terminal shows as its bar instead).
+  void log_to_file(const std::string& line);
   // TensorBoard scalars of one step ("loss/d", "eval/fd", ...).
   void add_scalars(std::int64_t step, const std::vector<std::pair<std::string, double>>& values);
   // samples/step_XXXXXXX.png, then samples/latest.png pointing at it. Returns the grid's path.
@@ -80,6 +82,7 @@ class RunFolder {
   std::string path_;
   bool writer_;
   std::shared_ptr<spdlog::logger> logger_;  // the default logger, while train.log is one of its sinks
+  std::shared_ptr<spdlog::logger> file_only_;  // train.log alone
   std::unique_ptr<EventWriter> events_;      // this session's TensorBoard event file
 };
 

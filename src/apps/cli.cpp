@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <c10/util/Exception.h>
 #include <spdlog/spdlog.h>
+#include <spdlog/sinks/sink.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -21,6 +22,7 @@
 #include "gan/files.h"
 #include "gan/launcher.h"
 #include "gan/platform.h"
+#include "gan/progress.h"
 #include "gan/sampler.h"
 #include "gan/trainer.h"
 
@@ -34,12 +36,15 @@ int guarded(const char* prog, const std::function<int()>& body) {
   try {
     return body();
   } catch (const UserError& e) {
+    ProgressBar::clear();  // the error on a line of its own, not after the bar
     std::fprintf(stderr, "%s%s: error: %s\n", prog, g_rank_tag.c_str(), e.what());
     return e.code();
   } catch (const c10::Error& e) {
+    ProgressBar::clear();
     std::fprintf(stderr, "%s: internal error: %s\n", prog, e.what_without_backtrace());
     return kExitInternal;
   } catch (const std::exception& e) {
+    ProgressBar::clear();
     std::fprintf(stderr, "%s: internal error: %s\n", prog, e.what());
     return kExitInternal;
   }
@@ -159,7 +164,7 @@ int train_main(int argc, char** argv) {
     std::vector<std::string> sets;
     std::int64_t steps = -1, seed = -1;
     int epochs = -1, nproc = 0;
-    bool dry_run = false, help_config = false;
+    bool dry_run = false, help_config = false, quiet = false, verbose = false;
     app.add_option("-c,--config", config_path, "config file (.cfg, YAML); default: built-in defaults")
         ->check(CLI::ExistingFile);
     app.add_option("--set", sets, "override a key: section.key=value (repeatable)")->take_all();
@@ -179,6 +184,8 @@ int train_main(int argc, char** argv) {
                    "stays the global batch)")
         ->check(CLI::Range(1, 4096));
     app.add_flag("--dry-run", dry_run, "print the resolved config and exit");
+    app.add_flag("-q,--quiet", quiet, "print only warnings and errors (no progress bar); train.log keeps everything");
+    app.add_flag("-v,--verbose", verbose, "print debug messages too");
     app.add_flag("--help-config", help_config, "print every config key with its default and exit");
     if (int code = parse_command_line(app, argc, argv, "gan-train"); code >= 0) return code;
     if (help_config) {
@@ -245,6 +252,13 @@ int train_main(int argc, char** argv) {
       }
       return kExitOk;
     }
+    if (quiet && verbose) throw UserError(kExitUsage, "--quiet and --verbose contradict each other: give one");
+    if (verbose) spdlog::set_level(spdlog::level::debug);
+    // Quiet: the console (the only sink so far) shows warnings and errors; train.log, added later, keeps everything.
+    if (quiet)
+      for (auto& sink : spdlog::default_logger()->sinks()) sink->set_level(spdlog::level::warn);
+    // The progress bar on a terminal, for the process that logs (rank 0 of a distributed run).
+    if (launch.rank == 0) ProgressBar::enable(!quiet);
     spdlog::info("{}", blas);
     g_worker = launch.present;
     std::signal(SIGINT, on_signal);

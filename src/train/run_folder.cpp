@@ -147,7 +147,9 @@ RunFolder::RunFolder(const std::string& path, bool writer, const Config& cfg, st
   make_dirs(checkpoint_dir(path_));
   remove_stale_temporaries(path_);
   logger_ = spdlog::default_logger();
-  logger_->sinks().push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(path_ + "/train.log"));
+  auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path_ + "/train.log");
+  logger_->sinks().push_back(file);
+  file_only_ = std::make_shared<spdlog::logger>("", file);  // unnamed, so its lines read like the others
   write_file_atomic(path_ + "/config.yaml", to_yaml(cfg));
   // Rows a killed process wrote after its last checkpoint, or before its first one (a new run in that folder).
   truncate_metrics(path_ + "/metrics.jsonl", std::max<std::int64_t>(resume_step, 0));
@@ -159,6 +161,10 @@ RunFolder::RunFolder(const std::string& path, bool writer, const Config& cfg, st
 
 RunFolder::~RunFolder() {
   if (logger_) logger_->sinks().pop_back();
+}
+
+void RunFolder::log_to_file(const std::string& line) {
+  if (file_only_) file_only_->info(line);
 }
 
 void RunFolder::add_scalars(std::int64_t step, const std::vector<std::pair<std::string, double>>& values) {

@@ -25,6 +25,7 @@
 #include "gan/loader.h"
 #include "gan/models.h"
 #include "gan/platform.h"
+#include "gan/progress.h"
 #include "gan/report.h"
 #include "gan/run_folder.h"
 #include "gan/snapshot.h"
@@ -81,6 +82,7 @@ class Trainer {
  private:
   void loop();
   void end(int code, const std::string& message);
+  void draw_progress();
   void open_data();
   void restore(const std::string& path, std::uint64_t reseed);
   void share_weights();
@@ -124,6 +126,7 @@ class Trainer {
   bool data_diversity_known_ = false;
   std::string last_row_, last_eval_;  // the newest metrics row and evaluation, for summary.json
   std::string best_eval_;             // the evaluation with the lowest FD so far, with its step
+  std::pair<double, double> last_losses_{NAN, NAN};  // D and G loss of the newest metrics row, for the bar
   double best_fd_ = 0;
   Meter meter_;
   Clock::time_point start_, interval_start_;
@@ -304,6 +307,11 @@ void Trainer::log_setup() {
   spdlog::info("device {} | {} CPU threads | G {} params, D {} params | {} steps of {} images ({} per epoch)",
                device_.str(), threads_, parameter_count(*nets_.g), parameter_count(*nets_.d), total_,
                tc.batch_size, per_epoch_);
+  spdlog::debug("seed {} | {} data threads, 3 batches prefetched | metrics every {}, grid every {}, checkpoint every {} "
+                "steps{}",
+                tc.seed, default_threads(cfg_.data.workers, dist_), cfg_.output.metrics_every,
+                cfg_.output.sample_every, cfg_.output.checkpoint_every,
+                cfg_.output.keep_last > 0 ? fmt::format(" (keeping the newest {})", cfg_.output.keep_last) : "");
   if (dist_)
     spdlog::info("distributed: {} processes ({} backend), {} images each per step; gradients averaged in {} + {} "
                  "buckets of up to {} MB{}; BatchNorm {}",
@@ -402,6 +410,7 @@ void Trainer::loop() {
       health_.add_step(r.stats);
     }
     train_seconds_ += seconds_since(t0);
+    if (main_ && ProgressBar::due()) draw_progress();
 
     // What to write after it.
     const bool last = step_ == total_;
@@ -433,8 +442,22 @@ void Trainer::loop() {
   }
 }
 
+// The terminal's bar: where the run is, its last losses, its speed and the time left.
+void Trainer::draw_progress() {
+  const double elapsed = seconds_since(start_);
+  const double rate = images_done_ / std::max(1e-9, elapsed);
+  const double eta = (total_ - step_) * static_cast<double>(cfg_.train.batch_size) / std::max(1e-9, rate);
+  std::string losses = last_losses_.first == last_losses_.first  // not NaN: a metrics row has been read
+                           ? fmt::format(" | loss D {:.3f} G {:.3f}", last_losses_.first, last_losses_.second)
+                           : "";
+  ProgressBar::draw(fmt::format("step {}/{} ({:.0f}%) epoch {}{} | {:.0f} img/s | ETA {}", step_, total_,
+                                100.0 * step_ / std::max<std::int64_t>(total_, 1), pos_.epoch + 1, losses, rate,
+                                duration(eta)));
+}
+
 // summary.json (rank 0) and the last lines, whatever ended the run: `code` is its exit code, `message` the error's.
 void Trainer::end(int code, const std::string& message) {
+  ProgressBar::clear();
   summary_.exit_code = code;
   summary_.steps = step_;
   summary_.images_per_sec = images_done_ / std::max(1e-9, train_seconds_);
@@ -530,13 +553,17 @@ void Trainer::write_metrics(bool log_now, double noise_std, double loss_scale) {
   if (tc.instance_noise > 0) scalars.emplace_back("train/instance_noise_std", noise_std);
   if (step_opts_.amp == "fp16") scalars.emplace_back("train/loss_scale", loss_scale);
   folder_->add_scalars(step_, scalars);
+  last_losses_ = {m[0], m[1]};
   if (log_now) {
     const double overall = images_done_ / std::max(1e-9, elapsed);
     const double eta = (total_ - step_) * static_cast<double>(cfg_.train.batch_size) / std::max(1e-9, overall);
-    spdlog::info("step {}/{} ({:.0f}%) epoch {} | loss D {:.3f} G {:.3f} | D(x) {:.2f} D(G(z)) {:.2f}/{:.2f} | "
-                 "{:.0f} img/s | ETA {}",
-                 step_, total_, 100.0 * step_ / total_, pos_.epoch + 1, m[0], m[1], m[2], m[3], m[4], ips,
-                 duration(eta));
+    const std::string line =
+        fmt::format("step {}/{} ({:.0f}%) epoch {} | loss D {:.3f} G {:.3f} | D(x) {:.2f} D(G(z)) {:.2f}/{:.2f} | "
+                    "{:.0f} img/s | ETA {}",
+                    step_, total_, 100.0 * step_ / total_, pos_.epoch + 1, m[0], m[1], m[2], m[3], m[4], ips,
+                    duration(eta));
+    if (ProgressBar::active()) folder_->log_to_file(line);  // the terminal has the bar
+    else spdlog::info("{}", line);
   }
   interval_start_ = Clock::now();
   interval_images_ = 0;
@@ -550,14 +577,17 @@ void Trainer::write_grid() {
   if (!nets_.g_ema) nets_.g->train();
   health_.check_diversity(step_, images);
   summary_.grid = folder_->write_grid(step_, make_grid(images, cfg_.output.grid_rows));
+  spdlog::debug("step {}: grid {} ({} images)", step_, summary_.grid, images.size(0));
 }
 
 void Trainer::write_checkpoint() {
   const std::string path = folder_->checkpoint_path(step_);
   if (dist_) check_replicas();
   if (main_) {
+    const auto t0 = Clock::now();
     save_snapshot(path, cfg_, nets_, state_, step_, pos_);
     folder_->publish_checkpoint(path, cfg_.output.keep_last);
+    spdlog::debug("step {}: checkpoint {} written in {:.0f} ms", step_, path, 1000 * seconds_since(t0));
   }
   summary_.checkpoint = path;
   if (dist_) dist_->set_last_checkpoint(path);
