@@ -6,7 +6,7 @@
 #
 #   bash scripts/gpu-check.sh --prepare   where Debian's packages can be downloaded (a development machine): fetch the
 #                                         Debian packages that a PyTorch image lacks (yaml-cpp, spdlog, fmt, CLI11,
-#                                         stb, GoogleTest, zlib's and gloo's headers) and unpack them into .deps/
+#                                         stb, GoogleTest, protobuf and protoc, zlib's and gloo's headers) and unpack them into .deps/
 #                                         (git-ignored, under 60 MiB), to travel with the call
 #   bash scripts/gpu-check.sh             on the GPU machine, in the repository (with .deps/): everything else
 #   bash scripts/gpu-check.sh --device cpu --quick   the same steps on the CPU at small sizes (checks this script)
@@ -31,7 +31,8 @@ done
 if ((prepare)); then
   # Debian bookworm builds: C++11 ABI like PyTorch >= 2.7, glibc 2.36 (older than the GPU images'), x86-64.
   packages=(libyaml-cpp-dev libyaml-cpp0.7 libspdlog-dev libspdlog1.10 libfmt-dev libfmt9 libcli11-dev libstb-dev libstb0
-            libgtest-dev zlib1g-dev libgloo-dev)
+            libgtest-dev zlib1g-dev libgloo-dev libprotobuf-dev libprotobuf32 libprotobuf-lite32 protobuf-compiler
+            libprotoc32)
   rm -rf "$deps" && mkdir -p "$deps/debs"
   sudo=""
   [[ $(id -u) -ne 0 ]] && sudo="sudo"

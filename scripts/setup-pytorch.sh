@@ -5,7 +5,7 @@
 #   scripts/setup-pytorch.sh                 build everything (trainer, sampler, tests)
 #   scripts/setup-pytorch.sh --no-tests      the programs only (gan-train, -sample, -data, -eval, -bench, -export, -report)
 #   scripts/setup-pytorch.sh --bundle DIR    then copy the programs and the libraries of this script's packages that
-#                                            they need (yaml-cpp, spdlog, fmt, stb) into DIR/bin and DIR/lib
+#                                            they need (yaml-cpp, spdlog, fmt, stb, protobuf) into DIR/bin and DIR/lib
 # Environment:
 #   PYTHON                 the Python whose torch to build against (default python3)
 #   TORCH_CUDA_ARCH_LIST   GPU architectures for CUDA builds (default "8.0;8.6;8.9;9.0": A100, A10/3090, L4/4090,
@@ -60,7 +60,8 @@ if [[ -n "${GAN_DEPS:-}" ]]; then
 else
   # The distribution's packages (Debian or Ubuntu), only those missing; libgloo-dev where the distribution has it
   # (without gloo's headers the build keeps NCCL only, which is what a CUDA image needs).
-  packages=(ca-certificates cmake g++ make libcli11-dev libspdlog-dev libyaml-cpp-dev libstb-dev zlib1g-dev)
+  packages=(ca-certificates cmake g++ make libcli11-dev libspdlog-dev libyaml-cpp-dev libstb-dev zlib1g-dev libprotobuf-dev
+            protobuf-compiler)
   [[ "$tests" == ON ]] && packages+=(libgtest-dev)
   sudo=""
   [[ $(id -u) -ne 0 ]] && sudo="sudo"
@@ -94,7 +95,7 @@ if [[ -n "$bundle" ]]; then
   # The libraries from this script's packages (the runtime image has the system's and PyTorch's own, CUDA's included).
   ldd "$bundle"/bin/* | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
     case "$(basename "$lib")" in
-      libyaml-cpp.so*|libspdlog.so*|libfmt.so*|libstb.so*) cp -L "$lib" "$bundle/lib/" ;;
+      libyaml-cpp.so*|libspdlog.so*|libfmt.so*|libstb.so*|libprotobuf.so*) cp -L "$lib" "$bundle/lib/" ;;
     esac
   done
   echo "setup-pytorch: bundled into $bundle: bin/ $(ls "$bundle/bin" | tr '\n' ' ')| lib/ $(ls "$bundle/lib" | tr '\n' ' ')"

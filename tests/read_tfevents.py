@@ -53,15 +53,26 @@ def message_types():
                   ("metadata", 9, F.TYPE_MESSAGE, opt, "SummaryMetadata")])
     msg("Summary", [("value", 1, F.TYPE_MESSAGE, rep, "Value")])
     msg("SessionLog", [("status", 1, F.TYPE_INT32, opt, None)])
+    # event.proto: file_version 3, summary 5, log_message 6 (deprecated), session_log 7.
     msg("Event", [("wall_time", 1, F.TYPE_DOUBLE, opt, None), ("step", 2, F.TYPE_INT64, opt, None),
                   ("file_version", 3, F.TYPE_STRING, opt, None), ("summary", 5, F.TYPE_MESSAGE, opt, "Summary"),
-                  ("session_log", 6, F.TYPE_MESSAGE, opt, "SessionLog")])
+                  ("session_log", 7, F.TYPE_MESSAGE, opt, "SessionLog")])
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fd)
     desc = pool.FindMessageTypeByName("tb.Event")
     if hasattr(message_factory, "GetMessageClass"):
         return message_factory.GetMessageClass(desc)
     return message_factory.MessageFactory(pool).GetPrototype(desc)
+
+
+def assert_known(msg, where):
+    """Every field of `msg` and of the messages in it is one the definitions above declare (a wrong field number in
+    the writer would parse as an unknown field and be missed silently)."""
+    assert len(msg.UnknownFields()) == 0, f"{where}: unknown field numbers {[f.field_number for f in msg.UnknownFields()]}"
+    for field, value in msg.ListFields():
+        if field.type == F.TYPE_MESSAGE:
+            for m in (value if field.label == F.LABEL_REPEATED else [value]):
+                assert_known(m, f"{where}.{field.name}")
 
 
 def main():
@@ -82,6 +93,7 @@ def main():
             pos += 16 + length
             ev = Event()
             ev.ParseFromString(body)
+            assert_known(ev, f"{path}@{pos}")
             if ev.file_version:
                 out["file_version"] = ev.file_version
             if ev.HasField("session_log") and ev.session_log.status == 1:

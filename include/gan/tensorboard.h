@@ -1,9 +1,7 @@
-// TensorBoard event files, written without TensorFlow or a protobuf library: each record is an Event message encoded
-// by hand (the handful of fields TensorBoard reads), framed as TFRecord does:
+// TensorBoard event files: each record is an Event message (src/io/tensorboard.proto, a subset of TensorBoard's own
+// messages with their field numbers, serialized by the protobuf runtime), framed as TFRecord does:
 //   u64 length, u32 masked CRC32C of those 8 bytes, the message, u32 masked CRC32C of the message
-// with mask(crc) = ((crc >> 15) | (crc << 17)) + 0xa282ead8. Field numbers are those of tensorflow/core/util/event.proto
-// and summary.proto: Event{wall_time 1, step 2, file_version 3, summary 5, session_log 6}; Summary{value 1};
-// Value{tag 1, simple_value 2, image 4, tensor 8, metadata 9}; Image{height 1, width 2, colorspace 3, encoded 4}.
+// with mask(crc) = ((crc >> 15) | (crc << 17)) + 0xa282ead8. Every record is flushed as it is written.
 #pragma once
 #include <cstdint>
 #include <cstdio>
