@@ -14,6 +14,7 @@
 
 #include "gan/checkpoint.h"
 #include "gan/distributed.h"
+#include "gan/errors.h"
 #include "gan/config.h"
 #include "gan/models.h"
 #include "gan/run_folder.h"
@@ -325,6 +326,34 @@ int free_port() {
   return port;
 }
 }  // namespace
+
+// Launched by hand (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT and no launcher's store): rank 0 hosts the store, and
+// keeps it up until the live ranks have named the dead one; each rank's heartbeat (its own thread and connection)
+// tells a dead rank from one that waits in a collective.
+TEST(DistTraining, WithoutALauncherRankZeroHostsTheStoreAndTheLiveRanksNameTheDeadOne) {
+  if (!gan::gloo_available()) GTEST_SKIP() << "this build has no Gloo (libgloo-dev was missing)";
+  TempDir dir;
+  const std::string cfg = write_config(dir, "e", "dist:\n  timeout: 4s\n", 1000000, 20);
+  const std::string port = std::to_string(free_port());
+  std::vector<pid_t> ranks;
+  for (int r = 0; r < 3; ++r)
+    ranks.push_back(spawn({"/usr/bin/env", "RANK=" + std::to_string(r), "WORLD_SIZE=3", "LOCAL_RANK=" + std::to_string(r),
+                           "LOCAL_WORLD_SIZE=3", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port, GAN_TRAIN_EXE,
+                           "--config", cfg, "--name", "env"},
+                          dir / ("r" + std::to_string(r) + ".log")));
+  const bool running = wait_for_lines(dir / "runs/env/metrics.jsonl", 25, 60);
+  if (!running)
+    for (pid_t p : ranks) kill(p, SIGKILL);
+  ASSERT_TRUE(running) << slurp(dir / "r0.log");
+  kill(ranks[1], SIGKILL);
+  EXPECT_EQ(wait_exit(ranks[1]), 128 + SIGKILL);
+  EXPECT_EQ(wait_exit(ranks[0]), gan::kExitDistributed) << slurp(dir / "r0.log");
+  EXPECT_EQ(wait_exit(ranks[2]), gan::kExitDistributed) << slurp(dir / "r2.log");
+  EXPECT_TRUE(has(slurp(dir / "r0.log"), "gan-train: error: rank 1 of 3 stopped responding")) << slurp(dir / "r0.log");
+  EXPECT_TRUE(has(slurp(dir / "r2.log"), "gan-train (rank 2): error: rank 1 of 3 stopped responding"))
+      << slurp(dir / "r2.log");
+  EXPECT_TRUE(has(slurp(dir / "r0.log"), "hosted here")) << slurp(dir / "r0.log");
+}
 
 TEST(DistTraining, TorchrunLaunchesTheSameRunAsNprocPerNode) {
   if (!gan::gloo_available()) GTEST_SKIP() << "this build has no Gloo (libgloo-dev was missing)";

@@ -18,6 +18,7 @@
 #include <c10/core/impl/VirtualGuardImpl.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -153,7 +154,45 @@ class DistContext::Impl {
   bool nccl = false;
   bool store_host = false;  // this process runs the store's server (rank 0 without a launcher's store)
   bool failed = false;
+  // Signs of life: a thread with its own store connection bumps gan/beat/<rank> every kBeat, whatever the main thread
+  // is doing (waiting in a collective, evaluating). A rank whose counter stands still is stopped or dead.
+  c10::intrusive_ptr<c10d::Store> beat_store;
+  std::thread beat_thread;
+  std::mutex beat_mu;
+  std::condition_variable beat_cv;
+  bool beat_stop = false;
+
+  void start_beating(int rank);
+  void stop_beating();
 };
+
+namespace {
+constexpr Millis kBeat(200);
+std::string beat_key(int rank) { return "gan/beat/" + std::to_string(rank); }
+}  // namespace
+
+void DistContext::Impl::start_beating(int rank) {
+  beat_thread = std::thread([this, rank] {
+    std::unique_lock<std::mutex> lock(beat_mu);
+    for (std::int64_t i = 1; !beat_stop; ++i) {
+      try {
+        beat_store->set(beat_key(rank), to_bytes(std::to_string(i)));
+      } catch (const std::exception&) {
+        return;  // the store is gone: the main thread finds out at its next collective
+      }
+      beat_cv.wait_for(lock, kBeat, [this] { return beat_stop; });
+    }
+  });
+}
+
+void DistContext::Impl::stop_beating() {
+  {
+    std::lock_guard<std::mutex> lock(beat_mu);
+    beat_stop = true;
+  }
+  beat_cv.notify_all();
+  if (beat_thread.joinable()) beat_thread.join();
+}
 
 DistContext::DistContext(const LaunchEnv& env, const DistConfig& cfg, const c10::Device& device)
     : impl_(std::make_unique<Impl>()), rank_(env.rank), world_(env.world_size) {
@@ -201,6 +240,15 @@ DistContext::DistContext(const LaunchEnv& env, const DistConfig& cfg, const c10:
       m.store_host = o.isServer;
       m.store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
     }
+    c10d::TCPStoreOptions b = store_options();  // a second client of the same store, for the heartbeat thread
+    b.port = static_cast<std::uint16_t>(env.master_port);
+    b.timeout = m.timeout;
+    b.isServer = false;  // and no numWorkers: it must not count as a worker joining
+    auto beat_tcp = c10::make_intrusive<c10d::TCPStore>(env.master_addr, b);
+    m.beat_store = env.agent_store ? c10::intrusive_ptr<c10d::Store>(c10::make_intrusive<c10d::PrefixStore>(
+                                         "/worker/attempt_" + std::to_string(env.restart_count), beat_tcp))
+                                   : c10::intrusive_ptr<c10d::Store>(beat_tcp);
+    m.start_beating(rank_);
   } catch (const std::exception& e) {
     throw UserError(kExitDistributed, "rank " + std::to_string(rank_) + " of " + std::to_string(world_) +
                                           ": cannot join the rendezvous store at " + where + " within dist.timeout = " +
@@ -244,7 +292,7 @@ DistContext::DistContext(const LaunchEnv& env, const DistConfig& cfg, const c10:
   barrier(m.timeout);
 }
 
-DistContext::~DistContext() = default;
+DistContext::~DistContext() { impl_->stop_beating(); }
 
 std::string DistContext::describe() const {
   return "rank " + std::to_string(rank_) + " of " + std::to_string(world_) + " (" + backend_ + ", store " +
@@ -254,32 +302,24 @@ std::string DistContext::describe() const {
 
 namespace {
 
-// Which ranks answer within `window`: each live rank leaves a key in the store after a failure. Returns the silent
-// ones, or {-1} when the store itself is gone.
+// The ranks whose heartbeat stands still for `window` and that did not say they are leaving because of the failure
+// (a rank that diagnosed it first may exit while this one looks), or {-1} when the store itself is gone.
 std::vector<int> silent_ranks(c10d::Store& store, int rank, int world, Millis window) {
+  auto leaving = [](int r) { return "gan/leaving/" + std::to_string(r); };
   try {
-    store.set("gan/alive/" + std::to_string(rank), to_bytes("1"));
-    // A rank that noticed the failure earlier has found the silent ones already (ranks notice one after another as
-    // their peers exit: without this, each would wait the window again).
-    if (store.check({"gan/silent"})) {
-      std::vector<int> silent;
-      std::istringstream in(from_bytes(store.get("gan/silent")));
-      for (int r; in >> r;) silent.push_back(r);
-      store.add("gan/diagnosed", 1);
-      return silent;
-    }
-    const auto end = Clock::now() + window;
-    std::vector<int> silent;
-    do {
-      silent.clear();
+    store.set(leaving(rank), to_bytes("1"));
+    auto read = [&] {
+      std::vector<std::string> beats(world);
       for (int r = 0; r < world; ++r)
-        if (!store.check({"gan/alive/" + std::to_string(r)})) silent.push_back(r);
-      if (silent.empty()) break;
-      std::this_thread::sleep_for(Millis(100));
-    } while (Clock::now() < end);
-    std::string list;
-    for (int r : silent) list += std::to_string(r) + " ";
-    store.set("gan/silent", to_bytes(list));
+        if (store.check({beat_key(r)})) beats[r] = from_bytes(store.get(beat_key(r)));
+      return beats;
+    };
+    const std::vector<std::string> before = read();
+    std::this_thread::sleep_for(window);
+    const std::vector<std::string> after = read();
+    std::vector<int> silent;
+    for (int r = 0; r < world; ++r)
+      if (before[r] == after[r] && !store.check({leaving(r)})) silent.push_back(r);
     store.add("gan/diagnosed", 1);
     return silent;
   } catch (const std::exception&) {
@@ -302,9 +342,8 @@ void DistContext::guard(const char* what, const std::function<void()>& f) {
     std::string msg;
     if (!m.failed) {
       m.failed = true;
-      // Peers notice a failure at slightly different moments: give them a few seconds to say they are alive.
-      const Millis window = std::min(m.timeout, Millis(10000));
-      std::vector<int> silent = silent_ranks(*m.store, rank_, world_, window);
+      // A live rank's heartbeat moves every kBeat even while its main thread waits; ten beats tell.
+      std::vector<int> silent = silent_ranks(*m.store, rank_, world_, 10 * kBeat);
       if (silent == std::vector<int>{-1}) {
         msg = m.env.agent_store ? "the launcher's rendezvous store at " + m.env.master_addr + ":" +
                                       std::to_string(m.env.master_port) + " is gone (did the launcher stop?)"
@@ -315,10 +354,13 @@ void DistContext::guard(const char* what, const std::function<void()>& f) {
       } else {
         msg = std::string(what) + " failed on rank " + std::to_string(rank_);
       }
-      if (m.store_host) {  // keep the store up a little while the other ranks look for the silent ones
-        const auto end = Clock::now() + window;
+      if (m.store_host && silent != std::vector<int>{-1}) {
+        // Keep the store up until every live rank has made its own diagnosis: they notice the failure when their own
+        // collective fails, at the latest after dist.timeout.
+        const std::int64_t live = world_ - static_cast<std::int64_t>(silent.size());
+        const auto end = Clock::now() + m.timeout + 20 * kBeat;
         try {
-          while (Clock::now() < end && m.store->add("gan/diagnosed", 0) < world_ - 1)
+          while (Clock::now() < end && m.store->add("gan/diagnosed", 0) < live)
             std::this_thread::sleep_for(Millis(100));
         } catch (const std::exception&) {
         }
@@ -403,20 +445,10 @@ const c10::Device& DistContext::device() const { return impl_->device; }
 
 void DistContext::run_on_main(const std::string& what, const std::function<void()>& work) {
   Impl& m = *impl_;
-  const std::string key = "gan/main/" + std::to_string(++main_turns_), beat_key = key + "/beat";
+  const std::string key = "gan/main/" + std::to_string(++main_turns_);
   const std::string saved_activity = activity_;
   set_activity(what);
-  if (rank_ == 0) {
-    std::atomic<bool> stop{false};
-    std::thread beat([&] {  // signs of life for the waiting ranks
-      for (std::int64_t i = 1; !stop.load(); ++i) {
-        try {
-          m.store->set(beat_key, to_bytes(std::to_string(i)));
-        } catch (const std::exception&) {
-        }
-        for (int k = 0; k < 10 && !stop.load(); ++k) std::this_thread::sleep_for(Millis(50));
-      }
-    });
+  if (rank_ == 0) {  // its heartbeat thread keeps beating for the waiting ranks while this runs
     std::string outcome = "ok";
     std::exception_ptr error;
     try {
@@ -428,8 +460,6 @@ void DistContext::run_on_main(const std::string& what, const std::function<void(
       outcome = "E" + std::to_string(static_cast<int>(kExitInternal)) + " internal error: " + short_cause(e);
       error = std::current_exception();
     }
-    stop = true;
-    beat.join();
     guard("telling the other ranks", [&] { m.store->set(key, to_bytes(outcome)); });
     if (error) std::rethrow_exception(error);
     set_activity(saved_activity);
@@ -442,7 +472,7 @@ void DistContext::run_on_main(const std::string& what, const std::function<void(
     std::string beat;
     guard(what.c_str(), [&] {
       done = m.store->check({key});
-      if (!done && m.store->check({beat_key})) beat = from_bytes(m.store->get(beat_key));
+      if (!done && m.store->check({beat_key(0)})) beat = from_bytes(m.store->get(beat_key(0)));
     });
     if (done) {
       std::string outcome;
