@@ -103,7 +103,17 @@ TEST(Config, MalformedYamlNamesLine) {
 
 TEST(Config, CrossFieldChecks) {
   expect_user_error([] { gan::parse_config("train:\n  epochs: 0\n", "g.cfg"); }, kExitUsage,
-                    {"train.epochs and train.steps are both 0"});
+                    {"train.epochs, train.steps and train.kimg are all 0"});
+  expect_user_error([] { gan::parse_config("train:\n  steps: 10\n  kimg: 5\n", "g.cfg"); }, kExitUsage,
+                    {"train.steps and train.kimg both set the length"});
+  expect_user_error([] { gan::parse_config("train:\n  augment_policy: color\n", "g.cfg"); }, kExitUsage,
+                    {"train.augment_policy is set but train.augment is off"});
+  expect_user_error([] { gan::parse_config("train:\n  loss: rpgan\n  d_steps: 2\n", "g.cfg"); }, kExitUsage,
+                    {"train.loss rpgan", "train.d_steps 1"});
+  expect_user_error([] { gan::parse_config("train:\n  loss: rpgan\n  label_smoothing: 0.1\n", "g.cfg"); },
+                    kExitUsage, {"label_smoothing applies to"});
+  expect_user_error([] { gan::parse_config("train:\n  augment: always\n", "g.cfg"); }, kExitUsage,
+                    {"train.augment = 'always'", "off | diffaug | ada"});
   expect_user_error([] { gan::parse_config("train:\n  device: tpu\n", "g.cfg"); }, kExitUsage,
                     {"train.device = 'tpu'"});
   expect_user_error([] { gan::parse_config("data:\n  background: red\n", "g.cfg"); }, kExitUsage,

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "gan/checkpoint.h"
+#include "gan/json.h"
 #include "gan/config.h"
 #include "gan/datasets.h"
 #include "gan/health.h"
@@ -366,6 +367,8 @@ TEST(Health, SaturationDiversityAndRegressionWarnings) {
   mon.set_data_diversity(0.5);
   auto same = torch::zeros({8, 1, 4, 4});
   EXPECT_NEAR(mon.check_diversity(10, same), 0.0, 1e-9);
+  EXPECT_EQ(mon.warnings(), 1);  // within health.grace_steps: G starts out drawing near-equal images
+  EXPECT_NEAR(mon.check_diversity(h.grace_steps, same), 0.0, 1e-9);
   EXPECT_EQ(mon.warnings(), 2);
   EXPECT_NEAR(gan::batch_diversity(torch::stack({torch::ones({1, 2, 2}), -torch::ones({1, 2, 2})})), 2.0, 1e-9);
   mon.check_eval(100, 10.0);
@@ -379,17 +382,19 @@ TEST(Health, SaturationDiversityAndRegressionWarnings) {
 TEST(LossesEndToEnd, EveryLossTrains) {
   TempDir dir;
   const std::string data = write_banded_dataset(dir, 64, 4);
-  for (const char* loss : {"bce", "minimax", "lsgan", "hinge", "wgan-gp"}) {
+  for (const char* loss : {"bce", "minimax", "lsgan", "hinge", "wgan-gp", "rpgan"}) {
     gan::Config c = tiny(dir, data, 3);
     c.train.loss = loss;
     if (c.train.loss == "wgan-gp") c.model.d_norm = "layer";
+    if (c.train.loss == "rpgan") c.train.r1_gamma = c.train.r2_gamma = 0.1;
     c.output.name = std::string("loss-") + loss;
     gan::validate_config(c);
     auto s = gan::train(c);
     EXPECT_EQ(s.steps, 3) << loss;
     const std::string metrics = slurp(s.run_dir + "/metrics.jsonl");
     EXPECT_EQ(metrics.find("nan"), std::string::npos) << loss << metrics;
-    if (c.train.loss == "wgan-gp") EXPECT_EQ(metrics.find("\"penalty\": 0.00000"), std::string::npos) << metrics;
+    if (c.train.loss == "wgan-gp" || c.train.loss == "rpgan")
+      EXPECT_EQ(metrics.find("\"penalty\": 0.00000"), std::string::npos) << metrics;
   }
 }
 
@@ -477,4 +482,34 @@ TEST(LossesEndToEnd, PeriodicEvaluationGoesIntoMetricsAndSummary) {
   EXPECT_EQ(summary.find("\"eval\": null"), std::string::npos) << summary;
   EXPECT_NE(summary.find("\"fd\": "), std::string::npos) << summary;
   EXPECT_TRUE(fs::is_directory(dir / "eval-cache"));
+  // checkpoints/best.pt: the lowest FD so far, named in summary.json, kept by keep_last, taken as RUN/best.
+  const std::string best = s.run_dir + "/checkpoints/best.pt";
+  ASSERT_TRUE(fs::exists(best));
+  EXPECT_NE(summary.find("\"checkpoint\": \"" + best + "\""), std::string::npos) << summary;
+  std::int64_t best_step = 0;
+  const std::string scores = gan::read_checkpoint_eval(best, &best_step);
+  EXPECT_TRUE(best_step == 2 || best_step == 4) << best_step;
+  EXPECT_NE(summary.find("\"best_eval\": {\"step\": " + std::to_string(best_step)), std::string::npos) << summary;
+  EXPECT_NE(summary.find(scores), std::string::npos) << scores;
+  EXPECT_EQ(gan::resolve_checkpoint_arg(s.run_dir + "/best"), best);
+  EXPECT_EQ(gan::resolve_checkpoint_arg(s.run_dir + "/"), s.run_dir + "/checkpoints/latest.pt");
+  EXPECT_EQ(gan::resolve_checkpoint_arg(best), best);
+  EXPECT_THROW(gan::resolve_checkpoint_arg(dir / "eval-cache"), gan::UserError);  // a folder, not a run
+  EXPECT_TRUE(gan::load_generator(best, torch::kCPU).ema);
+  // Resumed with keep_last 1 and evaluated again: best.pt stays (no step checkpoint), and only moves to a lower FD.
+  gan::Config more = c;
+  more.train.steps = 8;
+  more.output.keep_last = 1;
+  more.output.checkpoint_every = 1;
+  auto r = gan::train(more, s.checkpoint);
+  ASSERT_TRUE(fs::exists(best));
+  std::int64_t new_step = 0;
+  const double old_fd = gan::parse_json(scores).num("fd", -1);
+  const double new_fd = gan::parse_json(gan::read_checkpoint_eval(best, &new_step)).num("fd", -1);
+  EXPECT_LE(new_fd, old_fd);
+  EXPECT_TRUE(new_step == best_step || new_fd < old_fd) << new_step;
+  int step_files = 0;
+  for (const auto& e : fs::directory_iterator(r.run_dir + "/checkpoints"))
+    step_files += e.path().filename().string().rfind("step_", 0) == 0;
+  EXPECT_EQ(step_files, 1);
 }

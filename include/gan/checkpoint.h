@@ -28,6 +28,8 @@ struct TrainingState {
   std::vector<std::string> class_names;  // the data's classes (empty for unlabelled data)
   int world_size = 1;          // processes of the run that saved it (the data position counts global images)
   std::string last_eval;       // the newest evaluation's scores as JSON ("" when none)
+  double augment_p = 0;        // train.augment ada: the current probability p
+  double ada_sum = 0;          // ada: sum of E[sign(D(real))] over the steps since p last moved
 };
 
 // Saves atomically to `path` (temporary file + fsync + rename).
@@ -75,5 +77,14 @@ void copy_weights(torch::nn::Module& from, torch::nn::Module& to);
 
 // "runs/x/checkpoints/latest.pt" style helpers.
 std::string checkpoint_dir(const std::string& run_dir);
+
+// What the tools accept for a checkpoint: a .pt file as it is, a run folder (its checkpoints/latest.pt), RUN/best
+// (checkpoints/best.pt, the lowest FD of the run's evaluations) or RUN/latest. Throws UserError(kExitUsage) for a
+// folder that is no run folder or a run without best.pt, saying what to give instead.
+std::string resolve_checkpoint_arg(const std::string& arg);
+
+// The scores stored with a checkpoint (its last evaluation, as JSON; "" when none) and, with `step`, its step.
+// Reads no weights.
+std::string read_checkpoint_eval(const std::string& path, std::int64_t* step = nullptr);
 
 }  // namespace gan

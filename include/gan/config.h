@@ -17,6 +17,7 @@ struct DataConfig {
   int min_image_size = 8;                // skip images narrower or shorter than this (tracking pixels, icons)
   double max_bad_fraction = 0.5;         // stop when more than this fraction of the files tried fail to decode
   std::string cache = "auto";            // folder sources: auto | off | folder for the preprocessed uint8 cache
+  bool xflip = false;                    // show each image mirrored left-right half of the time (a plain data option)
   std::string labels = "";               // IDX label file for data.source idx ("" = the images file's name with
                                          // images-idx3 -> labels-idx1); folders: first sub-directory names
 };
@@ -45,6 +46,8 @@ struct TrainConfig {
   int batch_size = 128;          // images per step
   int epochs = 5;                // passes over the data (ignored when steps > 0)
   std::int64_t steps = 0;        // total training steps; when > 0 it replaces epochs
+  double kimg = 0;               // length in thousands of real images shown (StyleGAN's unit); when > 0 it replaces
+                                 // epochs (steps = ceil(kimg * 1000 / (batch_size * d_steps)))
   double lr = 2e-4;              // Adam learning rate (G and D)
   double beta1 = 0.5;            // Adam beta1
   double beta2 = 0.999;          // Adam beta2
@@ -52,9 +55,21 @@ struct TrainConfig {
   double lr_d = 0;               // D's learning rate (0 = lr)
   double beta1_g = -1, beta2_g = -1;  // G's Adam betas (-1 = beta1 / beta2)
   double beta1_d = -1, beta2_d = -1;  // D's Adam betas (-1 = beta1 / beta2)
-  std::string loss = "bce";      // bce (non-saturating) | minimax | lsgan | hinge | wgan-gp
+  std::string loss = "bce";      // bce (non-saturating) | minimax | lsgan | hinge | wgan-gp | rpgan (R3GAN's
+                                 // relativistic pairing loss; use it with r1_gamma and r2_gamma)
   double gp_weight = 10;         // wgan-gp: gradient penalty weight (lambda)
   double r1_gamma = 0;           // R1 penalty gamma/2 * |grad D(x)|^2 on real images (0 = off)
+  double r2_gamma = 0;           // R2 penalty gamma/2 * |grad D(G(z))|^2 on generated images (0 = off)
+  std::string augment = "off";   // augmentation of every image D sees: off | diffaug (always) | ada (adaptive p)
+  std::string augment_policy = "";  // ops, e.g. color,translation,cutout or xflip,rotate90,xint,scale,brightness,
+                                    // contrast,saturation ("" = the mode's default)
+  double ada_target = 0.6;       // ada: the E[sign(D(real))] that p steers towards
+  double ada_kimg = 100;         // ada: thousands of images over which p can move by 1 (StyleGAN2-ADA: 500, for
+                                 // runs of millions of images)
+  double schedule_kimg = 0;      // cosine schedules below run over this many kimg (0 = the whole run)
+  double lr_final = 1;           // learning rates end at this fraction of their start (cosine; 1 = constant)
+  double gamma_final = 1;        // r1_gamma and r2_gamma end at this fraction (cosine; 1 = constant)
+  double beta2_final = -1;       // Adam beta2 ends at this value (cosine; -1 = constant)
   double label_smoothing = 0;    // one-sided: real targets 1 - s (bce, minimax, lsgan)
   double instance_noise = 0;     // std of Gaussian noise added to D's inputs at step 0, annealed linearly to 0
   std::int64_t instance_noise_steps = 0;  // steps over which instance noise reaches 0 (0 = the whole run)
@@ -98,6 +113,7 @@ struct HealthConfig {
   double saturation = 0.95;        // warn when mean D(x) > this and D(G(z)) < 1 - this for a whole window
   double min_diversity = 0.25;     // warn when fixed-noise sample diversity falls below this fraction of the data's
   double eval_regress = 1.25;      // warn when an eval FD is this many times the best so far
+  std::int64_t grace_steps = 500;  // no diversity warning before this step (G starts out drawing near-equal images)
 };
 
 // Data-parallel training over several processes (torchrun or gan-train --nproc-per-node); one process ignores it.

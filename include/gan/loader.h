@@ -36,8 +36,10 @@ class BatchLoader {
   // With `shards` > 1 (a distributed run) every batch is still assembled whole, files that fail to decode replaced as
   // in one process, and this loader hands out rows [shard * B / shards, (shard + 1) * B / shards) of it: the
   // position and the epoch order are those of the global batch, whatever the number of processes.
+  // With `xflip` (data.xflip) each image is mirrored left-right when a hash of (seed, epoch, its place in the epoch's
+  // order) says so, half of the time: the same on resume and for any number of processes.
   BatchLoader(ImageSource& source, int batch_size, std::uint64_t seed, LoaderPosition start, int workers,
-              int prefetch = 3, bool pin_memory = false, int shard = 0, int shards = 1);
+              int prefetch = 3, bool pin_memory = false, int shard = 0, int shards = 1, bool xflip = false);
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
@@ -47,6 +49,8 @@ class BatchLoader {
   std::int64_t batches_per_epoch() const;
 
   static std::vector<std::int64_t> epoch_order(std::int64_t n, std::uint64_t seed, std::int64_t epoch);
+  // Whether data.xflip mirrors the image at `place` of epoch `epoch`'s order.
+  static bool mirrored(std::uint64_t seed, std::int64_t epoch, std::int64_t place);
 
  private:
   void produce();
@@ -59,6 +63,7 @@ class BatchLoader {
   const size_t prefetch_;
   const bool pin_memory_;
   const int shard_, shards_;
+  const bool xflip_;
   LoaderPosition start_;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "gan/augment.h"
 #include "gan/config.h"
 #include "gan/models.h"
 
@@ -27,23 +28,28 @@ struct StepOptions {
   bool channels_last = false;    // activations (and conv weights) in channels_last
   std::string amp = "off";       // off | bf16 | fp16 (CUDA only; fp16 scales the losses)
   bool check_every_step = true;  // read the finite flag every step (CPU: free); else only when stats are read
-  std::string loss = "bce";      // bce | minimax | lsgan | hinge | wgan-gp (train.loss)
+  std::string loss = "bce";      // bce | minimax | lsgan | hinge | wgan-gp | rpgan (train.loss)
   double gp_weight = 10;         // wgan-gp lambda
   double r1_gamma = 0;           // R1 gamma (0 = off)
+  double r2_gamma = 0;           // R2 gamma (0 = off)
   double label_smoothing = 0;    // one-sided: real targets 1 - s
+  std::vector<AugOp> augment;    // ops applied to every D input (train.augment; empty = off) with StepInput's p
 };
 
 // The losses of train.loss, from D's logits. `smoothing` lowers the real target (bce, minimax, lsgan).
+// rpgan (R3GAN, Huang et al. 2024) pairs row i of the real and fake batches: D minimises
+// mean softplus(-(D(x_i) - D(G(z_i)))), G minimises mean softplus(-(D(G(z_i)) - D(x_i))) (g_loss needs real_logits).
 at::Tensor d_loss(const std::string& loss, const at::Tensor& real_logits, const at::Tensor& fake_logits,
                   double smoothing = 0);
-at::Tensor g_loss(const std::string& loss, const at::Tensor& fake_logits);
+at::Tensor g_loss(const std::string& loss, const at::Tensor& fake_logits, const at::Tensor& real_logits = {});
 // What the log calls D(x) / D(G(z)): the mean probability for bce and minimax, the mean raw output otherwise.
 at::Tensor d_score(const std::string& loss, const at::Tensor& logits);
 // WGAN-GP (Gulrajani et al. 2017): mean over the batch of (|grad_x D(x_hat)|_2 - 1)^2 at x_hat = eps x + (1 - eps)
 // x_fake, eps [B] uniform. Differentiable in D's weights (create_graph).
 at::Tensor gradient_penalty(Discriminator& d, const at::Tensor& real, const at::Tensor& fake, const at::Tensor& labels,
                             const at::Tensor& eps);
-// R1 (Mescheder et al. 2018): mean over the batch of |grad_x D(x)|^2 on real images (multiply by gamma / 2).
+// R1 (Mescheder et al. 2018): mean over the batch of |grad_x D(x)|^2 on real images (multiply by gamma / 2). R2 is
+// the same on generated images (R3GAN); both use these functions.
 at::Tensor r1_penalty(Discriminator& d, const at::Tensor& real, const at::Tensor& labels);
 // The same from D's output `real_logits` [B] on `x` (which required grad before that forward pass), so that the
 // training step reuses the forward pass its D loss already made on the real batch.
@@ -52,6 +58,8 @@ at::Tensor r1_penalty(const at::Tensor& real_logits, const at::Tensor& x);
 double ema_beta(double decay, bool rampup, std::int64_t step);
 // ema = beta * ema + (1 - beta) * g for parameters; buffers (batch-norm statistics) copied.
 void ema_update(torch::nn::Module& ema, torch::nn::Module& g, double beta);
+// A cosine schedule: start at progress 0, end from progress 1 on, end + (start - end) (1 + cos(pi t)) / 2 between.
+double cosine_schedule(double start, double end, double progress);
 // Instance noise std at `step` of `total`: linear from train.instance_noise to 0 over instance_noise_steps (or total).
 double instance_noise_std(const TrainConfig& train, std::int64_t step, std::int64_t total);
 
@@ -66,6 +74,7 @@ struct StepInput {
   std::vector<at::Tensor> z;            // [B, nz] each
   std::vector<at::Tensor> fake_labels;  // [B] int64 each
   double noise_std = 0;                 // instance noise added to every D input
+  double augment_p = 0;                 // probability of each augmentation op per image (1 = DiffAugment)
   std::int64_t row_begin = 0;           // this process's first row of the global batch
   std::int64_t global_batch = 0;        // rows of the global batch (0 = B: one process)
 };
@@ -87,7 +96,9 @@ void prepare_models(Generator& g, Discriminator& d, const StepOptions& opts);
 
 struct StepResult {
   enum Status { kOk, kDivergedD, kDivergedG, kSkipped } status = kOk;  // kSkipped: fp16 overflow, scale lowered
-  at::Tensor stats;  // [loss_d, loss_g, D(x), D(G(z)) before D's update, D(G(z)) after], on the device
+  // [loss_d, loss_g, D(x), D(G(z)) before D's update, D(G(z)) after, penalty, E[sign(D(x))] (ADA's r_t)], on the
+  // device
+  at::Tensor stats;
 };
 
 class GanStep {
@@ -110,6 +121,8 @@ class GanStep {
   std::pair<std::int64_t, char> take_deferred_divergence();
   // fp16 loss scale (1 otherwise).
   double loss_scale() const { return scale_; }
+  // Scales the R1 and R2 gammas (cosine schedules: train.gamma_final).
+  void set_gamma_scale(double s) { gamma_scale_ = s; }
 
  private:
   bool finite(const at::Tensor& loss, const std::vector<at::Tensor>& params) const;
@@ -121,6 +134,7 @@ class GanStep {
   std::vector<at::Tensor> d_params_, g_params_;
   at::Tensor first_bad_;  // [2] int64 on the device: step and network (1 = D, 2 = G) of the first non-finite one
   double scale_ = 1.0;
+  double gamma_scale_ = 1.0;
   int good_steps_ = 0;
   GradientSync* sync_ = nullptr;
   Generator ema_{nullptr};

@@ -171,8 +171,8 @@ int train_main(int argc, char** argv) {
     app.add_option("--out", out, "parent folder of run folders (output.dir)");
     app.add_option("--name", name, "run folder name (output.name)");
     app.add_option("--device", device, "auto | cpu | cuda | cuda:N (train.device)");
-    app.add_option("--steps", steps, "total training steps (train.steps)");
-    app.add_option("--epochs", epochs, "epochs (train.epochs; clears train.steps)");
+    app.add_option("--steps", steps, "total training steps (train.steps; clears train.kimg)");
+    app.add_option("--epochs", epochs, "epochs (train.epochs; clears train.steps and train.kimg)");
     app.add_option("--seed", seed, "random seed (train.seed)");
     app.add_option("--resume", resume, "continue from a checkpoint: PATH or auto (newest run of this config)");
     std::vector<std::string> init_from;
@@ -200,8 +200,12 @@ int train_main(int argc, char** argv) {
       if (epochs >= 0) {
         apply_override(cfg, "train.epochs=" + std::to_string(epochs));
         apply_override(cfg, "train.steps=0");
+        apply_override(cfg, "train.kimg=0");
       }
-      if (steps >= 0) apply_override(cfg, "train.steps=" + std::to_string(steps));
+      if (steps >= 0) {
+        apply_override(cfg, "train.steps=" + std::to_string(steps));
+        apply_override(cfg, "train.kimg=0");
+      }
       if (seed >= 0) apply_override(cfg, "train.seed=" + std::to_string(seed));
       validate_config(cfg);
     };
@@ -290,7 +294,7 @@ int sample_main(int argc, char** argv) {
     CLI::App app{"gan-sample: generate images from a gan-train checkpoint"};
     SampleOptions o;
     std::string info;
-    app.add_option("--checkpoint", o.checkpoint, "checkpoint .pt (e.g. runs/<run>/checkpoints/latest.pt)");
+    app.add_option("--checkpoint", o.checkpoint, "checkpoint .pt, a run folder (its latest) or RUN/best");
     app.add_option("--info", info,
                    "print what a checkpoint holds (step, model, parameter counts, EMA, last scores, format, versions, "
                    "config) and exit");
@@ -329,12 +333,13 @@ int sample_main(int argc, char** argv) {
     app.add_option("--arithmetic", o.arithmetic, "latent arithmetic on seeds, e.g. \"[1,2,3]-[4,5,6]+[7,8,9]\"");
     if (int code = parse_command_line(app, argc, argv, "gan-sample"); code >= 0) return code;
     if (!info.empty()) {
-      std::cout << describe_checkpoint(info) << std::flush;
+      std::cout << describe_checkpoint(resolve_checkpoint_arg(info)) << std::flush;
       return kExitOk;
     }
     if (o.checkpoint.empty())
       throw UserError(kExitUsage, "--checkpoint is required (a .pt written by gan-train, e.g. "
                                   "runs/<run>/checkpoints/latest.pt; see gan-sample --help)");
+    o.checkpoint = resolve_checkpoint_arg(o.checkpoint);
     sample(o);
     return kExitOk;
   });
@@ -350,7 +355,7 @@ int eval_main(int argc, char** argv) {
     std::vector<std::string> sets;
     std::int64_t samples = 0, seed = 0;
     bool real_only = false;
-    app.add_option("--checkpoint", checkpoint, "checkpoint .pt (e.g. runs/<run>/checkpoints/latest.pt)");
+    app.add_option("--checkpoint", checkpoint, "checkpoint .pt, a run folder (its latest) or RUN/best");
     app.add_flag("--real-only", real_only, "print the real-vs-real floors of the data only (no checkpoint needed)");
     app.add_option("-c,--config", config_path, "with --real-only: config naming the data and model size")
         ->check(CLI::ExistingFile);
@@ -372,7 +377,7 @@ int eval_main(int argc, char** argv) {
     Config cfg = config_path.empty() ? Config{} : load_config(config_path);
     SamplingModel model;
     if (!checkpoint.empty()) {
-      model = load_generator(checkpoint, dev);
+      model = load_generator(resolve_checkpoint_arg(checkpoint), dev);
       cfg = model.cfg;
     }
     for (const auto& s : sets) apply_override(cfg, s);

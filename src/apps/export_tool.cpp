@@ -18,7 +18,7 @@ int export_main(int argc, char** argv) {
   return guarded("gan-export", [&]() -> int {
     CLI::App app{"gan-export: write a network of a gan-train checkpoint as a PyTorch state_dict or safetensors file"};
     std::string checkpoint, out, net = "g", format;
-    app.add_option("checkpoint", checkpoint, "checkpoint .pt written by gan-train")->required();
+    app.add_option("checkpoint", checkpoint, "checkpoint .pt written by gan-train, a run folder or RUN/best")->required();
     app.add_option("--out", out, "file to write: NAME.pt (torch.load) or NAME.safetensors")->required();
     app.add_option("--net", net, "g (generator) | g_ema (its EMA) | d (discriminator)")
         ->check(CLI::IsMember({"g", "g_ema", "d"}));
@@ -29,6 +29,7 @@ int export_main(int argc, char** argv) {
       const bool st = out.size() > 12 && out.compare(out.size() - 12, 12, ".safetensors") == 0;
       format = st ? "safetensors" : "pt";
     }
+    checkpoint = resolve_checkpoint_arg(checkpoint);
     const Config cfg = read_checkpoint_config(checkpoint);
     StateDict weights;
     if (net == "d") {

@@ -167,6 +167,8 @@ const std::vector<Field>& fields() {
         fail(loc + ": data.cache is empty; use auto, off or a folder to keep the preprocessed cache in");
     };
     t.push_back(cache);
+    t.push_back(flag("data", "xflip", &Config::data, &DataConfig::xflip,
+                     "show each image mirrored half of the time"));
     t.push_back(text("data", "labels", &Config::data, &DataConfig::labels, {},
                      "IDX label file for source idx (\"\" = next to the images)"));
     Field size = number("model", "image_size", &Config::model, &ModelConfig::image_size, 16, 256,
@@ -217,6 +219,8 @@ const std::vector<Field>& fields() {
                        "passes over the data (ignored when steps > 0)"));
     t.push_back(number("train", "steps", &Config::train, &TrainConfig::steps, 0, kBig,
                        "total steps; when > 0 it replaces epochs"));
+    t.push_back(number("train", "kimg", &Config::train, &TrainConfig::kimg, 0.0, 1e9,
+                       "length in thousands of real images; when > 0 it replaces epochs"));
     t.push_back(number("train", "lr", &Config::train, &TrainConfig::lr, 1e-9, 1.0, "Adam learning rate"));
     t.push_back(number("train", "beta1", &Config::train, &TrainConfig::beta1, 0.0, 0.999999, "Adam beta1"));
     t.push_back(number("train", "beta2", &Config::train, &TrainConfig::beta2, 0.0, 0.999999, "Adam beta2"));
@@ -226,12 +230,30 @@ const std::vector<Field>& fields() {
     t.push_back(number("train", "beta2_g", &Config::train, &TrainConfig::beta2_g, -1.0, 0.999999, "G beta2 (-1 = beta2)"));
     t.push_back(number("train", "beta1_d", &Config::train, &TrainConfig::beta1_d, -1.0, 0.999999, "D beta1 (-1 = beta1)"));
     t.push_back(number("train", "beta2_d", &Config::train, &TrainConfig::beta2_d, -1.0, 0.999999, "D beta2 (-1 = beta2)"));
-    t.push_back(text("train", "loss", &Config::train, &TrainConfig::loss, {"bce", "minimax", "lsgan", "hinge", "wgan-gp"},
-                     "bce (non-saturating) | minimax | lsgan | hinge | wgan-gp"));
+    t.push_back(text("train", "loss", &Config::train, &TrainConfig::loss, {"bce", "minimax", "lsgan", "hinge", "wgan-gp", "rpgan"},
+                     "bce (non-saturating) | minimax | lsgan | hinge | wgan-gp | rpgan (R3GAN)"));
     t.push_back(number("train", "gp_weight", &Config::train, &TrainConfig::gp_weight, 0.0, 1e6,
                        "wgan-gp gradient penalty weight"));
     t.push_back(number("train", "r1_gamma", &Config::train, &TrainConfig::r1_gamma, 0.0, 1e6,
                        "R1 penalty gamma on real images (0 = off)"));
+    t.push_back(number("train", "r2_gamma", &Config::train, &TrainConfig::r2_gamma, 0.0, 1e6,
+                       "R2 penalty gamma on generated images (0 = off)"));
+    t.push_back(text("train", "augment", &Config::train, &TrainConfig::augment, {"off", "diffaug", "ada"},
+                     "augment all D sees: off | diffaug | ada (adaptive)"));
+    t.push_back(text("train", "augment_policy", &Config::train, &TrainConfig::augment_policy, {},
+                     "ops, e.g. color,translation,cutout (\"\" = mode default)"));
+    t.push_back(number("train", "ada_target", &Config::train, &TrainConfig::ada_target, 0.0, 1.0,
+                       "ada: target E[sign(D(real))]"));
+    t.push_back(number("train", "ada_kimg", &Config::train, &TrainConfig::ada_kimg, 0.001, 1e9,
+                       "ada: kimg for p to move by 1"));
+    t.push_back(number("train", "schedule_kimg", &Config::train, &TrainConfig::schedule_kimg, 0.0, 1e9,
+                       "cosine schedules' length in kimg (0 = the run)"));
+    t.push_back(number("train", "lr_final", &Config::train, &TrainConfig::lr_final, 0.0, 1.0,
+                       "learning rates end at this fraction (cosine)"));
+    t.push_back(number("train", "gamma_final", &Config::train, &TrainConfig::gamma_final, 0.0, 1.0,
+                       "R1/R2 gamma end at this fraction (cosine)"));
+    t.push_back(number("train", "beta2_final", &Config::train, &TrainConfig::beta2_final, -1.0, 0.999999,
+                       "Adam beta2 at the end (cosine; -1 = constant)"));
     t.push_back(number("train", "label_smoothing", &Config::train, &TrainConfig::label_smoothing, 0.0, 0.5,
                        "one-sided: real targets 1 - s"));
     t.push_back(number("train", "instance_noise", &Config::train, &TrainConfig::instance_noise, 0.0, 10.0,
@@ -297,6 +319,8 @@ const std::vector<Field>& fields() {
                        "warn below this fraction of the data's diversity"));
     t.push_back(number("health", "eval_regress", &Config::health, &HealthConfig::eval_regress, 1.0, 1e6,
                        "warn when an eval FD exceeds best x this"));
+    t.push_back(number("health", "grace_steps", &Config::health, &HealthConfig::grace_steps, 0, kBig,
+                       "no diversity warning before this step"));
     t.push_back(text("dist", "backend", &Config::dist, &DistConfig::backend, {"auto", "gloo", "nccl"},
                      "auto (nccl on CUDA, gloo on CPU) | gloo | nccl"));
     Field timeout = duration("dist", "timeout", &Config::dist, &DistConfig::timeout,
@@ -454,8 +478,11 @@ void validate_config(const Config& cfg) {
          " is not a power of two; use 16, 32, 64, 128 or 256");
   if (m.channels != 1 && m.channels != 3)
     fail(cfg.origin + ": model.channels = " + std::to_string(m.channels) + " must be 1 (grayscale) or 3 (RGB)");
-  if (cfg.train.steps == 0 && cfg.train.epochs == 0)
-    fail(cfg.origin + ": train.epochs and train.steps are both 0; set one of them (e.g. --epochs 5 or --steps 1000)");
+  if (cfg.train.steps == 0 && cfg.train.epochs == 0 && cfg.train.kimg == 0)
+    fail(cfg.origin + ": train.epochs, train.steps and train.kimg are all 0; set one of them (e.g. --epochs 5 or "
+                      "--steps 1000)");
+  if (cfg.train.steps > 0 && cfg.train.kimg > 0)
+    fail(cfg.origin + ": train.steps and train.kimg both set the length; keep one of them (the other 0)");
   const std::string& d = cfg.train.device;
   bool cuda_n = d.rfind("cuda:", 0) == 0 && d.size() > 5 &&
                 d.find_first_not_of("0123456789", 5) == std::string::npos;
@@ -471,8 +498,12 @@ void validate_config(const Config& cfg) {
   if (t.loss == "wgan-gp" && m.d_norm == "batch")
     fail(cfg.origin + ": train.loss wgan-gp needs model.d_norm none, layer or instance (batch norm mixes the samples "
                       "that the gradient penalty treats one by one)");
-  if (t.label_smoothing > 0 && (t.loss == "hinge" || t.loss == "wgan-gp"))
+  if (t.label_smoothing > 0 && (t.loss == "hinge" || t.loss == "wgan-gp" || t.loss == "rpgan"))
     fail(cfg.origin + ": train.label_smoothing applies to bce, minimax and lsgan, not " + t.loss);
+  if (t.augment == "off" && !t.augment_policy.empty())
+    fail(cfg.origin + ": train.augment_policy is set but train.augment is off; set train.augment diffaug or ada");
+  if (t.loss == "rpgan" && t.d_steps > 1)
+    fail(cfg.origin + ": train.loss rpgan pairs each D update with a G update; use train.d_steps 1");
   if (m.conditional && m.num_classes == 1)
     fail(cfg.origin + ": model.num_classes = 1 for a conditional model; use 0 (from the data) or at least 2");
   if (m.minibatch_std && cfg.train.batch_size < 2)

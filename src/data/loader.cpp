@@ -18,11 +18,11 @@ void bytes_to_unit_range(const std::uint8_t* in, float* out, std::size_t n) {
 }
 
 BatchLoader::BatchLoader(ImageSource& source, int batch_size, std::uint64_t seed, LoaderPosition start, int workers,
-                         int prefetch, bool pin_memory, int shard, int shards)
+                         int prefetch, bool pin_memory, int shard, int shards, bool xflip)
     : source_(source), batch_size_(batch_size), seed_(seed),
       workers_(std::max(1, workers > 0 ? workers : static_cast<int>(std::thread::hardware_concurrency()))),
       prefetch_(static_cast<size_t>(std::max(1, prefetch))), pin_memory_(pin_memory), shard_(shard),
-      shards_(std::max(1, shards)), start_(start) {
+      shards_(std::max(1, shards)), xflip_(xflip), start_(start) {
   TORCH_CHECK(batch_size_ % shards_ == 0 && shard_ >= 0 && shard_ < shards_, "BatchLoader: batch ", batch_size_,
               " cannot be split into ", shards_, " shards");
   if (source_.size() < batch_size_)
@@ -39,6 +39,14 @@ BatchLoader::~BatchLoader() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+}
+
+bool BatchLoader::mirrored(std::uint64_t seed, std::int64_t epoch, std::int64_t place) {
+  std::uint64_t z = seed * 0x9e3779b97f4a7c15ull ^ static_cast<std::uint64_t>(epoch) * 0xbf58476d1ce4e5b9ull ^
+                    static_cast<std::uint64_t>(place) * 0x94d049bb133111ebull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;  // splitmix64's finaliser
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return ((z ^ (z >> 31)) >> 17) & 1u;
 }
 
 std::int64_t BatchLoader::batches_per_epoch() const { return source_.size() / batch_size_; }
@@ -90,6 +98,8 @@ bool BatchLoader::fill(std::vector<std::int64_t>& order, LoaderPosition& pos, Ba
     for (std::int64_t k = 0; k < want; ++k) {
       if (!ok[k]) continue;
       if (w != filled + k) std::memmove(dst + w * per, dst + (filled + k) * per, per);
+      if (xflip_ && mirrored(seed_, pos.epoch, first + k))
+        for (std::uint8_t* row = dst + w * per; row < dst + (w + 1) * per; row += s) std::reverse(row, row + s);
       if (labelled) labels[static_cast<size_t>(w)] = source_.label(order[first + k]);
       ++w;
     }

@@ -106,6 +106,32 @@ std::vector<std::string> read_class_names(torch::serialize::InputArchive& ar) {
 
 std::string checkpoint_dir(const std::string& run_dir) { return run_dir + "/checkpoints"; }
 
+std::string resolve_checkpoint_arg(const std::string& arg) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::string run = arg;
+  while (run.size() > 1 && run.back() == '/') run.pop_back();
+  std::string which = "latest";
+  if (!fs::exists(run, ec)) {
+    const auto slash = run.find_last_of('/');
+    const std::string last = slash == std::string::npos ? run : run.substr(slash + 1);
+    if (last != "best" && last != "latest") return arg;  // a file name: the loader says it is missing
+    which = last;
+    run = slash == std::string::npos ? "." : run.substr(0, slash);
+  } else if (!fs::is_directory(run, ec)) {
+    return arg;
+  }
+  const std::string file = checkpoint_dir(run) + "/" + which + ".pt";
+  if (fs::exists(file, ec)) return file;
+  if (!fs::exists(checkpoint_dir(run), ec))
+    throw UserError(kExitUsage, arg + " is not a run folder (it has no checkpoints/); give a checkpoint .pt, a run "
+                                      "folder written by gan-train, or RUN/best");
+  if (which == "best")
+    throw UserError(kExitUsage, run + " has no checkpoints/best.pt: it is written when the run evaluates (eval.every "
+                                      "> 0); give " + run + " for its latest checkpoint");
+  throw UserError(kExitUsage, run + " has no checkpoints/latest.pt yet; give one of its step_*.pt files");
+}
+
 void save_checkpoint(const std::string& path, const Config& cfg, Generator& g, Discriminator& d,
                      torch::optim::Optimizer& opt_g, torch::optim::Optimizer& opt_d, const TrainingState& state,
                      Generator* g_ema) {
@@ -120,6 +146,7 @@ void save_checkpoint(const std::string& path, const Config& cfg, Generator& g, D
   ar.write("world_size", c10::IValue(static_cast<std::int64_t>(state.world_size)));
   ar.write("versions", c10::IValue(versions_json()));
   if (!state.last_eval.empty()) ar.write("eval", c10::IValue(state.last_eval));
+  ar.write("augment", torch::tensor({state.augment_p, state.ada_sum}, torch::kDouble), /*is_buffer=*/true);
   ar.write("rng_state", state.rng_state, /*is_buffer=*/true);
   ar.write("fixed_noise", state.fixed_noise.cpu(), /*is_buffer=*/true);
   if (state.fixed_labels.defined()) ar.write("fixed_labels", state.fixed_labels.cpu(), /*is_buffer=*/true);
@@ -203,7 +230,22 @@ void load_checkpoint_bytes(const std::string* bytes, const std::string& path, co
     state->world_size = ar.try_read("world_size", world) && world.isInt() ? static_cast<int>(world.toInt()) : 1;
     c10::IValue eval;
     state->last_eval = ar.try_read("eval", eval) && eval.isString() ? eval.toStringRef() : "";
+    at::Tensor aug;  // absent before augmentation: p = 0
+    if (ar.try_read("augment", aug, true) && aug.numel() == 2) {
+      aug = aug.cpu().to(torch::kDouble);
+      state->augment_p = aug[0].item<double>();
+      state->ada_sum = aug[1].item<double>();
+    }
   }
+}
+
+std::string read_checkpoint_eval(const std::string& path, std::int64_t* step) {
+  read_checkpoint_config(path);  // a clear error for a missing or foreign file
+  torch::serialize::InputArchive ar;
+  open_archive(path, torch::kCPU, ar);
+  if (step) *step = read_int(ar, path, "step");
+  c10::IValue eval;
+  return ar.try_read("eval", eval) && eval.isString() ? eval.toStringRef() : "";
 }
 
 std::string describe_checkpoint(const std::string& path) {

@@ -30,8 +30,10 @@ void HealthMonitor::add_step(const at::Tensor& stats) {
   sums_ = at::Tensor();
   count_ = 0;
   // bce/minimax report probabilities, lsgan targets 1/0; hinge is saturated when both margins hold on average.
-  const bool now = loss_ == "hinge" ? real > 1.0 && fake < -1.0
-                                    : real > cfg_.saturation && fake < 1.0 - cfg_.saturation;
+  // rpgan's outputs only mean something relative to each other: saturated when sigmoid(D(x) - D(G(z))) > threshold.
+  const bool now = loss_ == "hinge"   ? real > 1.0 && fake < -1.0
+                   : loss_ == "rpgan" ? 1.0 / (1.0 + std::exp(fake - real)) > cfg_.saturation
+                                      : real > cfg_.saturation && fake < 1.0 - cfg_.saturation;
   if (now && !saturated_) {
     ++warnings_;
     spdlog::warn("health: D is saturating at step {}: mean D(x) {:.3f}, D(G(z)) {:.3f} over the last {} steps "
@@ -49,7 +51,8 @@ double HealthMonitor::check_diversity(std::int64_t step, const at::Tensor& image
   const double ratio = data_diversity_ > 0 ? last_diversity_ / data_diversity_ : 1.0;
   spdlog::info("health: sample diversity {:.4f} at step {} ({:.0f}% of the data's {:.4f})", last_diversity_, step,
                100 * ratio, data_diversity_);
-  const bool now = data_diversity_ > 0 && ratio < cfg_.min_diversity;
+  // Not before health.grace_steps: G at its initialisation draws near-equal images, which is no collapse.
+  const bool now = data_diversity_ > 0 && ratio < cfg_.min_diversity && step >= cfg_.grace_steps;
   if (now && !collapsed_) {
     ++warnings_;
     spdlog::warn("health: sample diversity collapsed at step {}: {:.4f}, {:.0f}% of the data's {:.4f} (health."

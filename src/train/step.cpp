@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "gan/errors.h"
@@ -74,7 +75,7 @@ StepOptions step_options(const TrainConfig& train, const c10::Device& device) {
              : train.upconv == "gemm"     ? UpconvMode::kGemm
                                           : UpconvMode::kAuto;
   // Gradient penalties differentiate D's input gradient again, which the Winograd form does not support.
-  const bool penalty = train.loss == "wgan-gp" || train.r1_gamma > 0;
+  const bool penalty = train.loss == "wgan-gp" || train.r1_gamma > 0 || train.r2_gamma > 0;
   o.downconv = train.downconv == "direct" || penalty ? DownconvMode::kDirect
                : train.downconv == "winograd"       ? DownconvMode::kWinograd
                                                     : DownconvMode::kAuto;
@@ -85,10 +86,14 @@ StepOptions step_options(const TrainConfig& train, const c10::Device& device) {
   o.loss = train.loss;
   o.gp_weight = train.gp_weight;
   o.r1_gamma = train.r1_gamma;
+  o.r2_gamma = train.r2_gamma;
   o.label_smoothing = train.label_smoothing;
-  if (o.amp == "fp16" && (o.loss == "wgan-gp" || o.r1_gamma > 0))
+  if (train.augment != "off") o.augment = parse_augment_policy(train.augment_policy, train.augment);
+  if (o.amp == "fp16" && (o.loss == "wgan-gp" || o.r1_gamma > 0 || o.r2_gamma > 0))
     throw UserError(kExitUsage, "train.amp fp16 cannot scale the gradient penalty of " +
-                                    std::string(o.loss == "wgan-gp" ? "train.loss wgan-gp" : "train.r1_gamma") +
+                                    std::string(o.loss == "wgan-gp" ? "train.loss wgan-gp"
+                                                : o.r1_gamma > 0    ? "train.r1_gamma"
+                                                                    : "train.r2_gamma") +
                                     "; use train.amp bf16 or off");
   return o;
 }
@@ -108,16 +113,21 @@ at::Tensor d_loss(const std::string& loss, const at::Tensor& r, const at::Tensor
   if (loss == "lsgan") return 0.5 * (real - (1.0 - smoothing)).pow(2).mean() + 0.5 * fake.pow(2).mean();
   if (loss == "hinge") return torch::relu(1.0 - real).mean() + torch::relu(1.0 + fake).mean();
   if (loss == "wgan-gp") return fake.mean() - real.mean();
-  throw UserError(kExitUsage, "train.loss = '" + loss + "' is not bce, minimax, lsgan, hinge or wgan-gp");
+  if (loss == "rpgan") return torch::softplus(-(real - fake)).mean();
+  throw UserError(kExitUsage, "train.loss = '" + loss + "' is not bce, minimax, lsgan, hinge, wgan-gp or rpgan");
 }
 
-at::Tensor g_loss(const std::string& loss, const at::Tensor& f) {
+at::Tensor g_loss(const std::string& loss, const at::Tensor& f, const at::Tensor& r) {
   const at::Tensor fake = f.to(at::kFloat);  // [B] logits
+  if (loss == "rpgan") {
+    TORCH_CHECK(r.defined(), "g_loss: rpgan needs D's output on the paired real images");
+    return torch::softplus(-(fake - r.to(at::kFloat))).mean();
+  }
   if (loss == "bce") return torch::binary_cross_entropy_with_logits(fake, torch::ones_like(fake));
   if (loss == "minimax") return -torch::softplus(fake).mean();  // minimise log(1 - D(G(z))) = -softplus(logit)
   if (loss == "lsgan") return 0.5 * (fake - 1.0).pow(2).mean();
   if (loss == "hinge" || loss == "wgan-gp") return -fake.mean();
-  throw UserError(kExitUsage, "train.loss = '" + loss + "' is not bce, minimax, lsgan, hinge or wgan-gp");
+  throw UserError(kExitUsage, "train.loss = '" + loss + "' is not bce, minimax, lsgan, hinge, wgan-gp or rpgan");
 }
 
 at::Tensor d_score(const std::string& loss, const at::Tensor& logits) {
@@ -157,6 +167,11 @@ void ema_update(torch::nn::Module& ema, torch::nn::Module& g, double beta) {
   for (size_t i = 0; i < ep.size(); ++i) ep[i].lerp_(gp[i], 1.0 - beta);  // beta * ema + (1 - beta) * g
   auto eb = ema.buffers(), gb = g.buffers();
   for (size_t i = 0; i < eb.size(); ++i) eb[i].copy_(gb[i]);
+}
+
+double cosine_schedule(double start, double end, double progress) {
+  const double t = std::clamp(progress, 0.0, 1.0);
+  return end + (start - end) * 0.5 * (1.0 + std::cos(M_PI * t));
 }
 
 double instance_noise_std(const TrainConfig& train, std::int64_t step, std::int64_t total) {
@@ -222,6 +237,12 @@ StepResult GanStep::run(const StepInput& in, std::int64_t step, bool poison_d) {
     return x + rows(torch::randn(shape, x.options().memory_format(at::MemoryFormat::Contiguous)), x.size(0)) *
                    in.noise_std;
   };
+  // Augmentation of every D input (train.augment), drawn for the global batch like the noise.
+  const bool augmenting = !opts_.augment.empty() && in.augment_p > 0;
+  auto augmented = [&](const at::Tensor& x) {
+    return augmenting ? augment(x, opts_.augment, in.augment_p, in.row_begin, global).contiguous(fmt) : x;
+  };
+  const double r1_gamma = opts_.r1_gamma * gamma_scale_, r2_gamma = opts_.r2_gamma * gamma_scale_;
 
   // fp16: a scaled loss's gradients are unscaled in place; an overflow skips the step and halves the scale.
   auto unscale = [&](std::vector<at::Tensor>& params) {
@@ -251,11 +272,11 @@ StepResult GanStep::run(const StepInput& in, std::int64_t step, bool poison_d) {
   };
 
   // Discriminator updates (train.d_steps), each on its own real batch and noise.
-  at::Tensor fake, fake_labels, real_logits, fake_logits, loss_d, penalty;
+  at::Tensor fake, fake_labels, real_logits, fake_logits, loss_d, penalty, real_in, real_y;
   for (size_t k = 0; k < d_steps; ++k) {
     const bool last = k + 1 == d_steps;
     const at::Tensor real = in.real[k].contiguous(fmt);  // [B, C, S, S]
-    const at::Tensor real_y = cond ? in.real_labels[k] : at::Tensor();
+    real_y = cond ? in.real_labels[k] : at::Tensor();
     fake_labels = cond ? in.fake_labels[k] : at::Tensor();
     {
       AutocastScope autocast(amp);
@@ -265,10 +286,13 @@ StepResult GanStep::run(const StepInput& in, std::int64_t step, bool poison_d) {
         torch::NoGradGuard no_grad;
         fake = g_->forward(in.z[k], fake_labels).contiguous(fmt);
       }
-      at::Tensor real_in = noisy(real);
-      const at::Tensor fake_in = noisy(fake.detach());
-      if (opts_.r1_gamma > 0) real_in = real_in.detach().requires_grad_(true);  // R1 differentiates this forward
-      real_logits = d_->forward(real_in, real_y);     // [B]
+      // R1 and R2 differentiate D(augment(x)) in x, the image before augmentation (as StyleGAN2-ADA does).
+      at::Tensor real_x = noisy(real), fake_x = noisy(fake.detach());
+      if (r1_gamma > 0) real_x = real_x.detach().requires_grad_(true);
+      if (r2_gamma > 0) fake_x = fake_x.detach().requires_grad_(true);
+      real_in = augmented(real_x);
+      const at::Tensor fake_in = augmented(fake_x);
+      real_logits = d_->forward(real_in, real_y);       // [B]
       fake_logits = d_->forward(fake_in, fake_labels);  // [B]
       loss_d = d_loss(loss, real_logits, fake_logits, opts_.label_smoothing);
       penalty = at::Tensor();
@@ -277,10 +301,15 @@ StepResult GanStep::run(const StepInput& in, std::int64_t step, bool poison_d) {
         penalty = gradient_penalty(d_, real_in, fake_in, real_y, eps);
         loss_d = loss_d + opts_.gp_weight * penalty;
       }
-      if (opts_.r1_gamma > 0) {
-        at::Tensor r1 = r1_penalty(real_logits, real_in);
-        loss_d = loss_d + 0.5 * opts_.r1_gamma * r1;
+      if (r1_gamma > 0) {
+        at::Tensor r1 = r1_penalty(real_logits, real_x);
+        loss_d = loss_d + 0.5 * r1_gamma * r1;
         penalty = penalty.defined() ? penalty + r1 : r1;
+      }
+      if (r2_gamma > 0) {
+        at::Tensor r2 = r1_penalty(fake_logits, fake_x);
+        loss_d = loss_d + 0.5 * r2_gamma * r2;
+        penalty = penalty.defined() ? penalty + r2 : r2;
       }
     }
     if (poison_d) loss_d = loss_d * std::nan("");
@@ -298,8 +327,13 @@ StepResult GanStep::run(const StepInput& in, std::int64_t step, bool poison_d) {
   set_requires_grad(d_params_, false);
   {
     AutocastScope autocast(amp);
-    fake_logits_g = d_->forward(noisy(fake), fake_labels);  // [B]
-    loss_g = g_loss(loss, fake_logits_g);
+    fake_logits_g = d_->forward(augmented(noisy(fake)), fake_labels);  // [B]
+    at::Tensor paired;  // rpgan: D's output on the last real batch, with D as it is now
+    if (loss == "rpgan") {
+      torch::NoGradGuard no_grad;
+      paired = d_->forward(real_in.detach(), real_y);  // [B]
+    }
+    loss_g = g_loss(loss, fake_logits_g, paired);
   }
   drop_grads(g_params_);
   if (sync_) sync_->before_backward(1);
@@ -319,7 +353,7 @@ StepResult GanStep::run(const StepInput& in, std::int64_t step, bool poison_d) {
   at::Tensor pen = penalty.defined() ? penalty.detach().to(at::kFloat) : torch::zeros({}, loss_d.options());
   result.stats = torch::stack({loss_d.detach().to(at::kFloat), loss_g.detach().to(at::kFloat),
                                d_score(loss, real_logits), d_score(loss, fake_logits), d_score(loss, fake_logits_g),
-                               pen.to(at::kFloat)});
+                               pen.to(at::kFloat), real_logits.detach().to(at::kFloat).sign().mean()});
   return result;
 }
 

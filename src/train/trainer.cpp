@@ -12,8 +12,10 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <filesystem>
 #include <thread>
 
+#include "gan/augment.h"
 #include "gan/checkpoint.h"
 #include "gan/datasets.h"
 #include "gan/distributed.h"
@@ -22,6 +24,7 @@
 #include "gan/files.h"
 #include "gan/health.h"
 #include "gan/image.h"
+#include "gan/json.h"
 #include "gan/loader.h"
 #include "gan/models.h"
 #include "gan/platform.h"
@@ -96,6 +99,13 @@ class Trainer {
   void roll_back(char net, std::int64_t at_step);
   void check_replicas();
   std::string distributed_json() const;
+  void apply_schedule(GanStep& stepper);
+  bool scheduled() const {
+    return cfg_.train.lr_final < 1 || cfg_.train.gamma_final < 1 || cfg_.train.beta2_final >= 0;
+  }
+  std::string schedule_json() const;
+  void update_ada(const at::Tensor& stats);
+  void save_best(const std::string& scores);
 
   // What the run is.
   Config cfg_;
@@ -117,6 +127,9 @@ class Trainer {
   std::unique_ptr<GradientReducer> reducer_;  // distributed: averages the gradients
   std::unique_ptr<StepVote> vote_;             // distributed: averages the statistics, agrees on stopping
   std::int64_t total_ = 0, per_epoch_ = 0;
+  std::int64_t per_step_ = 0;  // real images per step (the global batch times train.d_steps)
+  // The learning rates and beta2 at the start of the cosine schedules (train.lr_final, beta2_final).
+  double lr_g0_ = 0, lr_d0_ = 0, beta2_g0_ = 0, beta2_d0_ = 0;
 
   // Where it is.
   std::int64_t step_ = 0;
@@ -129,6 +142,10 @@ class Trainer {
   std::pair<double, double> last_losses_{NAN, NAN};  // D and G loss of the newest metrics row, for the bar
   double best_fd_ = 0;
   Meter meter_;
+  double ada_p_ = 0;     // train.augment ada: the probability of each op; 1 for diffaug
+  at::Tensor ada_sum_;   // ada: sum of E[sign(D(real))] since p last moved, on the device
+  double ada_rt_ = 0;    // ada: the last r_t (for metrics)
+  double gamma_scale_ = 1;  // the cosine schedule's factor on the R1/R2 gammas at the last step
   Clock::time_point start_, interval_start_;
   std::int64_t interval_images_ = 0, images_done_ = 0, first_step_ = 0;
   double train_seconds_ = 0;
@@ -209,7 +226,17 @@ Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const Tra
   pos_ = state_.data;
   loader_ = make_loader();
   per_epoch_ = loader_->batches_per_epoch();
-  total_ = cfg_.train.steps > 0 ? cfg_.train.steps : cfg_.train.epochs * per_epoch_;
+  per_step_ = static_cast<std::int64_t>(cfg_.train.batch_size) * cfg_.train.d_steps;
+  total_ = cfg_.train.steps > 0  ? cfg_.train.steps
+           : cfg_.train.kimg > 0 ? static_cast<std::int64_t>(std::ceil(cfg_.train.kimg * 1000.0 / per_step_ - 1e-9))
+                                 : cfg_.train.epochs * per_epoch_;
+  const TrainConfig& tc = cfg_.train;
+  lr_g0_ = tc.lr_g > 0 ? tc.lr_g : tc.lr;
+  lr_d0_ = tc.lr_d > 0 ? tc.lr_d : tc.lr;
+  beta2_g0_ = tc.beta2_g >= 0 ? tc.beta2_g : tc.beta2;
+  beta2_d0_ = tc.beta2_d >= 0 ? tc.beta2_d : tc.beta2;
+  ada_p_ = tc.augment == "diffaug" ? 1.0 : tc.augment == "ada" ? state_.augment_p : 0.0;
+  if (state_.ada_sum != 0) ada_sum_ = torch::tensor(static_cast<float>(state_.ada_sum)).to(device_);
 
   // The run folder: created only once everything above has been checked. Rank 0 names it (a new run's name has the
   // time in it) and alone writes into it.
@@ -217,6 +244,23 @@ Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const Tra
   if (dist_) run = dist_->broadcast_bytes(run);
   folder_ = std::make_unique<RunFolder>(run, main_, cfg_, resume_from.empty() ? -1 : state_.step);
   summary_.run_dir = run;
+  const std::string best = checkpoint_dir(run) + "/best.pt";
+  std::error_code ec;
+  if (!resume_from.empty() && main_ && std::filesystem::exists(best, ec)) {  // what a new evaluation must beat
+    std::int64_t best_step = 0;
+    const std::string scores = read_checkpoint_eval(best, &best_step);
+    double fd = NAN;
+    try {
+      fd = parse_json(scores).num("fd", NAN);
+    } catch (const std::exception&) {
+    }
+    if (std::isfinite(fd)) {
+      best_fd_ = fd;
+      best_eval_ = "{\"step\": " + std::to_string(best_step) + ", \"checkpoint\": " + json_quote(best) +
+                   ", \"scores\": " + scores + "}";
+      health_.check_eval(best_step, fd);
+    }
+  }
   if (dist_) {
     reducer_ = std::make_unique<GradientReducer>(*dist_, nets_.d->parameters(), nets_.g->parameters(),
                                                  cfg_.dist.bucket_mb, cfg_.dist.overlap);
@@ -279,7 +323,7 @@ void Trainer::share_weights() {
 std::unique_ptr<BatchLoader> Trainer::make_loader() {
   return std::make_unique<BatchLoader>(*source_, cfg_.train.batch_size, static_cast<std::uint64_t>(cfg_.train.seed),
                                        pos_, default_threads(cfg_.data.workers, dist_), /*prefetch=*/3,
-                                       /*pin_memory=*/device_.is_cuda(), rank_, world_);
+                                       /*pin_memory=*/device_.is_cuda(), rank_, world_, cfg_.data.xflip);
 }
 
 void Trainer::log_setup() {
@@ -293,9 +337,10 @@ void Trainer::log_setup() {
   spdlog::info("step: upconv {}, downconv {}, channels_last {}, amp {}{}", tc.upconv, downconv,
                step_opts_.channels_last ? "on" : "off", step_opts_.amp,
                device_.is_cuda() ? (tc.cudnn_benchmark ? ", cuDNN benchmark" : "") : "");
-  spdlog::info("objective: loss {}{}{}{}{}{}{} | D: norm {}{}{} | latent {}{}", tc.loss,
+  spdlog::info("objective: loss {}{}{}{}{}{}{}{} | D: norm {}{}{} | latent {}{}", tc.loss,
                tc.loss == "wgan-gp" ? fmt::format(" (gp {})", tc.gp_weight) : "",
                tc.r1_gamma > 0 ? fmt::format(", R1 gamma {}", tc.r1_gamma) : "",
+               tc.r2_gamma > 0 ? fmt::format(", R2 gamma {}", tc.r2_gamma) : "",
                tc.label_smoothing > 0 ? fmt::format(", real label {}", 1 - tc.label_smoothing) : "",
                tc.instance_noise > 0 ? fmt::format(", instance noise {} annealed", tc.instance_noise) : "",
                tc.d_steps > 1 ? fmt::format(", {} D steps per G step", tc.d_steps) : "",
@@ -307,6 +352,21 @@ void Trainer::log_setup() {
   spdlog::info("device {} | {} CPU threads | G {} params, D {} params | {} steps of {} images ({} per epoch)",
                device_.str(), threads_, parameter_count(*nets_.g), parameter_count(*nets_.d), total_,
                tc.batch_size, per_epoch_);
+  const double images = static_cast<double>(total_) * static_cast<double>(per_step_);
+  spdlog::info("length: {} steps = {:.1f} epochs of the {} images = {:.1f} kimg (from train.{}){}", total_,
+               images / static_cast<double>(std::max<std::int64_t>(1, source_->size())), source_->size(),
+               images / 1000.0, tc.steps > 0 ? "steps" : tc.kimg > 0 ? "kimg" : "epochs",
+               state_.step > 0 ? fmt::format("; {} done", state_.step) : "");
+  if (tc.augment != "off")
+    spdlog::info("augmentation: {} ({}){}", tc.augment, augment_policy_text(step_opts_.augment),
+                 tc.augment == "ada" ? fmt::format(", p {:.3f} adapting towards E[sign(D(x))] = {} (moves by 1 in {} kimg)",
+                                                   ada_p_, tc.ada_target, tc.ada_kimg)
+                                     : "");
+  if (scheduled())
+    spdlog::info("cosine schedules over {:g} kimg: learning rates to {} of their start{}{}",
+                 tc.schedule_kimg > 0 ? tc.schedule_kimg : images / 1000.0, tc.lr_final,
+                 tc.gamma_final < 1 ? fmt::format(", R1/R2 gamma to {}", tc.gamma_final) : "",
+                 tc.beta2_final >= 0 ? fmt::format(", beta2 to {}", tc.beta2_final) : "");
   spdlog::debug("seed {} | {} data threads, 3 batches prefetched | metrics every {}, grid every {}, checkpoint every {} "
                 "steps{}",
                 tc.seed, default_threads(cfg_.data.workers, dist_), cfg_.output.metrics_every,
@@ -348,6 +408,7 @@ StepInput Trainer::next_input(LoaderPosition& after, Clock::time_point& t0) {
     in.global_batch = global;
   }
   in.noise_std = instance_noise_std(cfg_.train, step_, total_);
+  in.augment_p = ada_p_;
   return in;
 }
 
@@ -382,6 +443,7 @@ void Trainer::loop() {
     Clock::time_point t0;
     LoaderPosition after;
     StepInput in = next_input(after, t0);
+    apply_schedule(stepper);
     const bool poison = hooks_.poison_d_loss && hooks_.poison_d_loss(step_ + 1);
     StepResult r = stepper.run(in, step_ + 1, poison);
     if (r.status == StepResult::kDivergedD || r.status == StepResult::kDivergedG) {
@@ -409,6 +471,7 @@ void Trainer::loop() {
       meter_.add(r.stats);
       health_.add_step(r.stats);
     }
+    if (cfg_.train.augment == "ada") update_ada(r.stats);
     train_seconds_ += seconds_since(t0);
     if (main_ && ProgressBar::due()) draw_progress();
 
@@ -535,21 +598,29 @@ void Trainer::write_metrics(bool log_now, double noise_std, double loss_scale) {
   const double ips = dt > 0 ? interval_images_ / dt : 0;
   const double elapsed = seconds_since(start_);
   auto m = meter_.mean_and_reset();
-  char row[640];
+  char row[1024];
   std::snprintf(row, sizeof row,
                 "{\"step\": %lld, \"epoch\": %lld, \"loss_d\": %.5f, \"loss_g\": %.5f, \"d_real\": %.5f, "
                 "\"d_fake\": %.5f, \"d_fake_g\": %.5f, \"penalty\": %.5f, \"noise_std\": %.4f, "
-                "\"img_per_s\": %.2f, \"elapsed_s\": %.2f}",
+                "\"img_per_s\": %.2f, \"elapsed_s\": %.2f%s%s}",
                 static_cast<long long>(step_), static_cast<long long>(pos_.epoch + 1), m[0], m[1], m[2], m[3], m[4],
-                m[5], noise_std, ips, elapsed);
+                m[5], noise_std, ips, elapsed,
+                cfg_.train.augment == "ada" ? fmt::format(", \"augment_p\": {:.5f}, \"ada_rt\": {:.4f}", ada_p_, ada_rt_).c_str()
+                                           : "",
+                scheduled() ? schedule_json().c_str() : "");
   folder_->append_metrics(row);
   last_row_ = row;
   const TrainConfig& tc = cfg_.train;
   std::vector<std::pair<std::string, double>> scalars{
       {"loss/d", m[0]}, {"loss/g", m[1]}, {"d_output/real", m[2]}, {"d_output/fake", m[3]},
       {"d_output/fake_after_d_update", m[4]}, {"train/img_per_s", ips},
-      {"train/lr_g", tc.lr_g > 0 ? tc.lr_g : tc.lr}, {"train/lr_d", tc.lr_d > 0 ? tc.lr_d : tc.lr}};
-  if (tc.loss == "wgan-gp" || tc.r1_gamma > 0) scalars.emplace_back("loss/penalty", m[5]);
+      {"train/lr_g", nets_.opt_g->param_groups()[0].options().get_lr()},
+      {"train/lr_d", nets_.opt_d->param_groups()[0].options().get_lr()}};
+  if (tc.loss == "wgan-gp" || tc.r1_gamma > 0 || tc.r2_gamma > 0) scalars.emplace_back("loss/penalty", m[5]);
+  if (tc.augment == "ada") {
+    scalars.emplace_back("augment/p", ada_p_);
+    scalars.emplace_back("augment/rt", ada_rt_);
+  }
   if (tc.instance_noise > 0) scalars.emplace_back("train/instance_noise_std", noise_std);
   if (step_opts_.amp == "fp16") scalars.emplace_back("train/loss_scale", loss_scale);
   folder_->add_scalars(step_, scalars);
@@ -583,6 +654,8 @@ void Trainer::write_grid() {
 void Trainer::write_checkpoint() {
   const std::string path = folder_->checkpoint_path(step_);
   if (dist_) check_replicas();
+  state_.augment_p = cfg_.train.augment == "ada" ? ada_p_ : 0.0;
+  state_.ada_sum = ada_sum_.defined() ? ada_sum_.item<double>() : 0.0;
   if (main_) {
     const auto t0 = Clock::now();
     save_snapshot(path, cfg_, nets_, state_, step_, pos_);
@@ -617,7 +690,7 @@ void Trainer::evaluate() {
     state_.last_eval = last_eval_;  // into the next checkpoint
     if (best_eval_.empty() || r.fd < best_fd_) {
       best_fd_ = r.fd;
-      best_eval_ = "{\"step\": " + std::to_string(step_) + ", \"scores\": " + last_eval_ + "}";
+      save_best(last_eval_);
     }
     folder_->append_metrics("{\"step\": " + std::to_string(step_) + ", \"eval\": " + last_eval_ + "}");
     std::vector<std::pair<std::string, double>> scores{{"eval/fd", r.fd},       {"eval/fd_floor", r.fd_floor},
@@ -636,6 +709,58 @@ void Trainer::evaluate() {
   else work();
   interval_start_ = Clock::now();  // evaluation time is not training speed
   interval_images_ = 0;
+}
+
+// checkpoints/best.pt: the run at its lowest FD so far (a full checkpoint: it samples, exports and resumes). Not a
+// step checkpoint, so output.keep_last never deletes it.
+void Trainer::save_best(const std::string& scores) {
+  const std::string path = checkpoint_dir(folder_->path()) + "/best.pt";
+  best_eval_ = "{\"step\": " + std::to_string(step_) + ", \"checkpoint\": " + json_quote(path) +
+               ", \"scores\": " + scores + "}";
+  state_.augment_p = cfg_.train.augment == "ada" ? ada_p_ : 0.0;
+  state_.ada_sum = ada_sum_.defined() ? ada_sum_.item<double>() : 0.0;
+  save_snapshot(path, cfg_, nets_, state_, step_, pos_);
+  spdlog::info("step {}: best FD so far, saved {}", step_, path);
+}
+
+// Cosine schedules (R3GAN): learning rates, R1/R2 gamma and beta2 go from their start to their final value over
+// train.schedule_kimg (or the run), as a function of the step alone, so that a resumed run follows the same curve.
+void Trainer::apply_schedule(GanStep& stepper) {
+  const TrainConfig& tc = cfg_.train;
+  if (!scheduled()) return;
+  const double span = tc.schedule_kimg > 0 ? tc.schedule_kimg * 1000.0 : static_cast<double>(total_ * per_step_);
+  const double t = static_cast<double>(step_ * per_step_) / std::max(1.0, span);
+  auto set = [&](torch::optim::Optimizer& opt, double lr0, double beta2_0) {
+    auto& o = static_cast<torch::optim::AdamOptions&>(opt.param_groups()[0].options());
+    o.lr(cosine_schedule(lr0, lr0 * tc.lr_final, t));
+    if (tc.beta2_final >= 0) o.betas({std::get<0>(o.betas()), cosine_schedule(beta2_0, tc.beta2_final, t)});
+  };
+  set(*nets_.opt_g, lr_g0_, beta2_g0_);
+  set(*nets_.opt_d, lr_d0_, beta2_d0_);
+  gamma_scale_ = cosine_schedule(1.0, tc.gamma_final, t);
+  stepper.set_gamma_scale(gamma_scale_);
+}
+
+// The values of the schedules at the last step, for the metrics row.
+std::string Trainer::schedule_json() const {
+  const auto& g = static_cast<const torch::optim::AdamOptions&>(nets_.opt_g->param_groups()[0].options());
+  const auto& d = static_cast<const torch::optim::AdamOptions&>(nets_.opt_d->param_groups()[0].options());
+  char buf[160];
+  std::snprintf(buf, sizeof buf, ", \"lr_g\": %.6g, \"lr_d\": %.6g, \"beta2\": %.6g, \"gamma_scale\": %.6g", g.lr(),
+                d.lr(), std::get<1>(g.betas()), gamma_scale_);
+  return buf;
+}
+
+// ADA: every 4 steps p moves towards the point where D's sign on the reals averages train.ada_target (the statistics
+// are the global batch's: the step vote averaged them). Reads one value from the device every 4 steps.
+void Trainer::update_ada(const at::Tensor& stats) {
+  constexpr int kInterval = 4;
+  const at::Tensor r = stats.narrow(0, 6, 1).squeeze();
+  ada_sum_ = ada_sum_.defined() ? ada_sum_ + r : r.clone();
+  if (step_ % kInterval != 0) return;
+  ada_rt_ = ada_sum_.item<double>() / kInterval;
+  ada_p_ = ada_update(ada_p_, ada_rt_, cfg_.train.ada_target, kInterval * per_step_, cfg_.train.ada_kimg);
+  ada_sum_ = at::Tensor();
 }
 
 // Divergence: a non-finite loss or gradient is caught before the optimizer applies it (on CUDA, where a per-step
@@ -665,6 +790,8 @@ void Trainer::roll_back(char net, std::int64_t at_step) {
   step_ = state_.step;
   pos_ = state_.data;
   meter_ = Meter();
+  if (cfg_.train.augment == "ada") ada_p_ = state_.augment_p;
+  ada_sum_ = state_.ada_sum != 0 ? torch::tensor(static_cast<float>(state_.ada_sum)).to(device_) : at::Tensor();
   loader_ = make_loader();
 }
 
