@@ -153,50 +153,54 @@ at::Tensor augment(const at::Tensor& input, const std::vector<AugOp>& ops, doubl
                    std::int64_t global) {
   if (p <= 0 || ops.empty()) return input;
   const std::int64_t b = input.size(0), n = global > 0 ? global : b, size = input.size(2);
-  auto rows = [&](const at::Tensor& t) { return n == b ? t : t.narrow(0, row_begin, b); };
-  auto uniform = [&] { return torch::rand({n}, torch::kFloat); };         // [n] on the CPU generator
+  auto uniform = [&] { return torch::rand({n}, torch::kFloat); };  // [n] on the CPU generator
   auto normal = [&] { return torch::randn({n}, torch::kFloat); };
   auto ints = [&](std::int64_t lo, std::int64_t hi) { return torch::randint(lo, hi, {n}, torch::kLong); };  // [lo, hi)
-  // Which images an op touches: all of them for p >= 1 (nothing drawn), else each with probability p.
-  auto chosen = [&] { return p >= 1 ? torch::ones({n}, torch::kBool) : uniform() < p; };
-  auto pick = [&](const at::Tensor& on, const at::Tensor& v, double identity) {
-    return rows(torch::where(on, v, torch::full_like(v, identity)));
-  };
+  const std::int64_t shift = static_cast<std::int64_t>(size * 0.125 + 0.5);   // DiffAugment's translation
+  const std::int64_t side = static_cast<std::int64_t>(size * 0.5 + 0.5);      // DiffAugment's cutout
+  const double most = 0.125 * size;                                           // ADA's integer translation
   at::Tensor x = input;
   for (AugOp op : ops) {
-    const at::Tensor on = chosen();
+    // Which images the op touches (all for p >= 1, else each with probability p) and its parameters, drawn for the
+    // whole global batch: every process draws the same stream. The op then runs on this process's touched rows only,
+    // so that its cost follows p.
+    const at::Tensor on = p >= 1 ? torch::ones({n}, torch::kBool) : uniform() < p;  // [n]
+    std::vector<at::Tensor> q;  // the op's parameters, [n] each
+    switch (op) {
+      case AugOp::kColor: q = {uniform() - 0.5, uniform() * 2, uniform() + 0.5}; break;
+      case AugOp::kTranslation: q = {ints(-shift, shift + 1), ints(-shift, shift + 1)}; break;
+      case AugOp::kCutout: q = {ints(0, size + (1 - side % 2)), ints(0, size + (1 - side % 2))}; break;
+      case AugOp::kXflip: q = {uniform() < 0.5}; break;
+      case AugOp::kRotate90: q = {ints(0, 4)}; break;
+      case AugOp::kXint:
+        q = {((uniform() * 2 - 1) * most).round().to(torch::kLong), ((uniform() * 2 - 1) * most).round().to(torch::kLong)};
+        break;
+      case AugOp::kScale: q = {torch::exp2(normal() * 0.2)}; break;
+      case AugOp::kBrightness: q = {normal() * 0.2}; break;
+      case AugOp::kContrast: q = {torch::exp2(normal() * 0.5)}; break;
+      case AugOp::kSaturation: q = {torch::exp2(normal())}; break;
+    }
+    const at::Tensor idx = on.narrow(0, row_begin, b).nonzero().view({-1});  // [k] this process's touched rows
+    if (idx.numel() == 0) continue;
+    const bool all = idx.numel() == b;
+    for (auto& t : q) t = all ? t.narrow(0, row_begin, b) : t.narrow(0, row_begin, b).index_select(0, idx);
+    const at::Tensor dev_idx = idx.to(x.device());
+    at::Tensor sub = all ? x : x.index_select(0, dev_idx);  // [k, C, S, S]
     switch (op) {
       case AugOp::kColor:
-        x = aug_brightness(x, pick(on, uniform() - 0.5, 0));
-        x = aug_saturation(x, pick(on, uniform() * 2, 1));
-        x = aug_contrast(x, pick(on, uniform() + 0.5, 1), /*about_mean=*/true);
+        sub = aug_contrast(aug_saturation(aug_brightness(sub, q[0]), q[1]), q[2], /*about_mean=*/true);
         break;
-      case AugOp::kTranslation: {
-        const std::int64_t shift = static_cast<std::int64_t>(size * 0.125 + 0.5);
-        at::Tensor tx = pick(on, ints(-shift, shift + 1), 0), ty = pick(on, ints(-shift, shift + 1), 0);
-        x = aug_translate(x, tx, ty, /*reflect=*/false);
-        break;
-      }
-      case AugOp::kCutout: {
-        const std::int64_t side = static_cast<std::int64_t>(size * 0.5 + 0.5);
-        at::Tensor cy = ints(0, size + (1 - side % 2)), cx = ints(0, size + (1 - side % 2));
-        x = torch::where(rows(on).to(x.device()).view({-1, 1, 1, 1}), aug_cutout(x, rows(cy), rows(cx), side), x);
-        break;
-      }
-      case AugOp::kXflip: x = aug_xflip(x, rows(on & (uniform() < 0.5))); break;
-      case AugOp::kRotate90: x = aug_rotate90(x, pick(on, ints(0, 4), 0)); break;
-      case AugOp::kXint: {
-        const double most = 0.125 * size;
-        at::Tensor tx = ((uniform() * 2 - 1) * most).round().to(torch::kLong);
-        at::Tensor ty = ((uniform() * 2 - 1) * most).round().to(torch::kLong);
-        x = aug_translate(x, pick(on, tx, 0), pick(on, ty, 0), /*reflect=*/true);
-        break;
-      }
-      case AugOp::kScale: x = aug_scale(x, pick(on, torch::exp2(normal() * 0.2), 1)); break;
-      case AugOp::kBrightness: x = aug_brightness(x, pick(on, normal() * 0.2, 0)); break;
-      case AugOp::kContrast: x = aug_contrast(x, pick(on, torch::exp2(normal() * 0.5), 1), false); break;
-      case AugOp::kSaturation: x = aug_saturation(x, pick(on, torch::exp2(normal()), 1)); break;
+      case AugOp::kTranslation: sub = aug_translate(sub, q[0], q[1], /*reflect=*/false); break;
+      case AugOp::kCutout: sub = aug_cutout(sub, q[0], q[1], side); break;
+      case AugOp::kXflip: sub = aug_xflip(sub, q[0]); break;
+      case AugOp::kRotate90: sub = aug_rotate90(sub, q[0]); break;
+      case AugOp::kXint: sub = aug_translate(sub, q[0], q[1], /*reflect=*/true); break;
+      case AugOp::kScale: sub = aug_scale(sub, q[0]); break;
+      case AugOp::kBrightness: sub = aug_brightness(sub, q[0]); break;
+      case AugOp::kContrast: sub = aug_contrast(sub, q[0], /*about_mean=*/false); break;
+      case AugOp::kSaturation: sub = aug_saturation(sub, q[0]); break;
     }
+    x = all ? sub : x.index_copy(0, dev_idx, sub);
   }
   return x;
 }
