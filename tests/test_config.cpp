@@ -203,10 +203,18 @@ TEST(Config, LoadFileSetsNameAndRejectsMissingFile) {
 }
 
 TEST(Config, ShippedConfigsParse) {
-  for (const char* name : {"fashion-mnist.cfg", "celeba.cfg"}) {
-    Config c = gan::load_config(std::string(GAN_SOURCE_DIR) + "/configs/" + name);
+  for (const char* name : {"fashion-mnist.cfg", "celeba.cfg", "folder-64.cfg"}) {
+    Config c = gan::load_config(std::string(GAN_SOURCE_DIR) + "/configs/" + name, /*validate=*/false);
     EXPECT_FALSE(c.data.source.empty()) << name;
   }
+  // folder-64.cfg leaves data.path to --set: validating it before that names the key to set.
+  expect_user_error([] { gan::load_config(std::string(GAN_SOURCE_DIR) + "/configs/folder-64.cfg"); }, kExitUsage,
+                    {"data.path is empty", "set data.path"});
+  Config folder = gan::load_config(std::string(GAN_SOURCE_DIR) + "/configs/folder-64.cfg", false);
+  gan::apply_override(folder, "data.path=/some/images");
+  EXPECT_NO_THROW(gan::validate_config(folder));
+  EXPECT_GT(folder.train.kimg, 0);  // the length is in images, whatever the folder's size
+  EXPECT_GT(gan::load_config(std::string(GAN_SOURCE_DIR) + "/configs/celeba.cfg").train.kimg, 0);
   Config celeba = gan::load_config(std::string(GAN_SOURCE_DIR) + "/configs/celeba.cfg");
   EXPECT_EQ(celeba.model.image_size, 64);
   EXPECT_EQ(celeba.model.channels, 3);

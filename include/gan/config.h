@@ -136,10 +136,11 @@ struct Config {
   std::string name = "run";        // config file stem, used for run folder names; not a key
 };
 
-// Loads and validates a .cfg file. Throws UserError(kExitUsage) naming file, line and key.
-Config load_config(const std::string& path);
+// Loads and validates a .cfg file. Throws UserError(kExitUsage) naming file, line and key. With `validate` false the
+// cross-field checks are left to a validate_config() after overrides (a config may leave data.path to --set).
+Config load_config(const std::string& path, bool validate = true);
 // Parses YAML text (`origin` is used in messages). Missing keys keep their defaults.
-Config parse_config(const std::string& yaml_text, const std::string& origin);
+Config parse_config(const std::string& yaml_text, const std::string& origin, bool validate = true);
 // Applies "section.key=value" (value parsed as YAML). Throws UserError naming the override. Call
 // validate_config() after the last override (cross-field checks need them all).
 void apply_override(Config& cfg, const std::string& assignment);

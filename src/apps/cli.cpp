@@ -211,7 +211,7 @@ int train_main(int argc, char** argv) {
     };
     const LaunchEnv launch = read_launch_env();
     if (launch.present) setup_worker_logging(launch.rank);
-    Config cfg = config_path.empty() ? Config{} : load_config(config_path);
+    Config cfg = config_path.empty() ? Config{} : load_config(config_path, /*validate=*/false);  // after --set
     apply_cli(cfg);
     const int world = nproc > 0 ? nproc : launch.world_size;
     if (cfg.train.batch_size % world != 0)
@@ -374,7 +374,7 @@ int eval_main(int argc, char** argv) {
       throw UserError(kExitUsage, "--config is for --real-only; with --checkpoint the stored config is used "
                                   "(change it with --set)");
     const c10::Device dev = resolve_device(device);
-    Config cfg = config_path.empty() ? Config{} : load_config(config_path);
+    Config cfg = config_path.empty() ? Config{} : load_config(config_path, /*validate=*/false);  // after --set
     SamplingModel model;
     if (!checkpoint.empty()) {
       model = load_generator(resolve_checkpoint_arg(checkpoint), dev);

@@ -210,7 +210,7 @@ struct CommonOptions {
 };
 
 Config resolve(const CommonOptions& o, int default_size = -1, int default_channels = -1) {
-  Config cfg = o.config.empty() ? Config{} : load_config(o.config);
+  Config cfg = o.config.empty() ? Config{} : load_config(o.config, /*validate=*/false);  // after the flags
   if (o.config.empty() && default_size > 0) {
     cfg.model.image_size = default_size;
     cfg.model.channels = default_channels;
