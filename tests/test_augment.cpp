@@ -204,24 +204,9 @@ TEST(Augment, AdaRaisesPWhenDOverfitsAndLowersItOtherwise) {
   EXPECT_EQ(gan::ada_update(0.3, 0.6, 0.6, 4 * 64, 500), 0.3);  // at the target: stays
 }
 
-namespace {
-std::string write_halves(const TempDir& dir, int n) {
-  fixtures::Bytes px;
-  std::uint32_t state = 99;
-  for (int i = 0; i < n; ++i)
-    for (int k = 0; k < 256; ++k) {
-      state = state * 1664525u + 1013904223u;
-      px.push_back(static_cast<std::uint8_t>((k % 16 < 8 ? 200 : 40) + (state >> 28)));
-    }
-  const std::string path = dir / "h-idx3-ubyte";
-  fixtures::write_file(path, fixtures::idx_images(n, 16, 16, px));
-  return path;
-}
-}  // namespace
-
 TEST(Augment, AdaRunsKeepPInTheCheckpointAndResumeBitwise) {
   TempDir dir;
-  gan::Config full = testutil::tiny_train_config(dir, write_halves(dir, 64), 10);
+  gan::Config full = testutil::tiny_train_config(dir, testutil::write_halves_dataset(dir, 64, 16), 10);
   full.train.augment = "ada";
   full.train.ada_target = 0.0;  // any positive mean sign on the reals raises p
   full.train.ada_kimg = 1;      // p moves by 4 x 16 / 1000 per update
@@ -265,7 +250,7 @@ TEST(DataXflip, MirrorsAboutHalfOfTheImagesTheSameWayEveryTime) {
   TempDir dir;
   gan::DataConfig data;
   data.source = "idx";
-  data.path = write_halves(dir, 32);
+  data.path = testutil::write_halves_dataset(dir, 32, 16);
   auto src = gan::open_dataset(data, 16, 1);
   gan::BatchLoader plain(*src, 32, 1, {}, 1), flipped(*src, 32, 1, {}, 1, 3, false, 0, 1, true);
   at::Tensor a = plain.next().images, b = flipped.next().images;

@@ -50,20 +50,6 @@ double squared_gradient_by_differences(gan::Discriminator& d, const at::Tensor& 
   return sq;
 }
 
-// Left half bright, right half dark, with noise.
-std::string write_halves(const TempDir& dir, int n) {
-  fixtures::Bytes px;
-  std::uint32_t state = 4242;
-  for (int i = 0; i < n; ++i)
-    for (int k = 0; k < 256; ++k) {
-      state = state * 1664525u + 1013904223u;
-      px.push_back(static_cast<std::uint8_t>((k % 16 < 8 ? 200 : 40) + (state >> 27)));
-    }
-  const std::string path = dir / "halves-idx3-ubyte";
-  fixtures::write_file(path, fixtures::idx_images(n, 16, 16, px));
-  return path;
-}
-
 }  // namespace
 
 TEST(R3gan, RelativisticPairingLossesFollowTheirFormulas) {
@@ -138,7 +124,7 @@ TEST(R3gan, CosineSchedulesRunFromStartToEnd) {
 
 TEST(R3gan, ScheduledRunsEndAtTheirFinalValuesAndResumeOnTheSameCurve) {
   TempDir dir;
-  gan::Config c = testutil::tiny_train_config(dir, write_halves(dir, 64), 8);
+  gan::Config c = testutil::tiny_train_config(dir, testutil::write_halves_dataset(dir, 64, 16), 8);
   c.train.loss = "rpgan";
   c.train.r1_gamma = c.train.r2_gamma = 0.1;
   c.train.beta1 = 0.0;
@@ -177,7 +163,7 @@ TEST(R3gan, RpganWithR1AndR2LearnsASmallImageSetWithoutDiverging) {
   // The data statistic of Training.GeneratorLearnsTheDataStatistic (left half bright), learnt under R3GAN's
   // objective: RpGAN, R1 and R2 with gamma 0.1, beta1 = 0, and DiffAugment on everything D sees.
   TempDir dir;
-  gan::Config cfg = testutil::tiny_train_config(dir, write_halves(dir, 256), 300);
+  gan::Config cfg = testutil::tiny_train_config(dir, testutil::write_halves_dataset(dir, 256, 16), 300);
   cfg.train.batch_size = 32;
   cfg.model.ngf = cfg.model.ndf = 16;
   cfg.model.d_norm = "none";
@@ -206,7 +192,7 @@ TEST(R3gan, RpganWithR1AndR2LearnsASmallImageSetWithoutDiverging) {
 
 TEST(Length, KimgSetsTheStepsAndTheLogSaysHowLongTheRunIs) {
   TempDir dir;
-  gan::Config c = testutil::tiny_train_config(dir, write_halves(dir, 40), 0);
+  gan::Config c = testutil::tiny_train_config(dir, testutil::write_halves_dataset(dir, 40, 16), 0);
   c.train.kimg = 0.1;  // 100 images in steps of 16: 7 steps
   c.train.epochs = 50;
   gan::validate_config(c);

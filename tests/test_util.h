@@ -19,6 +19,7 @@
 
 #include "gan/config.h"
 #include "gan/errors.h"
+#include "image_fixtures.h"
 
 namespace testutil {
 
@@ -127,6 +128,26 @@ inline gan::Config tiny_train_config(const TempDir& dir, const std::string& data
   c.output.grid_rows = 4;
   c.name = "tiny";
   return c;
+}
+
+// An IDX file of n images (size x size): the left half bright (a level in 160..250 per image), the right half dark
+// (5..95), plus pixel noise. Mean left-right contrast in [-1, 1] units: about 1.2.
+inline std::string write_halves_dataset(const TempDir& dir, int n, int size) {
+  fixtures::Bytes b;
+  std::uint32_t state = 12345;
+  auto draw = [&](int lo, int hi) {
+    state = state * 1664525u + 1013904223u;
+    return lo + static_cast<int>((state >> 8) % static_cast<std::uint32_t>(hi - lo + 1));
+  };
+  for (int i = 0; i < n; ++i) {
+    const int left = draw(160, 250), right = draw(5, 95);
+    for (int y = 0; y < size; ++y)
+      for (int x = 0; x < size; ++x)
+        b.push_back(static_cast<std::uint8_t>(std::clamp((x < size / 2 ? left : right) + draw(-16, 15), 0, 255)));
+  }
+  std::string path = dir / "halves-idx3-ubyte";
+  fixtures::write_file(path, fixtures::idx_images(n, size, size, b));
+  return path;
 }
 
 }  // namespace testutil
