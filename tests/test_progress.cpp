@@ -1,6 +1,7 @@
 // The terminal during training: a progress bar on a terminal (run under a pseudo-terminal made by script(1)), plain
 // log lines through a pipe, --quiet and --verbose.
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <chrono>
 #include <regex>
@@ -106,6 +107,20 @@ TEST(Progress, QuietPrintsNothingButTrainLogKeepsEverything) {
   const std::string log = slurp(dir / "runs/q/train.log");
   EXPECT_NE(log.find("step 100/100 (100%)"), std::string::npos) << log;
   EXPECT_NE(log.find("done: step 100"), std::string::npos) << log;
+}
+
+TEST(Progress, TrainLogHasEachLineWhileTheRunGoesOnAndAfterAKill) {
+  TempDir dir;
+  const std::string cfg = write_config(dir, 1000000);
+  const pid_t pid = testutil::spawn({GAN_TRAIN_EXE, "--config", cfg, "--name", "live", "-q"}, dir / "out.log");
+  const bool running = testutil::wait_for_lines(dir / "runs/live/metrics.jsonl", 3, 60);
+  const std::string log = slurp(dir / "runs/live/train.log");  // while it trains
+  kill(pid, SIGKILL);
+  testutil::wait_exit(pid);
+  ASSERT_TRUE(running) << slurp(dir / "out.log");
+  EXPECT_NE(log.find("] [info] run folder "), std::string::npos) << log;
+  EXPECT_NE(log.find("] [info] length: 1000000 steps"), std::string::npos) << log;
+  EXPECT_NE(slurp(dir / "runs/live/train.log").find("] [info] length: "), std::string::npos);  // kept after the kill
 }
 
 TEST(Progress, VerboseShowsDebugLinesAndContradictionIsAUsageError) {

@@ -83,6 +83,7 @@ class RunFolder {
   bool writer_;
   std::shared_ptr<spdlog::logger> logger_;  // the default logger, while train.log is one of its sinks
   std::shared_ptr<spdlog::logger> file_only_;  // train.log alone
+  int flush_level_ = 0;                        // the default logger's flush level before train.log was added
   std::unique_ptr<EventWriter> events_;      // this session's TensorBoard event file
 };
 

@@ -149,7 +149,11 @@ RunFolder::RunFolder(const std::string& path, bool writer, const Config& cfg, st
   logger_ = spdlog::default_logger();
   auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path_ + "/train.log");
   logger_->sinks().push_back(file);
+  // Every line reaches the disk as it is logged (a run is watched with tail -f, and a killed one keeps its log).
+  flush_level_ = static_cast<int>(logger_->flush_level());
+  logger_->flush_on(spdlog::level::info);
   file_only_ = std::make_shared<spdlog::logger>("", file);  // unnamed, so its lines read like the others
+  file_only_->flush_on(spdlog::level::info);
   write_file_atomic(path_ + "/config.yaml", to_yaml(cfg));
   // Rows a killed process wrote after its last checkpoint, or before its first one (a new run in that folder).
   truncate_metrics(path_ + "/metrics.jsonl", std::max<std::int64_t>(resume_step, 0));
@@ -160,7 +164,9 @@ RunFolder::RunFolder(const std::string& path, bool writer, const Config& cfg, st
 }
 
 RunFolder::~RunFolder() {
-  if (logger_) logger_->sinks().pop_back();
+  if (!logger_) return;
+  logger_->sinks().pop_back();
+  logger_->flush_on(static_cast<spdlog::level::level_enum>(flush_level_));
 }
 
 void RunFolder::log_to_file(const std::string& line) {
