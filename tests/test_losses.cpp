@@ -512,4 +512,11 @@ TEST(LossesEndToEnd, PeriodicEvaluationGoesIntoMetricsAndSummary) {
   for (const auto& e : fs::directory_iterator(r.run_dir + "/checkpoints"))
     step_files += e.path().filename().string().rfind("step_", 0) == 0;
   EXPECT_EQ(step_files, 1);
+  // A damaged best.pt does not stop a resumed run: it is ignored and the next evaluation writes a good one.
+  fixtures::write_file(best, fixtures::Bytes{'n', 'o', 't'});
+  gan::Config longer = more;
+  longer.train.steps = 10;
+  auto l = gan::train(longer, r.checkpoint);
+  EXPECT_EQ(l.steps, 10);
+  EXPECT_NO_THROW(gan::read_checkpoint_eval(best));
 }

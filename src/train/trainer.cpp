@@ -248,11 +248,13 @@ Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const Tra
   std::error_code ec;
   if (!resume_from.empty() && main_ && std::filesystem::exists(best, ec)) {  // what a new evaluation must beat
     std::int64_t best_step = 0;
-    const std::string scores = read_checkpoint_eval(best, &best_step);
+    std::string scores;
     double fd = NAN;
-    try {
+    try {  // a damaged best.pt must not stop the run: the next evaluation writes a new one
+      scores = read_checkpoint_eval(best, &best_step);
       fd = parse_json(scores).num("fd", NAN);
-    } catch (const std::exception&) {
+    } catch (const std::exception& e) {
+      spdlog::warn("ignoring {} ({}); the next evaluation replaces it", best, e.what());
     }
     if (std::isfinite(fd)) {
       best_fd_ = fd;
