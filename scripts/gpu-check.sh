@@ -105,6 +105,8 @@ set +e
   --set train.batch_size=64 --set output.log_every=100 --set output.checkpoint_every=100 >"$build/train.log" 2>&1
 train_rc=$?
 set -e
+# What train.cuda_graphs (auto) did: the capture line, or the warning that says why the step ran eagerly.
+graph_line=$(grep -oE "CUDA graphs( are off|:).*" "$build/train.log" | tail -1 | tr -d '|' || true)
 train_ips=$("$python" -c "import json; print(json.load(open('$build/gpu-check-runs/train/summary.json'))['img_per_s'])" 2>/dev/null || echo "-")
 # The checkpoint trained on the device samples on the CPU.
 set +e
@@ -133,7 +135,7 @@ table=$build/gpu-check.md
   echo "| --- | --- | --- |"
   echo "| build against this PyTorch (scripts/setup-pytorch.sh) | done | $build_s |"
   echo "| test suite | rc $tests_rc: $tests_line; $cuda_line | $tests_s |"
-  echo "| $steps steps of 64x64 RGB batch 64 on generated images | rc $train_rc, $train_ips img/s in training steps; CPU sampling from its checkpoint rc $sample_rc | $train_s |"
+  echo "| $steps steps of 64x64 RGB batch 64 on generated images | rc $train_rc, $train_ips img/s in training steps (${graph_line:-no CUDA graph line}); CPU sampling from its checkpoint rc $sample_rc | $train_s |"
   echo "| speed table (scripts/bench_gpu.sh) | above | $bench_s |"
 } >"$table"
 cat "$table"

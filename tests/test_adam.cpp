@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <sstream>
 #include <type_traits>
 
 #include "gan/adam.h"
@@ -34,8 +35,13 @@ void set_grads(std::vector<at::Tensor>& ps, int k) {
 // A parameter's Adam state (LibTorch 1.13 keys states by the TensorImpl address as text, 2.x by the address).
 template <typename Map>
 typename Map::key_type key_of(const Map&, const at::Tensor& p) {
-  if constexpr (std::is_same_v<typename Map::key_type, std::string>) return c10::guts::to_string(p.unsafeGetTensorImpl());
-  else return p.unsafeGetTensorImpl();
+  if constexpr (std::is_same_v<typename Map::key_type, std::string>) {
+    std::ostringstream text;  // as 1.13's c10::guts::to_string wrote it (2.x has no such function)
+    text << p.unsafeGetTensorImpl();
+    return text.str();
+  } else {
+    return p.unsafeGetTensorImpl();
+  }
 }
 const torch::optim::AdamParamState& state_of(torch::optim::Optimizer& opt, const at::Tensor& p) {
   auto& states = opt.state();

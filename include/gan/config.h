@@ -85,6 +85,7 @@ struct TrainConfig {
   std::string channels_last = "auto";  // activations in channels_last: auto (on for CUDA) | on | off
   std::string amp = "off";       // mixed precision on CUDA: off | bf16 (autocast) | fp16 (autocast + loss scaling)
   bool cudnn_benchmark = true;   // CUDA: let cuDNN time its algorithms for the fixed shapes
+  std::string cuda_graphs = "auto";  // CUDA: replay the step as one graph: auto (where the config allows) | on | off
 };
 
 struct OutputConfig {

@@ -21,6 +21,14 @@ void keep_freed_memory();
 // Sets torch's intra-op threads: `threads` > 0, else all cores. Returns the number set.
 int configure_threads(int threads);
 
+// One warning line ("" when none) when `threads` (> 1) compute threads will not each have a core: more threads than the
+// `cores` this process may use, or other jobs keeping cores busy (the 1-minute `load_avg`, read before this process
+// has done much). OpenMP threads spin while they wait for each other, so a busy core slows every step, not just one
+// thread (measured: several times slower on a 2-core machine shared with a build).
+std::string oversubscription_warning(int threads, int cores, double load_avg);
+// The same for this machine now: the cores of this process's affinity mask and /proc/loadavg ("" if unreadable).
+std::string oversubscription_warning(int threads);
+
 // This program's version (CMakeLists.txt's project version) and the LibTorch it was built with:
 // "gan-train 0.12.0 (LibTorch 1.13.0, CPU, Gloo)".
 std::string version_line(const std::string& prog);

@@ -34,7 +34,22 @@ struct StepOptions {
   double r2_gamma = 0;           // R2 gamma (0 = off)
   double label_smoothing = 0;    // one-sided: real targets 1 - s
   std::vector<AugOp> augment;    // ops applied to every D input (train.augment; empty = off) with StepInput's p
+  // The step's schedules (EMA weight, instance-noise std, the step number of a divergence report, Adam's learning
+  // rate) read from device tensors filled before the step rather than from host numbers: the form a CUDA graph can
+  // replay. The same arithmetic either way (tests/test_cuda_graph.cpp checks it bitwise on the CPU).
+  bool device_scalars = false;
+  // Capture the step as a CUDA graph after kGraphWarmup eager steps and replay it from then on (train.cuda_graphs;
+  // needs a CUDA device, DeviceAdam optimizers and device_scalars). The first replay is checked against an eager
+  // step from the same state; a capture that fails or differs is reported once and the step runs eagerly.
+  bool cuda_graph = false;
 };
+
+// Eager steps before a CUDA graph is captured (cuDNN's benchmark, the optimizer's state and the allocator settle).
+constexpr int kGraphWarmup = 3;
+
+// Why `train` cannot be captured as a CUDA graph ("" when it can): the gradient penalties' double backward, fp16 loss
+// scaling (decided on the host), augmentation (drawn on the CPU), a beta2 schedule, or `world_size` > 1 processes.
+std::string cuda_graph_blocker(const TrainConfig& train, int world_size);
 
 // The losses of train.loss, from D's logits. `smoothing` lowers the real target (bce, minimax, lsgan).
 // rpgan (R3GAN, Huang et al. 2024) pairs row i of the real and fake batches: D minimises
@@ -88,8 +103,9 @@ class GradientSync {
   virtual void after_backward(int net) = 0;  // returns once every parameter's .grad holds the average
 };
 
-// The step's options from the config for `device` (auto choices resolved).
-StepOptions step_options(const TrainConfig& train, const c10::Device& device);
+// The step's options from the config for `device` (auto choices resolved) in a run of `world_size` processes.
+// train.cuda_graphs: on with a config that cannot be captured is a UserError naming the key that prevents it.
+StepOptions step_options(const TrainConfig& train, const c10::Device& device, int world_size = 1);
 
 // Applies the options to the models (call before the optimizers create their state).
 void prepare_models(Generator& g, Discriminator& d, const StepOptions& opts);
@@ -123,8 +139,19 @@ class GanStep {
   double loss_scale() const { return scale_; }
   // Scales the R1 and R2 gammas (cosine schedules: train.gamma_final).
   void set_gamma_scale(double s) { gamma_scale_ = s; }
+  // "captured" (the step replays a CUDA graph), "warming up", "off" or "off: <why>" (a capture that failed or
+  // differed from the eager step).
+  std::string graph_state() const;
+  // Drops a captured graph (after weights or optimizer states were reloaded: it would replay on the old tensors);
+  // the next steps warm up and capture again.
+  void reset_graph();
+  ~GanStep();
 
  private:
+  StepResult eager(const StepInput& in, std::int64_t step, bool poison_d);
+  StepResult graphed(const StepInput& in, std::int64_t step);
+  void fill_device_scalars(const StepInput& in, std::int64_t step);
+  std::vector<std::pair<std::string, at::Tensor>> state_tensors();
   bool finite(const at::Tensor& loss, const std::vector<at::Tensor>& params) const;
   Generator g_;
   Discriminator d_;
@@ -140,6 +167,13 @@ class GanStep {
   Generator ema_{nullptr};
   double ema_decay_ = 0;
   bool ema_rampup_ = true;
+  // device_scalars: the schedules' values for the step (0-dim, on the device)
+  at::Tensor noise_std_t_;  // float: instance-noise std
+  at::Tensor ema_w_t_;      // float: 1 - EMA beta
+  at::Tensor step_t_;       // int64: the step's number
+  // cuda_graph
+  struct Graph;
+  std::unique_ptr<Graph> graph_;
 };
 
 }  // namespace gan

@@ -45,6 +45,7 @@ double best_time(F&& f, int reps) {
 struct StepArgs {
   int image_size = 64, channels = 3, batch = 64, ngf = 64, ndf = 64, steps = 10, warmup = 3, threads = 0;
   std::string upconv = "auto", downconv = "auto", channels_last = "off", device = "cpu", amp = "off";
+  std::string cuda_graphs = "auto";
 };
 
 // Waits for the device's queued work (CUDA kernels run asynchronously); nothing to wait for on the CPU.
@@ -65,6 +66,11 @@ double peak_device_mib(const c10::Device& dev) {
 // device memory. As in training, nothing is read back inside the timed steps: the losses are summed on the device.
 int run_step(const StepArgs& a) {
   const int threads = configure_threads(a.threads);
+  if (std::string w = oversubscription_warning(threads); !w.empty()) {
+    const auto at = w.find("train.threads");
+    if (at != std::string::npos) w.replace(at, 13, "--threads");
+    std::fprintf(stderr, "gan-bench: warning: %s (figures measured now understate this machine)\n", w.c_str());
+  }
   c10::Device dev(torch::kCPU);
   try {
     dev = resolve_device(a.device);
@@ -82,6 +88,7 @@ int run_step(const StepArgs& a) {
   tc.downconv = a.downconv;
   tc.channels_last = a.channels_last;
   tc.amp = a.amp;
+  tc.cuda_graphs = a.cuda_graphs;
   torch::manual_seed(1);
   Generator g(mc);
   Discriminator d(mc);
@@ -105,10 +112,12 @@ int run_step(const StepArgs& a) {
     if (r.status != StepResult::kOk) throw UserError(kExitInternal, "benchmark step diverged");
     sum += r.stats[0];
   };
-  for (int i = 0; i < a.warmup; ++i) one(i + 1);
+  // A CUDA graph is captured (and checked against an eager step) after kGraphWarmup steps: not in the timed ones.
+  const int warmup = opts.cuda_graph ? std::max(a.warmup, kGraphWarmup + 2) : a.warmup;
+  for (int i = 0; i < warmup; ++i) one(i + 1);
   sync(dev);
   auto t0 = clock_type::now();
-  for (int i = 0; i < a.steps; ++i) one(a.warmup + i + 1);
+  for (int i = 0; i < a.steps; ++i) one(warmup + i + 1);
   sync(dev);
   const double dt = seconds_since(t0);
   if (!opts.check_every_step && stepper.take_deferred_divergence().first)
@@ -120,13 +129,14 @@ int run_step(const StepArgs& a) {
               a.image_size, a.image_size, a.channels, a.batch, a.ngf, a.ndf, threads, a.upconv.c_str(),
               a.downconv.c_str(),
               opts.channels_last ? "on" : "off", dev.str().c_str(), opts.amp.c_str());
+  if (dev.is_cuda()) std::printf("step.cuda_graph %s\n", stepper.graph_state().c_str());
   std::printf("step.img_per_s %.2f\n", ips);
   std::printf("step.ms %.1f\n", 1000 * dt / a.steps);
   std::printf("step.gflop_per_image %.4f\n", f.step() / 1e9);
   std::printf("step.gflop_per_s %.1f\n", ips * f.step() / 1e9);
   std::printf("step.peak_rss_mib %.0f\n", peak_rss_mib());
   if (dev.is_cuda()) std::printf("step.peak_device_mib %.0f\n", peak_device_mib(dev));
-  std::printf("step.loss_check %.4f\n", sum.item<double>() / (a.warmup + a.steps));
+  std::printf("step.loss_check %.4f\n", sum.item<double>() / (warmup + a.steps));
   return 0;
 }
 
@@ -245,6 +255,8 @@ int bench_main(int argc, char** argv) {
         ->check(CLI::IsMember({"on", "off", "auto"}));
     step->add_option("--device", a.device, "cpu | cuda | cuda:N | auto");
     step->add_option("--amp", a.amp, "CUDA mixed precision: off | bf16 | fp16")->check(CLI::IsMember({"off", "bf16", "fp16"}));
+    step->add_option("--cuda-graphs", a.cuda_graphs, "CUDA: replay the step as one graph after the warm-up: auto | on | off")
+        ->check(CLI::IsMember({"auto", "on", "off"}));
     auto* layers = app.add_subcommand("layers", "each generator layer: transposed vs phase form, forward+backward");
     add_model(layers);
     layers->add_option("--reps", reps)->check(CLI::Range(1, 1000));

@@ -284,6 +284,8 @@ const std::vector<Field>& fields() {
                      "CUDA mixed precision: off | bf16 | fp16 (with loss scaling)"));
     t.push_back(flag("train", "cudnn_benchmark", &Config::train, &TrainConfig::cudnn_benchmark,
                      "CUDA: let cuDNN pick the fastest algorithms"));
+    t.push_back(text("train", "cuda_graphs", &Config::train, &TrainConfig::cuda_graphs, {"auto", "on", "off"},
+                     "CUDA: replay the step as one CUDA graph: auto (where possible) | on | off"));
     t.push_back(text("output", "dir", &Config::output, &OutputConfig::dir, {}, "parent folder of run folders"));
     t.push_back(text("output", "name", &Config::output, &OutputConfig::name, {},
                      "run folder name; \"\" = <config name>-<date>-<time>"));

@@ -1,11 +1,14 @@
 #include "gan/platform.h"
 
 #include <dlfcn.h>
+#include <sched.h>
 #include <malloc.h>
 #include <torch/torch.h>
 #include <torch/version.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -87,6 +90,37 @@ int configure_threads(int threads) {
   if (n < 1) n = 1;
   torch::set_num_threads(n);
   return n;
+}
+
+std::string oversubscription_warning(int threads, int cores, double load_avg) {
+  // One thread waits for no other: a busy core slows it in proportion, which needs no warning.
+  if (threads <= 1 || cores < 1) return "";
+  const double free_cores = std::max(0.0, cores - std::max(0.0, load_avg));
+  if (threads <= cores && threads <= free_cores + 0.5) return "";
+  const int suggest = std::max(1, std::min(cores, static_cast<int>(free_cores + 0.5)));
+  char buf[400];
+  if (threads > cores)
+    std::snprintf(buf, sizeof buf, "%d compute threads on %d cores: OpenMP threads spin while they wait for each "
+                  "other, so oversubscribed cores slow every step; set train.threads to %d", threads, cores, suggest);
+  else
+    std::snprintf(buf, sizeof buf, "the machine is busy: load average %.2f on %d cores leaves about %.1f free for %d "
+                  "compute threads; OpenMP threads spin while they wait for each other, so a step can become several "
+                  "times slower: stop the other jobs or set train.threads to %d", load_avg, cores, free_cores, threads,
+                  suggest);
+  return buf;
+}
+
+std::string oversubscription_warning(int threads) {
+  cpu_set_t set;
+  int cores = static_cast<int>(std::thread::hardware_concurrency());
+  if (sched_getaffinity(0, sizeof set, &set) == 0) cores = CPU_COUNT(&set);
+  double load = 0;
+  FILE* f = std::fopen("/proc/loadavg", "r");
+  if (!f) return "";
+  const int got = std::fscanf(f, "%lf", &load);
+  std::fclose(f);
+  if (got != 1) return "";
+  return oversubscription_warning(threads, cores, load);
 }
 
 c10::Device resolve_device(const std::string& name) {

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <sstream>
 #include <type_traits>
 
 namespace gan {
@@ -10,13 +11,17 @@ namespace {
 using torch::optim::AdamOptions;
 using torch::optim::AdamParamState;
 
-// The key of a parameter's state: LibTorch 1.13 keys by the TensorImpl address as text, 2.x by the address itself.
+// The key of a parameter's state: LibTorch 1.13 keys by the TensorImpl address as text (written by an ostringstream,
+// as its c10::guts::to_string did; 2.x has no such function), 2.x by the address itself.
 template <typename Map>
 typename Map::key_type state_key(const Map&, const at::Tensor& p) {
-  if constexpr (std::is_same_v<typename Map::key_type, std::string>)
-    return c10::guts::to_string(p.unsafeGetTensorImpl());
-  else
+  if constexpr (std::is_same_v<typename Map::key_type, std::string>) {
+    std::ostringstream text;
+    text << p.unsafeGetTensorImpl();
+    return text.str();
+  } else {
     return p.unsafeGetTensorImpl();
+  }
 }
 
 }  // namespace
@@ -35,6 +40,7 @@ at::Tensor DeviceAdam::step(LossClosure closure) {
     loss = closure();
   }
   steps_.resize(param_groups().size());
+  refresh_device_lr();
   auto& states = state();
   for (size_t g = 0; g < param_groups().size(); ++g) {
     auto& group = param_groups()[g];
@@ -55,7 +61,7 @@ at::Tensor DeviceAdam::step(LossClosure closure) {
       auto& s = static_cast<AdamParamState&>(*it->second);
       if (!steps_[g].defined())  // first step, or after load(): the count the states hold
         steps_[g] = torch::full({}, static_cast<double>(s.step()), p.options().dtype(at::kDouble));
-      s.step(s.step() + 1);  // the host copy of the count, for checkpoints: no device read
+      if (count_on_host_) s.step(s.step() + 1);  // the host copy of the count, for checkpoints: no device read
       params.push_back(p);
       grads.push_back(p.grad());
       exp_avgs.push_back(s.exp_avg());
@@ -66,7 +72,8 @@ at::Tensor DeviceAdam::step(LossClosure closure) {
     at::Tensor& t = steps_[g];
     t.add_(1);
     const at::Tensor bc1 = 1 - torch::pow(beta1, t), bc2 = 1 - torch::pow(beta2, t);  // 0-dim
-    const at::Tensor sqrt_bc2 = bc2.sqrt(), neg_step_size = -o.lr() / bc1;               // 0-dim
+    // -lr / bc1 with lr read on the device: the same division (a host -lr becomes a tensor filled with it)
+    const at::Tensor sqrt_bc2 = bc2.sqrt(), neg_step_size = lrs_[g].neg().div(bc1);     // 0-dim
     // m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
     at::_foreach_mul_(exp_avgs, beta1);
     at::_foreach_add_(exp_avgs, grads, 1 - beta1);
@@ -86,6 +93,44 @@ at::Tensor DeviceAdam::step(LossClosure closure) {
 void DeviceAdam::load(torch::serialize::InputArchive& archive) {
   torch::optim::Adam::load(archive);
   steps_.clear();  // taken from the loaded states at the next step
+}
+
+void DeviceAdam::refresh_device_lr() {
+  lrs_.resize(param_groups().size());
+  lr_copied_.resize(param_groups().size());
+  for (size_t g = 0; g < param_groups().size(); ++g) {
+    auto& group = param_groups()[g];
+    if (group.params().empty()) continue;
+    const double lr = static_cast<const AdamOptions&>(group.options()).lr();
+    if (!lrs_[g].defined()) {
+      lrs_[g] = torch::full({}, lr, group.params().front().options().dtype(at::kDouble));
+    } else if (lr_copied_[g] != lr) {
+      lrs_[g].fill_(lr);  // a kernel with the value as its argument: no host sync
+    }
+    lr_copied_[g] = lr;
+  }
+}
+
+void DeviceAdam::advance_host_steps(std::int64_t n) {
+  for (auto& kv : state()) {
+    auto& s = static_cast<AdamParamState&>(*kv.second);
+    s.step(s.step() + n);
+  }
+}
+
+std::vector<at::Tensor> DeviceAdam::state_tensors() {
+  std::vector<at::Tensor> out;
+  for (auto& group : param_groups())
+    for (auto& p : group.params()) {
+      auto it = state().find(state_key(state(), p));
+      if (it == state().end()) continue;
+      auto& s = static_cast<AdamParamState&>(*it->second);
+      out.push_back(s.exp_avg());
+      out.push_back(s.exp_avg_sq());
+    }
+  for (auto& t : steps_)
+    if (t.defined()) out.push_back(t);
+  return out;
 }
 
 }  // namespace gan

@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
+#include "gan/adam.h"
+#include "gan/cuda_graph.h"
 #include "gan/errors.h"
 
 namespace gan {
@@ -68,7 +71,18 @@ void drop_grads(std::vector<at::Tensor>& params) {
 
 }  // namespace
 
-StepOptions step_options(const TrainConfig& train, const c10::Device& device) {
+std::string cuda_graph_blocker(const TrainConfig& train, int world_size) {
+  if (train.loss == "wgan-gp") return "train.loss wgan-gp (its gradient penalty differentiates twice)";
+  if (train.r1_gamma > 0) return "train.r1_gamma (R1 differentiates twice)";
+  if (train.r2_gamma > 0) return "train.r2_gamma (R2 differentiates twice)";
+  if (train.amp == "fp16") return "train.amp fp16 (its loss scale is decided on the host)";
+  if (train.augment != "off") return "train.augment (its transforms are drawn on the CPU)";
+  if (train.beta2_final >= 0) return "train.beta2_final (the beta2 schedule is a host number)";
+  if (world_size > 1) return "a distributed run (the gradient all-reduce runs outside the step)";
+  return "";
+}
+
+StepOptions step_options(const TrainConfig& train, const c10::Device& device, int world_size) {
   StepOptions o;
   o.upconv = train.upconv == "transposed" ? UpconvMode::kTransposed
              : train.upconv == "phase"    ? UpconvMode::kPhase
@@ -89,6 +103,15 @@ StepOptions step_options(const TrainConfig& train, const c10::Device& device) {
   o.r2_gamma = train.r2_gamma;
   o.label_smoothing = train.label_smoothing;
   if (train.augment != "off") o.augment = parse_augment_policy(train.augment_policy, train.augment);
+  if (device.is_cuda() && train.cuda_graphs != "off") {
+    const std::string why = cuda_graph_blocker(train, world_size);
+    if (why.empty()) {
+      o.cuda_graph = o.device_scalars = true;
+    } else if (train.cuda_graphs == "on") {
+      throw UserError(kExitUsage, "train.cuda_graphs on: the step cannot be captured with " + why +
+                                      "; set train.cuda_graphs auto (captures where possible) or off");
+    }
+  }
   if (o.amp == "fp16" && (o.loss == "wgan-gp" || o.r1_gamma > 0 || o.r2_gamma > 0))
     throw UserError(kExitUsage, "train.amp fp16 cannot scale the gradient penalty of " +
                                     std::string(o.loss == "wgan-gp" ? "train.loss wgan-gp"
@@ -169,6 +192,19 @@ void ema_update(torch::nn::Module& ema, torch::nn::Module& g, double beta) {
   for (size_t i = 0; i < eb.size(); ++i) eb[i].copy_(gb[i]);
 }
 
+namespace {
+
+// ema_update with the weight 1 - beta read from a 0-dim float tensor on the device (device_scalars).
+void ema_update(torch::nn::Module& ema, torch::nn::Module& g, const at::Tensor& weight) {
+  torch::NoGradGuard no_grad;
+  auto ep = ema.parameters(), gp = g.parameters();
+  for (size_t i = 0; i < ep.size(); ++i) ep[i].lerp_(gp[i], weight);
+  auto eb = ema.buffers(), gb = g.buffers();
+  for (size_t i = 0; i < eb.size(); ++i) eb[i].copy_(gb[i]);
+}
+
+}  // namespace
+
 double cosine_schedule(double start, double end, double progress) {
   const double t = std::clamp(progress, 0.0, 1.0);
   return end + (start - end) * 0.5 * (1.0 + std::cos(M_PI * t));
@@ -181,12 +217,57 @@ double instance_noise_std(const TrainConfig& train, std::int64_t step, std::int6
   return train.instance_noise * (1.0 - static_cast<double>(step) / static_cast<double>(span));
 }
 
+// The CUDA graph of the step (StepOptions::cuda_graph): its inputs and outputs live at fixed addresses, copied in
+// before and read after every replay.
+struct GanStep::Graph {
+  DeviceAdam* adam_g = nullptr;
+  DeviceAdam* adam_d = nullptr;
+  std::unique_ptr<CudaGraph> cuda;
+  int warm = 0;          // eager steps since the start or the last reset
+  bool captured = false;
+  std::string off;       // why the step runs eagerly ("" = it does not)
+  StepInput in;          // the graph's inputs
+  at::Tensor stats;      // the graph's statistics output
+};
+
 GanStep::GanStep(Generator g, Discriminator d, torch::optim::Optimizer& opt_g, torch::optim::Optimizer& opt_d,
                  StepOptions opts)
     : g_(std::move(g)), d_(std::move(d)), opt_g_(opt_g), opt_d_(opt_d), opts_(std::move(opts)),
       d_params_(d_->parameters()), g_params_(g_->parameters()) {
   if (opts_.amp == "fp16") scale_ = kInitialScale;
-  first_bad_ = torch::zeros({2}, torch::TensorOptions().dtype(torch::kLong).device(d_params_.front().device()));
+  const c10::Device device = d_params_.front().device();
+  first_bad_ = torch::zeros({2}, torch::TensorOptions().dtype(torch::kLong).device(device));
+  if (opts_.device_scalars || opts_.cuda_graph) {
+    opts_.device_scalars = true;
+    noise_std_t_ = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(device));
+    ema_w_t_ = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(device));
+    step_t_ = torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(device));
+  }
+  if (opts_.cuda_graph && device.is_cuda()) {
+    graph_ = std::make_unique<Graph>();
+    graph_->adam_g = dynamic_cast<DeviceAdam*>(&opt_g_);
+    graph_->adam_d = dynamic_cast<DeviceAdam*>(&opt_d_);
+    if (!graph_->adam_g || !graph_->adam_d) graph_->off = "the optimizers keep their step counts on the host";
+    if (!CudaGraph::compiled()) graph_->off = "this build has no CUDA graphs";
+    if (opts_.check_every_step) graph_->off = "every step reads its finite check on the host";
+  }
+}
+
+GanStep::~GanStep() = default;
+
+std::string GanStep::graph_state() const {
+  if (!graph_) return "off";
+  if (!graph_->off.empty()) return "off: " + graph_->off;
+  return graph_->captured ? "captured" : "warming up";
+}
+
+void GanStep::reset_graph() {
+  if (!graph_ || !graph_->off.empty()) return;
+  graph_->cuda.reset();
+  graph_->captured = false;
+  graph_->warm = 0;
+  graph_->in = StepInput();
+  graph_->stats = at::Tensor();
 }
 
 void GanStep::set_ema(Generator ema, double decay, bool rampup) {
@@ -214,7 +295,133 @@ StepResult GanStep::run(const at::Tensor& real, const at::Tensor& z, std::int64_
   return run(in, step, poison_d);
 }
 
+void GanStep::fill_device_scalars(const StepInput& in, std::int64_t step) {
+  // Kernels that take the value as an argument: queued like any other, no host sync.
+  noise_std_t_.fill_(in.noise_std);
+  if (ema_) ema_w_t_.fill_(1.0 - ema_beta(ema_decay_, ema_rampup_, step));
+  step_t_.fill_(step);
+}
+
 StepResult GanStep::run(const StepInput& in, std::int64_t step, bool poison_d) {
+  if (opts_.device_scalars) fill_device_scalars(in, step);
+  if (graph_ && graph_->off.empty() && !poison_d) return graphed(in, step);
+  return eager(in, step, poison_d);
+}
+
+// Every tensor a step changes, named for the report of a replay that differs from the eager step.
+std::vector<std::pair<std::string, at::Tensor>> GanStep::state_tensors() {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  auto module = [&](const std::string& name, torch::nn::Module& m) {
+    for (const auto& p : m.named_parameters()) out.emplace_back(name + "." + p.key(), p.value());
+    for (const auto& b : m.named_buffers()) out.emplace_back(name + "." + b.key(), b.value());
+  };
+  module("G", *g_);
+  module("D", *d_);
+  if (ema_) module("G_ema", *ema_);
+  if (graph_ && graph_->adam_g && graph_->adam_d) {
+    int k = 0;
+    for (auto& t : graph_->adam_g->state_tensors()) out.emplace_back("Adam(G) state " + std::to_string(k++), t);
+    k = 0;
+    for (auto& t : graph_->adam_d->state_tensors()) out.emplace_back("Adam(D) state " + std::to_string(k++), t);
+  }
+  out.emplace_back("divergence record", first_bad_);
+  return out;
+}
+
+StepResult GanStep::graphed(const StepInput& in, std::int64_t step) {
+  Graph& gr = *graph_;
+  const c10::Device device = d_params_.front().device();
+  if (!gr.cuda) gr.cuda = std::make_unique<CudaGraph>(device);
+  StepResult result;
+  if (gr.warm < kGraphWarmup) {  // eager steps on the graph's stream, where the capture will run
+    ++gr.warm;
+    gr.cuda->on_side_stream([&] { result = eager(in, step, false); });
+    return result;
+  }
+  const size_t d_steps = in.real.size();
+  auto off = [&](const std::string& why) {
+    gr.off = why;
+    gr.cuda.reset();
+    gr.captured = false;
+  };
+  if (!gr.captured) {
+    // The graph's inputs: copies of this step's, refilled before every replay.
+    gr.in = in;
+    for (auto* v : {&gr.in.real, &gr.in.z, &gr.in.real_labels, &gr.in.fake_labels})
+      for (auto& t : *v) t = t.clone();
+    gr.adam_g->set_count_on_host(false);  // the capture runs nothing: the replays count
+    gr.adam_d->set_count_on_host(false);
+    try {
+      gr.cuda->capture([&] { gr.stats = eager(gr.in, step, false).stats; });
+    } catch (const std::exception& e) {
+      gr.adam_g->set_count_on_host(true);
+      gr.adam_d->set_count_on_host(true);
+      std::string what = e.what();
+      off("the capture failed: " + what.substr(0, what.find('\n')));
+      return eager(in, step, false);
+    }
+    gr.adam_g->set_count_on_host(true);
+    gr.adam_d->set_count_on_host(true);
+    gr.captured = true;
+
+    // The first replay is checked against an eager step from the same state, inputs and random numbers; the eager
+    // result is kept. A replay that differs by more than float rounding (relative to what the step changed) turns
+    // the graph off for the run.
+    torch::NoGradGuard no_grad;
+    auto tensors = state_tensors();
+    std::vector<at::Tensor> before, replayed;
+    for (auto& t : tensors) before.push_back(t.second.clone());
+    const at::Tensor rng = gr.cuda->rng_state();
+    gr.cuda->replay();
+    for (auto& t : tensors) replayed.push_back(t.second.clone());
+    for (size_t i = 0; i < tensors.size(); ++i) tensors[i].second.copy_(before[i]);
+    gr.cuda->set_rng_state(rng);
+    gr.cuda->on_side_stream([&] { result = eager(gr.in, step, false); });
+    std::vector<at::Tensor> figures;  // per tensor: |replay - eager|, |eager - before|, |eager|, all max
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      const at::Tensor e = tensors[i].second.to(at::kDouble), r = replayed[i].to(at::kDouble),
+                       b = before[i].to(at::kDouble);
+      figures.push_back((r - e).abs().max());
+      figures.push_back((e - b).abs().max());
+      figures.push_back(e.abs().max());
+    }
+    const at::Tensor f = torch::stack(figures).cpu();  // one read, once per run
+    const double tol = opts_.amp == "off" ? 0.05 : 0.1;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      const double diff = f[3 * i].item<double>(), update = f[3 * i + 1].item<double>(),
+                   scale = f[3 * i + 2].item<double>();
+      if (!(diff <= tol * update + 1e-6 * (1 + scale))) {
+        char buf[200];
+        std::snprintf(buf, sizeof buf, "the replayed step differs from the eager one (%s: max |diff| %.3g, the step "
+                                       "changed it by up to %.3g)", tensors[i].first.c_str(), diff, update);
+        off(buf);
+        break;
+      }
+    }
+    return result;
+  }
+  // A replay: this step's inputs into the graph's, the learning rates onto the device, the kernels, the host counts.
+  for (size_t k = 0; k < d_steps; ++k) {
+    const bool same = k < gr.in.real.size() && in.real[k].sizes() == gr.in.real[k].sizes() &&
+                      in.z[k].sizes() == gr.in.z[k].sizes();
+    if (!same || in.real.size() != gr.in.real.size()) return eager(in, step, false);  // another shape: not captured
+  }
+  for (size_t k = 0; k < d_steps; ++k) {
+    gr.in.real[k].copy_(in.real[k], /*non_blocking=*/true);
+    gr.in.z[k].copy_(in.z[k], true);
+    if (k < in.real_labels.size()) gr.in.real_labels[k].copy_(in.real_labels[k], true);
+    if (k < in.fake_labels.size()) gr.in.fake_labels[k].copy_(in.fake_labels[k], true);
+  }
+  gr.adam_g->refresh_device_lr();
+  gr.adam_d->refresh_device_lr();
+  gr.cuda->replay();
+  gr.adam_d->advance_host_steps(static_cast<std::int64_t>(d_steps));
+  gr.adam_g->advance_host_steps(1);
+  result.stats = gr.stats.clone();  // the next replay overwrites the graph's own
+  return result;
+}
+
+StepResult GanStep::eager(const StepInput& in, std::int64_t step, bool poison_d) {
   StepResult result;
   const auto fmt = opts_.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   const bool cond = g_->config().conditional;
@@ -234,8 +441,8 @@ StepResult GanStep::run(const StepInput& in, std::int64_t step, bool poison_d) {
     if (in.noise_std <= 0) return x;
     std::vector<std::int64_t> shape = x.sizes().vec();
     shape[0] = global;
-    return x + rows(torch::randn(shape, x.options().memory_format(at::MemoryFormat::Contiguous)), x.size(0)) *
-                   in.noise_std;
+    at::Tensor n = rows(torch::randn(shape, x.options().memory_format(at::MemoryFormat::Contiguous)), x.size(0));
+    return opts_.device_scalars ? x + n * noise_std_t_ : x + n * in.noise_std;
   };
   // Augmentation of every D input (train.augment), drawn for the global batch like the noise.
   const bool augmenting = !opts_.augment.empty() && in.augment_p > 0;
@@ -255,9 +462,10 @@ StepResult GanStep::run(const StepInput& in, std::int64_t step, bool poison_d) {
   auto check = [&](const at::Tensor& l, std::vector<at::Tensor>& params, int net) -> bool {
     if (!opts_.check_every_step && opts_.amp != "fp16") {
       at::Tensor bad = torch::logical_not(torch::isfinite(poison_sum(l, params))) & (first_bad_[0] == 0);
-      // [step, net] built on the device (a host tensor copied over would be a sync point).
-      at::Tensor here = torch::arange(2, first_bad_.options()) * (net - step) + step;
-      first_bad_ = torch::where(bad, here, first_bad_);
+      // [step, net] built on the device (a host tensor copied over would be a sync point), written in place.
+      at::Tensor here = opts_.device_scalars ? torch::arange(2, first_bad_.options()) * (net - step_t_) + step_t_
+                                             : torch::arange(2, first_bad_.options()) * (net - step) + step;
+      first_bad_.copy_(torch::where(bad, here, first_bad_));
       return true;
     }
     if (finite(l, params)) return true;
@@ -343,7 +551,12 @@ StepResult GanStep::run(const StepInput& in, std::int64_t step, bool poison_d) {
   unscale(g_params_);
   if (!check(loss_g, g_params_, 2)) return result;
   opt_g_.step();
-  if (ema_) ema_update(*ema_, *g_, ema_beta(ema_decay_, ema_rampup_, step));
+  if (ema_) {
+    if (opts_.device_scalars)
+      ema_update(*ema_, *g_, ema_w_t_);
+    else
+      ema_update(*ema_, *g_, ema_beta(ema_decay_, ema_rampup_, step));
+  }
   if (opts_.amp == "fp16" && ++good_steps_ >= kGrowthInterval) {
     scale_ *= 2;
     good_steps_ = 0;

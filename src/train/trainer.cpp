@@ -100,6 +100,7 @@ class Trainer {
   void check_replicas();
   std::string distributed_json() const;
   void apply_schedule(GanStep& stepper);
+  void report_graph(const GanStep& stepper);
   bool scheduled() const {
     return cfg_.train.lr_final < 1 || cfg_.train.gamma_final < 1 || cfg_.train.beta2_final >= 0;
   }
@@ -130,6 +131,7 @@ class Trainer {
   std::int64_t per_step_ = 0;  // real images per step (the global batch times train.d_steps)
   // The learning rates and beta2 at the start of the cosine schedules (train.lr_final, beta2_final).
   double lr_g0_ = 0, lr_d0_ = 0, beta2_g0_ = 0, beta2_d0_ = 0;
+  std::string graph_state_ = "warming up";  // the step's CUDA graph state last reported (train.cuda_graphs)
 
   // Where it is.
   std::int64_t step_ = 0;
@@ -182,7 +184,7 @@ Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const Tra
                                       " but the data has " + std::to_string(source_->num_classes()) +
                                       " classes; set it to 0 (from the data)");
   }
-  step_opts_ = step_options(cfg_.train, device_);
+  step_opts_ = step_options(cfg_.train, device_, world_);
   if (hooks_.deferred_divergence_check) step_opts_.check_every_step = false;
   nets_ = build_networks(cfg_, device_, step_opts_);
   if (dist_ && mc.sync_bn) {  // BatchNorm over the global batch
@@ -336,9 +338,14 @@ void Trainer::log_setup() {
   const std::string downconv = step_opts_.downconv == DownconvMode::kDirect && tc.downconv != "direct"
                                    ? "direct (gradient penalty)"
                                    : tc.downconv;
-  spdlog::info("step: upconv {}, downconv {}, channels_last {}, amp {}{}", tc.upconv, downconv,
+  std::string graphs;  // train.cuda_graphs on CUDA: captured after the warm-up steps, or why not
+  if (device_.is_cuda())
+    graphs = step_opts_.cuda_graph        ? fmt::format(", CUDA graph captured after {} eager steps", kGraphWarmup)
+             : tc.cuda_graphs == "off"   ? ", CUDA graphs off (train.cuda_graphs)"
+                                         : ", CUDA graphs off: " + cuda_graph_blocker(tc, world_);
+  spdlog::info("step: upconv {}, downconv {}, channels_last {}, amp {}{}{}", tc.upconv, downconv,
                step_opts_.channels_last ? "on" : "off", step_opts_.amp,
-               device_.is_cuda() ? (tc.cudnn_benchmark ? ", cuDNN benchmark" : "") : "");
+               device_.is_cuda() ? (tc.cudnn_benchmark ? ", cuDNN benchmark" : "") : "", graphs);
   spdlog::info("objective: loss {}{}{}{}{}{}{}{} | D: norm {}{}{} | latent {}{}", tc.loss,
                tc.loss == "wgan-gp" ? fmt::format(" (gp {})", tc.gp_weight) : "",
                tc.r1_gamma > 0 ? fmt::format(", R1 gamma {}", tc.r1_gamma) : "",
@@ -354,6 +361,8 @@ void Trainer::log_setup() {
   spdlog::info("device {} | {} CPU threads | G {} params, D {} params | {} steps of {} images ({} per epoch)",
                device_.str(), threads_, parameter_count(*nets_.g), parameter_count(*nets_.d), total_,
                tc.batch_size, per_epoch_);
+  if (!device_.is_cuda() && !dist_)  // (the ranks of a local run start together: the load says nothing yet)
+    if (const std::string w = oversubscription_warning(threads_); !w.empty()) spdlog::warn("{}", w);
   const double images = static_cast<double>(total_) * static_cast<double>(per_step_);
   spdlog::info("length: {} steps = {:.1f} epochs of the {} images = {:.1f} kimg (from train.{}){}", total_,
                images / static_cast<double>(std::max<std::int64_t>(1, source_->size())), source_->size(),
@@ -448,8 +457,10 @@ void Trainer::loop() {
     apply_schedule(stepper);
     const bool poison = hooks_.poison_d_loss && hooks_.poison_d_loss(step_ + 1);
     StepResult r = stepper.run(in, step_ + 1, poison);
+    if (step_opts_.cuda_graph) report_graph(stepper);
     if (r.status == StepResult::kDivergedD || r.status == StepResult::kDivergedG) {
       roll_back(r.status == StepResult::kDivergedD ? 'D' : 'G', step_ + 1);  // or throws
+      stepper.reset_graph();  // the graph would replay on the tensors the rollback replaced
       continue;
     }
     if (r.status == StepResult::kSkipped) {  // fp16 overflow: same batch position, next noise, lower loss scale
@@ -489,6 +500,7 @@ void Trainer::loop() {
       auto bad = stepper.take_deferred_divergence();  // before anything is read, saved or drawn
       if (bad.first) {
         roll_back(bad.second, bad.first);  // or throws
+        stepper.reset_graph();
         continue;
       }
     }
@@ -741,6 +753,19 @@ void Trainer::apply_schedule(GanStep& stepper) {
   set(*nets_.opt_d, lr_d0_, beta2_d0_);
   gamma_scale_ = cosine_schedule(1.0, tc.gamma_final, t);
   stepper.set_gamma_scale(gamma_scale_);
+}
+
+// train.cuda_graphs: one line when the step is captured, one warning when a capture failed or differed.
+void Trainer::report_graph(const GanStep& stepper) {
+  const std::string state = stepper.graph_state();
+  if (state == graph_state_) return;
+  graph_state_ = state;
+  if (!main_) return;
+  if (state == "captured")
+    spdlog::info("CUDA graphs: step {} captured the D and G updates and its replay matched the eager step; the "
+                 "following steps replay it", step_ + 1);
+  else if (state.rfind("off: ", 0) == 0)
+    spdlog::warn("CUDA graphs are off for this run ({}); the step runs eagerly", state.substr(5));
 }
 
 // The values of the schedules at the last step, for the metrics row.

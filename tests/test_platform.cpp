@@ -1,0 +1,23 @@
+// Machine set-up checks: the oversubscription warning (an OpenMP spin on a busy 2-core machine made steps several
+// times slower).
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "gan/platform.h"
+
+TEST(Platform, OversubscriptionIsWarnedWithTheNumbersAndWhatToDo) {
+  EXPECT_EQ(gan::oversubscription_warning(2, 2, 0.1), "");  // an idle machine
+  EXPECT_EQ(gan::oversubscription_warning(2, 2, 0.4), "");  // a little background work
+  EXPECT_EQ(gan::oversubscription_warning(1, 2, 1.0), "");  // one busy core, one thread
+  EXPECT_EQ(gan::oversubscription_warning(8, 16, 7.0), "");
+  const std::string busy = gan::oversubscription_warning(2, 2, 1.05);  // another job on one of two cores
+  EXPECT_NE(busy.find("load average 1.05 on 2 cores"), std::string::npos) << busy;
+  EXPECT_NE(busy.find("train.threads to 1"), std::string::npos) << busy;
+  const std::string over = gan::oversubscription_warning(4, 2, 0.0);  // more threads than cores
+  EXPECT_NE(over.find("4 compute threads on 2 cores"), std::string::npos) << over;
+  EXPECT_NE(over.find("train.threads to 2"), std::string::npos) << over;
+  const std::string full = gan::oversubscription_warning(2, 2, 3.5);  // both cores taken: still one thread
+  EXPECT_NE(full.find("train.threads to 1"), std::string::npos) << full;
+  EXPECT_EQ(gan::oversubscription_warning(1, 1, 3.0), "");  // one thread waits for no other: slowed, not stalled
+}
