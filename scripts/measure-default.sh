@@ -4,14 +4,18 @@
 # for the same wall time, then scored with gan-eval (5,000 samples, latent seed 0) against the full training set with
 # its cached classifier (README "Training quality", small data).
 #   bash scripts/measure-default.sh           N = 1000, 5000 and all, 6 minutes each (~25 minutes on 2 cores)
-# Environment: SIZES (default "1000 5000 0"), MINUTES (default 6), BASE (default "train.r1_gamma=0": the default
-#   before R1 was added to it), OUT (default runs/measure-default).
+# Environment: SIZES (default "1000 5000 0"), MINUTES (default 6), BASE (the first run's overrides; default
+#   "train.r1_gamma=0": the default before R1 was added to it), VARIANT (the second run's overrides; default none: the
+#   config as shipped), LABELS (the two runs' names in the table), OUT (default runs/measure-default).
+# scripts/measure-augment.sh runs this with other overrides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD_DIR:-build}
 out=${OUT:-runs/measure-default}
 minutes=${MINUTES:-6}
-base=(${BASE:-train.r1_gamma=0})
+base=(${BASE-train.r1_gamma=0})
+variant=(${VARIANT-})
+labels=(${LABELS:-previous default})
 bash scripts/setup.sh --no-tests >/dev/null
 mkdir -p "$out"
 train() {  # name, size, extra --set
@@ -28,18 +32,20 @@ e = json.load(open(sys.argv[1])); s = json.load(open(sys.argv[2]))
 print(s["steps"], "%.3f %.4f %.3f %.3f" % (e["fd"], e["kid"], e["precision"], e["recall"]))
 PY
 }
-base_sets=()
+base_sets=() variant_sets=()
 for kv in "${base[@]}"; do base_sets+=(--set "$kv"); done
+for kv in "${variant[@]}"; do variant_sets+=(--set "$kv"); done
 echo "| images | run | steps | FD | KID | precision | recall |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 for n in ${SIZES:-1000 5000 0}; do
-  train "previous-$n" "$n" "${base_sets[@]}" &
+  train "${labels[0]}-$n" "$n" "${base_sets[@]}" &
   a=$!
-  train "default-$n" "$n" &
+  train "${labels[1]}-$n" "$n" "${variant_sets[@]}" &
   b=$!
   wait $a; wait $b
-  for run in previous default; do
-    read -r steps fd kid p r < <(score "$run-$n")
-    echo "| $([[ $n == 0 ]] && echo all || echo "$n") | $([[ $run == previous ]] && echo "previous default (${base[*]})" || echo "default") | $steps | $fd | $kid | $p | $r |"
+  for k in 0 1; do
+    read -r steps fd kid p r < <(score "${labels[$k]}-$n")
+    sets=$([[ $k == 0 ]] && echo "${base[*]}" || echo "${variant[*]}")
+    echo "| $([[ $n == 0 ]] && echo all || echo "$n") | ${labels[$k]}${sets:+ ($sets)} | $steps | $fd | $kid | $p | $r |"
   done
 done

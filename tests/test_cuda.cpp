@@ -28,6 +28,15 @@ double max_diff(torch::nn::Module& a, torch::nn::Module& b) {
   return worst;
 }
 
+// 64 gray 16x16 images of stripes in an IDX file: the CUDA training tests' data. Returns its path.
+std::string write_stripes(const testutil::TempDir& dir) {
+  fixtures::Bytes px;
+  for (int i = 0; i < 64; ++i)
+    for (int k = 0; k < 256; ++k) px.push_back(static_cast<std::uint8_t>((k % 16 < 8 ? 200 : 40) + (i * 7 + k) % 13));
+  fixtures::write_file(dir / "d-idx3-ubyte", fixtures::idx_images(64, 16, 16, px));
+  return dir / "d-idx3-ubyte";
+}
+
 }  // namespace
 
 TEST(Cuda, StepEqualsTheCpuStepForEachConvolutionForm) {
@@ -116,11 +125,7 @@ TEST(Cuda, DeviceAdamOnTheGpuFollowsTheCpu) {
 TEST(Cuda, ACheckpointTrainedOnCudaSamplesOnTheCpuAndResumesOnCuda) {
   if (no_gpu()) GTEST_SKIP() << "no CUDA device";
   testutil::TempDir dir;
-  fixtures::Bytes px;
-  for (int i = 0; i < 64; ++i)
-    for (int k = 0; k < 256; ++k) px.push_back(static_cast<std::uint8_t>((k % 16 < 8 ? 200 : 40) + (i * 7 + k) % 13));
-  fixtures::write_file(dir / "d-idx3-ubyte", fixtures::idx_images(64, 16, 16, px));
-  gan::Config cfg = testutil::tiny_train_config(dir, dir / "d-idx3-ubyte", 6);
+  gan::Config cfg = testutil::tiny_train_config(dir, write_stripes(dir), 6);
   cfg.train.device = "cuda";
   gan::TrainSummary s = gan::train(cfg);
   ASSERT_EQ(s.steps, 6);
@@ -222,11 +227,7 @@ TEST(Cuda, GraphedStepEqualsTheEagerStep) {
 TEST(Cuda, TrainingWithCudaGraphsLogsTheCaptureAndResumes) {
   if (no_gpu()) GTEST_SKIP() << "no CUDA device";
   testutil::TempDir dir;
-  fixtures::Bytes px;
-  for (int i = 0; i < 64; ++i)
-    for (int k = 0; k < 256; ++k) px.push_back(static_cast<std::uint8_t>((k % 16 < 8 ? 200 : 40) + (i * 7 + k) % 13));
-  fixtures::write_file(dir / "d-idx3-ubyte", fixtures::idx_images(64, 16, 16, px));
-  gan::Config cfg = testutil::tiny_train_config(dir, dir / "d-idx3-ubyte", 8);
+  gan::Config cfg = testutil::tiny_train_config(dir, write_stripes(dir), 8);
   cfg.train.device = "cuda";
   cfg.train.ema_decay = 0.99;
   gan::TrainSummary s = gan::train(cfg);
