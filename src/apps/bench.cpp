@@ -255,7 +255,7 @@ int bench_main(int argc, char** argv) {
         ->check(CLI::IsMember({"on", "off", "auto"}));
     step->add_option("--device", a.device, "cpu | cuda | cuda:N | auto");
     step->add_option("--amp", a.amp, "CUDA mixed precision: off | bf16 | fp16")->check(CLI::IsMember({"off", "bf16", "fp16"}));
-    step->add_option("--cuda-graphs", a.cuda_graphs, "CUDA: replay the step as one graph after the warm-up: auto | on | off")
+    step->add_option("--cuda-graphs", a.cuda_graphs, "CUDA: replay the step as one graph (after warm-up): auto|on|off")
         ->check(CLI::IsMember({"auto", "on", "off"}));
     auto* layers = app.add_subcommand("layers", "each generator layer: transposed vs phase form, forward+backward");
     add_model(layers);

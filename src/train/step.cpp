@@ -351,6 +351,8 @@ StepResult GanStep::graphed(const StepInput& in, std::int64_t step) {
       for (auto& t : *v) t = t.clone();
     gr.adam_g->set_count_on_host(false);  // the capture runs nothing: the replays count
     gr.adam_d->set_count_on_host(false);
+    gr.adam_g->refresh_device_lr();  // now, so that no fill of a changed learning rate lands inside the graph
+    gr.adam_d->refresh_device_lr();
     try {
       gr.cuda->capture([&] { gr.stats = eager(gr.in, step, false).stats; });
     } catch (const std::exception& e) {
