@@ -37,6 +37,23 @@ std::string write_stripes(const testutil::TempDir& dir) {
   return dir / "d-idx3-ubyte";
 }
 
+// Resumes `cfg`'s run from `checkpoint` to `steps`, trains the same config from scratch to `steps` (run "whole"), and
+// returns the max |difference| of the two generators.
+double resumed_vs_uninterrupted(const gan::Config& cfg, const std::string& checkpoint, std::int64_t steps) {
+  gan::Config more = cfg;
+  more.train.steps = steps;
+  gan::TrainSummary r = gan::train(more, checkpoint);
+  EXPECT_EQ(r.steps, steps);
+  gan::Config whole = cfg;
+  whole.output.name = "whole";
+  whole.train.steps = steps;
+  gan::TrainSummary w = gan::train(whole);
+  gan::Generator a(cfg.model), b(cfg.model);
+  gan::load_checkpoint(r.checkpoint, torch::kCPU, a);
+  gan::load_checkpoint(w.checkpoint, torch::kCPU, b);
+  return max_diff(*a, *b);
+}
+
 }  // namespace
 
 TEST(Cuda, StepEqualsTheCpuStepForEachConvolutionForm) {
@@ -132,18 +149,7 @@ TEST(Cuda, ACheckpointTrainedOnCudaSamplesOnTheCpuAndResumesOnCuda) {
   gan::SamplingModel model = gan::load_generator(s.checkpoint, torch::kCPU);
   at::Tensor images = model.g->forward(torch::randn({4, cfg.model.nz}));  // [4, 1, 16, 16] on the CPU
   EXPECT_TRUE(torch::isfinite(images).all().item<bool>());
-  gan::Config more = cfg;
-  more.train.steps = 9;
-  gan::TrainSummary r = gan::train(more, s.checkpoint);
-  EXPECT_EQ(r.steps, 9);
-  gan::Config whole = cfg;
-  whole.output.name = "whole";
-  whole.train.steps = 9;
-  gan::TrainSummary w = gan::train(whole);
-  gan::Generator a(cfg.model), b(cfg.model);
-  gan::load_checkpoint(r.checkpoint, torch::kCPU, a);
-  gan::load_checkpoint(w.checkpoint, torch::kCPU, b);
-  const double d = max_diff(*a, *b);
+  const double d = resumed_vs_uninterrupted(cfg, s.checkpoint, 9);
   std::printf("CUDA resumed at step 6 vs uninterrupted, step 9: max |G diff| %.2e\n", d);
   EXPECT_LT(d, 1e-4);  // cuDNN's backward kernels need not be bitwise deterministic
 }
@@ -234,17 +240,7 @@ TEST(Cuda, TrainingWithCudaGraphsLogsTheCaptureAndResumes) {
   ASSERT_EQ(s.steps, 8);
   const std::string log = testutil::slurp(dir / "runs/tiny/train.log");
   EXPECT_NE(log.find("CUDA graphs: step 4 captured"), std::string::npos) << log;
-  gan::Config more = cfg;
-  more.train.steps = 12;
-  gan::TrainSummary r = gan::train(more, s.checkpoint);
-  gan::Config whole = cfg;
-  whole.output.name = "whole";
-  whole.train.steps = 12;
-  gan::TrainSummary w = gan::train(whole);
-  gan::Generator a(cfg.model), b(cfg.model);
-  gan::load_checkpoint(r.checkpoint, torch::kCPU, a);
-  gan::load_checkpoint(w.checkpoint, torch::kCPU, b);
-  const double d = max_diff(*a, *b);
+  const double d = resumed_vs_uninterrupted(cfg, s.checkpoint, 12);
   std::printf("CUDA graphs: resumed at step 8 vs uninterrupted, step 12: max |G diff| %.2e\n", d);
   EXPECT_LT(d, 1e-4);
   gan::Config r1 = cfg;

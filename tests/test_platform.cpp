@@ -17,6 +17,7 @@ TEST(Platform, OversubscriptionIsWarnedWithTheNumbersAndWhatToDo) {
   const std::string over = gan::oversubscription_warning(4, 2, 0.0);  // more threads than cores
   EXPECT_NE(over.find("4 compute threads on 2 cores"), std::string::npos) << over;
   EXPECT_NE(over.find("train.threads to 2"), std::string::npos) << over;
+  EXPECT_NE(gan::oversubscription_warning(4, 2, 0.0, "--threads").find("set --threads to 2"), std::string::npos);
   const std::string full = gan::oversubscription_warning(2, 2, 3.5);  // both cores taken: still one thread
   EXPECT_NE(full.find("train.threads to 1"), std::string::npos) << full;
   EXPECT_EQ(gan::oversubscription_warning(1, 1, 3.0), "");  // one thread waits for no other: slowed, not stalled

@@ -25,9 +25,11 @@ int configure_threads(int threads);
 // `cores` this process may use, or other jobs keeping cores busy (the 1-minute `load_avg`, read before this process
 // has done much). OpenMP threads spin while they wait for each other, so a busy core slows every step, not just one
 // thread (measured: several times slower on a 2-core machine shared with a build).
-std::string oversubscription_warning(int threads, int cores, double load_avg);
+// `knob` names the setting the warning tells the user to lower.
+std::string oversubscription_warning(int threads, int cores, double load_avg,
+                                     const std::string& knob = "train.threads");
 // The same for this machine now: the cores of this process's affinity mask and /proc/loadavg ("" if unreadable).
-std::string oversubscription_warning(int threads);
+std::string oversubscription_warning(int threads, const std::string& knob = "train.threads");
 
 // This program's version (CMakeLists.txt's project version) and the LibTorch it was built with:
 // "gan-train 0.12.0 (LibTorch 1.13.0, CPU, Gloo)".

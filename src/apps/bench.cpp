@@ -66,11 +66,8 @@ double peak_device_mib(const c10::Device& dev) {
 // device memory. As in training, nothing is read back inside the timed steps: the losses are summed on the device.
 int run_step(const StepArgs& a) {
   const int threads = configure_threads(a.threads);
-  if (std::string w = oversubscription_warning(threads); !w.empty()) {
-    const auto at = w.find("train.threads");
-    if (at != std::string::npos) w.replace(at, 13, "--threads");
+  if (const std::string w = oversubscription_warning(threads, "--threads"); !w.empty())
     std::fprintf(stderr, "gan-bench: warning: %s (figures measured now understate this machine)\n", w.c_str());
-  }
   c10::Device dev(torch::kCPU);
   try {
     dev = resolve_device(a.device);

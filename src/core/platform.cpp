@@ -92,7 +92,7 @@ int configure_threads(int threads) {
   return n;
 }
 
-std::string oversubscription_warning(int threads, int cores, double load_avg) {
+std::string oversubscription_warning(int threads, int cores, double load_avg, const std::string& knob) {
   // One thread waits for no other: a busy core slows it in proportion, which needs no warning.
   if (threads <= 1 || cores < 1) return "";
   const double free_cores = std::max(0.0, cores - std::max(0.0, load_avg));
@@ -101,16 +101,17 @@ std::string oversubscription_warning(int threads, int cores, double load_avg) {
   char buf[400];
   if (threads > cores)
     std::snprintf(buf, sizeof buf, "%d compute threads on %d cores: OpenMP threads spin while they wait for each "
-                  "other, so oversubscribed cores slow every step; set train.threads to %d", threads, cores, suggest);
+                  "other, so oversubscribed cores slow every step; set %s to %d", threads, cores, knob.c_str(),
+                  suggest);
   else
     std::snprintf(buf, sizeof buf, "the machine is busy: load average %.2f on %d cores leaves about %.1f free for %d "
                   "compute threads; OpenMP threads spin while they wait for each other, so a step can become several "
-                  "times slower: stop the other jobs or set train.threads to %d", load_avg, cores, free_cores, threads,
-                  suggest);
+                  "times slower: stop the other jobs or set %s to %d", load_avg, cores, free_cores, threads,
+                  knob.c_str(), suggest);
   return buf;
 }
 
-std::string oversubscription_warning(int threads) {
+std::string oversubscription_warning(int threads, const std::string& knob) {
   cpu_set_t set;
   int cores = static_cast<int>(std::thread::hardware_concurrency());
   if (sched_getaffinity(0, sizeof set, &set) == 0) cores = CPU_COUNT(&set);
@@ -120,7 +121,7 @@ std::string oversubscription_warning(int threads) {
   const int got = std::fscanf(f, "%lf", &load);
   std::fclose(f);
   if (got != 1) return "";
-  return oversubscription_warning(threads, cores, load);
+  return oversubscription_warning(threads, cores, load, knob);
 }
 
 c10::Device resolve_device(const std::string& name) {

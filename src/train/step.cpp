@@ -184,26 +184,22 @@ double ema_beta(double decay, bool rampup, std::int64_t step) {
   return std::min(decay, (1.0 + static_cast<double>(step)) / (10.0 + static_cast<double>(step)));
 }
 
-void ema_update(torch::nn::Module& ema, torch::nn::Module& g, double beta) {
-  torch::NoGradGuard no_grad;
-  auto ep = ema.parameters(), gp = g.parameters();
-  for (size_t i = 0; i < ep.size(); ++i) ep[i].lerp_(gp[i], 1.0 - beta);  // beta * ema + (1 - beta) * g
-  auto eb = ema.buffers(), gb = g.buffers();
-  for (size_t i = 0; i < eb.size(); ++i) eb[i].copy_(gb[i]);
-}
-
 namespace {
 
-// ema_update with the weight 1 - beta read from a 0-dim float tensor on the device (device_scalars).
-void ema_update(torch::nn::Module& ema, torch::nn::Module& g, const at::Tensor& weight) {
+// ema = ema + w (g - ema) for parameters (w = 1 - beta: a number, or a 0-dim device tensor for device_scalars);
+// buffers (batch-norm statistics) copied.
+template <typename Weight>
+void ema_lerp(torch::nn::Module& ema, torch::nn::Module& g, const Weight& w) {
   torch::NoGradGuard no_grad;
   auto ep = ema.parameters(), gp = g.parameters();
-  for (size_t i = 0; i < ep.size(); ++i) ep[i].lerp_(gp[i], weight);
+  for (size_t i = 0; i < ep.size(); ++i) ep[i].lerp_(gp[i], w);
   auto eb = ema.buffers(), gb = g.buffers();
   for (size_t i = 0; i < eb.size(); ++i) eb[i].copy_(gb[i]);
 }
 
 }  // namespace
+
+void ema_update(torch::nn::Module& ema, torch::nn::Module& g, double beta) { ema_lerp(ema, g, 1.0 - beta); }
 
 double cosine_schedule(double start, double end, double progress) {
   const double t = std::clamp(progress, 0.0, 1.0);
@@ -403,11 +399,10 @@ StepResult GanStep::graphed(const StepInput& in, std::int64_t step) {
     return result;
   }
   // A replay: this step's inputs into the graph's, the learning rates onto the device, the kernels, the host counts.
-  for (size_t k = 0; k < d_steps; ++k) {
-    const bool same = k < gr.in.real.size() && in.real[k].sizes() == gr.in.real[k].sizes() &&
-                      in.z[k].sizes() == gr.in.z[k].sizes();
-    if (!same || in.real.size() != gr.in.real.size()) return eager(in, step, false);  // another shape: not captured
-  }
+  bool same = d_steps == gr.in.real.size();
+  for (size_t k = 0; same && k < d_steps; ++k)
+    same = in.real[k].sizes() == gr.in.real[k].sizes() && in.z[k].sizes() == gr.in.z[k].sizes();
+  if (!same) return eager(in, step, false);  // another shape than the captured one
   for (size_t k = 0; k < d_steps; ++k) {
     gr.in.real[k].copy_(in.real[k], /*non_blocking=*/true);
     gr.in.z[k].copy_(in.z[k], true);
@@ -555,7 +550,7 @@ StepResult GanStep::eager(const StepInput& in, std::int64_t step, bool poison_d)
   opt_g_.step();
   if (ema_) {
     if (opts_.device_scalars)
-      ema_update(*ema_, *g_, ema_w_t_);
+      ema_lerp(*ema_, *g_, ema_w_t_);
     else
       ema_update(*ema_, *g_, ema_beta(ema_decay_, ema_rampup_, step));
   }

@@ -131,7 +131,7 @@ class Trainer {
   std::int64_t per_step_ = 0;  // real images per step (the global batch times train.d_steps)
   // The learning rates and beta2 at the start of the cosine schedules (train.lr_final, beta2_final).
   double lr_g0_ = 0, lr_d0_ = 0, beta2_g0_ = 0, beta2_d0_ = 0;
-  std::string graph_state_ = "warming up";  // the step's CUDA graph state last reported (train.cuda_graphs)
+  bool graph_reported_ = false;  // train.cuda_graphs: the capture (or why not) has been logged
 
   // Where it is.
   std::int64_t step_ = 0;
@@ -457,10 +457,11 @@ void Trainer::loop() {
     apply_schedule(stepper);
     const bool poison = hooks_.poison_d_loss && hooks_.poison_d_loss(step_ + 1);
     StepResult r = stepper.run(in, step_ + 1, poison);
-    if (step_opts_.cuda_graph) report_graph(stepper);
+    if (step_opts_.cuda_graph && !graph_reported_) report_graph(stepper);  // until captured or off
     if (r.status == StepResult::kDivergedD || r.status == StepResult::kDivergedG) {
       roll_back(r.status == StepResult::kDivergedD ? 'D' : 'G', step_ + 1);  // or throws
       stepper.reset_graph();  // the graph would replay on the tensors the rollback replaced
+      graph_reported_ = stepper.graph_state() != "warming up";  // a recapture is logged again
       continue;
     }
     if (r.status == StepResult::kSkipped) {  // fp16 overflow: same batch position, next noise, lower loss scale
@@ -501,6 +502,7 @@ void Trainer::loop() {
       if (bad.first) {
         roll_back(bad.second, bad.first);  // or throws
         stepper.reset_graph();
+        graph_reported_ = stepper.graph_state() != "warming up";
         continue;
       }
     }
@@ -758,8 +760,8 @@ void Trainer::apply_schedule(GanStep& stepper) {
 // train.cuda_graphs: one line when the step is captured, one warning when a capture failed or differed.
 void Trainer::report_graph(const GanStep& stepper) {
   const std::string state = stepper.graph_state();
-  if (state == graph_state_) return;
-  graph_state_ = state;
+  if (state == "warming up") return;
+  graph_reported_ = true;
   if (!main_) return;
   if (state == "captured")
     spdlog::info("CUDA graphs: step {} captured the D and G updates and its replay matched the eager step; the "
