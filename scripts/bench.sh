@@ -6,7 +6,8 @@
 #   bash scripts/bench.sh                 everything (~10 minutes on 2 cores)
 # Environment: THREADS (default: all cores), STEPS (timed steps per run, default 8), ROUNDS (times the two sides
 #   alternate in the speed table, each keeping its best; default 3),
-#   BENCH_FOLDER=DIR  also time decoding that image folder and streaming its cache (gan-data bench).
+#   BENCH_FOLDER=DIR  time decoding that image folder and streaming its cache instead of a synthetic cache
+#   (gan-data bench); decoding CelebA-sized JPEGs is always measured on generated ones (gan-data bench --photos).
 # Both sides run with the same threads and the same OpenBLAS kernel (gan-bench blas prints the one it uses).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,6 +74,10 @@ for s in 32 64 128; do
 done
 echo
 echo "data loading (gan-data bench):"
+echo "  decoding 3,000 photo-like 178x218 JPEGs to 64x64 RGB through the loader, libjpeg-turbo vs stb_image:"
+"$build/gan-data" bench --photos 3000 2>/dev/null | grep -E '^data\.(photo_file|decode)' | sed 's/^/    /' ||
+  echo "    (gan-data bench --photos failed)"
 args=(--synthetic 20000)
 [[ -n "${BENCH_FOLDER:-}" ]] && args=(--folder "$BENCH_FOLDER")
-"$build/gan-data" bench "${args[@]}" 2>/dev/null | grep '^data\.' | sed 's/^/  /' || echo "  (gan-data bench failed)"
+echo "  ${args[*]}:"
+"$build/gan-data" bench "${args[@]}" 2>/dev/null | grep '^data\.' | sed 's/^/    /' || echo "    (gan-data bench failed)"

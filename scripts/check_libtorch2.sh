@@ -70,12 +70,13 @@ if [[ $what == cuda || $what == all ]]; then
     in_root "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get purge -y -qq libtorch-dev >/dev/null 2>&1;
              apt-get install -y -qq --no-install-recommends /work/nvidia-cudnn-stub.deb libtorch-cuda-dev nvidia-cuda-toolkit \
                libgloo-cuda-dev libnccl-dev \
-               cmake g++ make libcli11-dev libspdlog-dev libyaml-cpp-dev libstb-dev zlib1g-dev libgtest-dev dataset-fashion-mnist \
+               cmake g++ make libcli11-dev libspdlog-dev libyaml-cpp-dev libstb-dev zlib1g-dev libturbojpeg0-dev libgtest-dev dataset-fashion-mnist \
                libprotobuf-dev protobuf-compiler" \
       >"$root/cuda-install.log" 2>&1 || { tail -20 "$root/cuda-install.log" >&2; exit 1; }
   fi
-  in_root "dpkg -s protobuf-compiler >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq &&
-           apt-get install -y -qq --no-install-recommends libprotobuf-dev protobuf-compiler >/dev/null; }"
+  in_root "dpkg -s protobuf-compiler libturbojpeg0-dev >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive;
+           apt-get update -qq && apt-get install -y -qq --no-install-recommends libprotobuf-dev protobuf-compiler \
+           libturbojpeg0-dev >/dev/null; }"
   cmake_dir=$(in_root "dirname \$(dpkg -L libtorch-cuda-dev | grep '/TorchConfig.cmake\$')")
   if in_root "cd /work/gan && cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DGAN_BUILD_TESTS=ON \
                 -DCMAKE_PREFIX_PATH=$cmake_dir -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined \

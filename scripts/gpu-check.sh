@@ -31,6 +31,7 @@ done
 if ((prepare)); then
   # Debian bookworm builds: C++11 ABI like PyTorch >= 2.7, glibc 2.36 (older than the GPU images'), x86-64.
   packages=(libyaml-cpp-dev libyaml-cpp0.7 libspdlog-dev libspdlog1.10 libfmt-dev libfmt9 libcli11-dev libstb-dev libstb0
+            libturbojpeg0-dev libturbojpeg0
             libgtest-dev zlib1g-dev libgloo-dev libprotobuf-dev libprotobuf32 libprotobuf-lite32 protobuf-compiler
             libprotoc32)
   rm -rf "$deps" && mkdir -p "$deps/debs"

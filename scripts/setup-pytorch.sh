@@ -60,8 +60,8 @@ if [[ -n "${GAN_DEPS:-}" ]]; then
 else
   # The distribution's packages (Debian or Ubuntu), only those missing; libgloo-dev where the distribution has it
   # (without gloo's headers the build keeps NCCL only, which is what a CUDA image needs).
-  packages=(ca-certificates cmake g++ make libcli11-dev libspdlog-dev libyaml-cpp-dev libstb-dev zlib1g-dev libprotobuf-dev
-            protobuf-compiler)
+  packages=(ca-certificates cmake g++ make libcli11-dev libspdlog-dev libyaml-cpp-dev libstb-dev zlib1g-dev libturbojpeg0-dev
+            libprotobuf-dev protobuf-compiler)
   [[ "$tests" == ON ]] && packages+=(libgtest-dev)
   sudo=""
   [[ $(id -u) -ne 0 ]] && sudo="sudo"
@@ -95,7 +95,7 @@ if [[ -n "$bundle" ]]; then
   # The libraries from this script's packages (the runtime image has the system's and PyTorch's own, CUDA's included).
   ldd "$bundle"/bin/* | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
     case "$(basename "$lib")" in
-      libyaml-cpp.so*|libspdlog.so*|libfmt.so*|libstb.so*|libprotobuf.so*) cp -L "$lib" "$bundle/lib/" ;;
+      libyaml-cpp.so*|libspdlog.so*|libfmt.so*|libstb.so*|libturbojpeg.so*|libprotobuf.so*) cp -L "$lib" "$bundle/lib/" ;;
     esac
   done
   echo "setup-pytorch: bundled into $bundle: bin/ $(ls "$bundle/bin" | tr '\n' ' ')| lib/ $(ls "$bundle/lib" | tr '\n' ' ')"

@@ -16,7 +16,7 @@ jobs=${JOBS:-$(nproc)}
 # libgloo-dev: the headers of c10d's Gloo process group (data-parallel training on the CPU); libprotobuf-dev and
 # protobuf-compiler: the TensorBoard event messages (src/io/tensorboard.proto).
 packages=(ca-certificates cmake g++ make libopenblas0-openmp libcli11-dev libspdlog-dev libyaml-cpp-dev libstb-dev
-          zlib1g-dev libgloo-dev libprotobuf-dev protobuf-compiler dataset-fashion-mnist)
+          zlib1g-dev libturbojpeg0-dev libgloo-dev libprotobuf-dev protobuf-compiler dataset-fashion-mnist)
 [[ -z "${GAN_TORCH_DIR:-}" ]] && packages+=(libtorch-dev)
 # python3-torch: its torchrun launches the distributed tests, tests/pytorch_interop.py loads exported weights (and
 # scripts/bench_reference.py is the speed reference); python3-protobuf: tests/read_tfevents.py decodes the

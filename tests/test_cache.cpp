@@ -18,6 +18,7 @@
 #include "gan/checkpoint.h"
 #include "gan/data_tool.h"
 #include "gan/datasets.h"
+#include "gan/decode.h"
 #include "gan/image.h"
 #include "gan/loader.h"
 #include "gan/models.h"

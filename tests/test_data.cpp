@@ -7,6 +7,7 @@
 #include <set>
 
 #include "gan/datasets.h"
+#include "gan/decode.h"
 #include "gan/idx.h"
 #include "gan/image.h"
 #include "gan/loader.h"

@@ -11,6 +11,7 @@
 #include "gan/config.h"
 #include "gan/datasets.h"
 #include "gan/health.h"
+#include "gan/decode.h"
 #include "gan/image.h"
 #include "gan/loader.h"
 #include "gan/models.h"

@@ -13,6 +13,7 @@
 #include "gan/config.h"
 #include "gan/files.h"
 #include "gan/gif.h"
+#include "gan/decode.h"
 #include "gan/image.h"
 #include "gan/models.h"
 #include "gan/sampler.h"

@@ -24,12 +24,13 @@
 #include <vector>
 
 #include "gan/config.h"
-#include "gan/datasets.h"
+#include "gan/image_source.h"
 
 namespace gan {
 
-// Bump when the bytes a file decodes to change (decode_to_chw, prepare_image, stb) or when the layout changes.
-constexpr std::uint32_t kCacheFormatVersion = 1;
+// Bump when the bytes a file decodes to change (decode.h: decode_to_chw, prepare_image, the decoders) or when the
+// layout changes. 2: JPEGs through libjpeg-turbo, downscaled in the DCT domain.
+constexpr std::uint32_t kCacheFormatVersion = 2;
 
 // Everything that changes the cached bytes.
 struct CacheSettings {

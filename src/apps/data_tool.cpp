@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 #include <stb/stb_image.h>
+#include <stb/stb_image_write.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -22,6 +24,7 @@
 #include "gan/datasets.h"
 #include "gan/errors.h"
 #include "gan/files.h"
+#include "gan/decode.h"
 #include "gan/image.h"
 #include "gan/loader.h"
 
@@ -265,11 +268,78 @@ int run_prepare(const Config& cfg, bool force) {
   return kExitOk;
 }
 
+// A photo-like image (smooth colour fields, an oval "face" with texture, sensor noise): JPEG-compresses to about the
+// bytes per pixel of a CelebA photo (~7 KB at 178x218, quality 90, 4:2:0), so that decoding costs what it would.
+std::vector<std::uint8_t> photo_like(int w, int h, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(0, 1);
+  std::normal_distribution<float> noise(0, 4);
+  float fx[3][5], fy[3][5], phase[3][5], amp[3][5];
+  for (int c = 0; c < 3; ++c)
+    for (int k = 0; k < 5; ++k) {
+      fx[c][k] = 0.08f * u(rng), fy[c][k] = 0.08f * u(rng), phase[c][k] = 6.28f * u(rng), amp[c][k] = 20 + 20 * u(rng);
+    }
+  const float cx = w * (0.4f + 0.2f * u(rng)), cy = h * (0.4f + 0.2f * u(rng));
+  const float rx = w * (0.25f + 0.1f * u(rng)), ry = h * (0.3f + 0.1f * u(rng));
+  const float face[3] = {150 + 80 * u(rng), 100 + 60 * u(rng), 80 + 60 * u(rng)};
+  std::vector<std::uint8_t> px(static_cast<size_t>(w) * h * 3);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      const float d = (x - cx) * (x - cx) / (rx * rx) + (y - cy) * (y - cy) / (ry * ry);
+      for (int c = 0; c < 3; ++c) {
+        float v = 128;
+        for (int k = 0; k < 5; ++k) v += amp[c][k] * std::sin(fx[c][k] * x + fy[c][k] * y + phase[c][k]);
+        if (d < 1) v = face[c] * (1 - 0.3f * d) + 10 * std::sin(0.5f * x) * std::sin(0.4f * y);
+        px[(static_cast<size_t>(y) * w + x) * 3 + c] = static_cast<std::uint8_t>(std::clamp(v + noise(rng), 0.f, 255.f));
+      }
+    }
+  return px;
+}
+
+// Writes n photo_like JPEGs of w x h into dir (photo_000000.jpg, ...); returns their mean size in bytes.
+double write_photos(const std::string& dir, std::int64_t n, int w, int h) {
+  make_dirs(dir);
+  std::uint64_t total = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto px = photo_like(w, h, static_cast<std::uint32_t>(i));
+    std::string bytes;
+    auto sink = [](void* ctx, void* data, int size) {
+      static_cast<std::string*>(ctx)->append(static_cast<const char*>(data), static_cast<size_t>(size));
+    };
+    if (!stbi_write_jpg_to_func(sink, &bytes, w, h, 3, px.data(), 90))
+      throw UserError(kExitIo, "cannot encode a JPEG for " + dir);
+    char name[32];
+    std::snprintf(name, sizeof name, "/photo_%06lld.jpg", static_cast<long long>(i));
+    write_file_atomic(dir + name, bytes);
+    total += bytes.size();
+  }
+  return static_cast<double>(total) / static_cast<double>(std::max<std::int64_t>(n, 1));
+}
+
+// Decodes the folder's files through a BatchLoader (data.cache: off), as a run without the cache gets its batches,
+// with libjpeg-turbo and then with stb_image (the reference, as before libjpeg-turbo): the figures and their ratio.
+void bench_decoding(const Config& cfg, const DataConfig& folder_data, int batch) {
+  DataConfig d = folder_data;
+  d.cache = "off";
+  auto folder = open_dataset(d, cfg.model.image_size, cfg.model.channels);
+  std::int64_t decoded = 0;
+  const double turbo = stream(*folder, batch, 0, cfg.data.workers, &decoded);
+  figure("data.decode_img_per_s", turbo, "BatchLoader decoding the files (data.cache: off; JPEGs by libjpeg-turbo)");
+  figure("data.decode_images", static_cast<double>(decoded));
+  set_jpeg_turbo(false);
+  const double stb = stream(*folder, batch, 0, cfg.data.workers, &decoded);
+  set_jpeg_turbo(true);
+  figure("data.decode_stb_img_per_s", stb, "the same with every file through stb_image (the decoder before 0.13)");
+  figure("data.decode_speedup", turbo / stb);
+}
+
 struct BenchOptions {
   int batch = 128;
   std::int64_t decode_images = 3000;
   std::int64_t stream_images = 100000;
   std::int64_t synthetic = 0;
+  std::int64_t photos = 0;
+  std::string photo_size = "178x218";
   std::string cache_dir;
   bool keep = false, rebuild = false;
 };
@@ -279,7 +349,38 @@ int run_bench(const Config& cfg, const BenchOptions& o) {
   const int workers = thread_count(cfg.data.workers);
   std::printf("# gan-data bench: %dx%d, %d channel%s, batch %d, %d decode threads, %u cores\n", size, size, channels,
               channels == 1 ? "" : "s", o.batch, workers, std::thread::hardware_concurrency());
-  if (o.synthetic > 0) {
+  if (o.photos > 0) {
+    int w = 0, h = 0;
+    char tail = 0;
+    if (std::sscanf(o.photo_size.c_str(), "%dx%d%c", &w, &h, &tail) != 2 || w < 8 || h < 8 || w > 8192 || h > 8192)
+      throw UserError(kExitUsage, "gan-data bench: --photo-size " + o.photo_size + " is not WIDTHxHEIGHT (8 to 8192)");
+    const std::string dir = (o.cache_dir.empty() ? fs::temp_directory_path() / "gan-data-bench" : fs::path(o.cache_dir)) /
+                            ("photos-" + std::to_string(o.photos) + "-" + o.photo_size);
+    struct Cleanup {
+      std::string dir;
+      bool keep;
+      ~Cleanup() {
+        std::error_code ec;
+        if (!keep) fs::remove_all(dir, ec);
+      }
+    } cleanup{dir, o.keep};
+    const auto t0 = Clock::now();
+    const bool reuse =
+        o.keep && fs::is_directory(dir) && static_cast<std::int64_t>(list_image_files(dir).size()) == o.photos;
+    if (!reuse) {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+      const double mean = write_photos(dir, o.photos, w, h);
+      figure("data.photo_file_kib", mean / 1024, "mean JPEG size (quality 90, 4:2:0)");
+      figure("data.photo_write_s", since(t0));
+    }
+    figure("data.photos", static_cast<double>(o.photos));
+    DataConfig d = cfg.data;
+    d.source = "folder";
+    d.path = dir;
+    d.max_images = 0;
+    bench_decoding(cfg, d, o.batch);
+  } else if (o.synthetic > 0) {
     const std::string dir =
         o.cache_dir.empty() ? (fs::temp_directory_path() / "gan-data-bench").string() : o.cache_dir;
     make_dirs(dir);
@@ -331,13 +432,8 @@ int run_bench(const Config& cfg, const BenchOptions& o) {
     require_folder(cfg, "gan-data bench");
     // (a) Decoding through the BatchLoader, as a run with data.cache: off gets its batches.
     DataConfig d = cfg.data;
-    d.cache = "off";
     if (o.decode_images > 0) d.max_images = d.max_images > 0 ? std::min(d.max_images, o.decode_images) : o.decode_images;
-    auto folder = open_dataset(d, size, channels);
-    std::int64_t decoded = 0;
-    const double rate = stream(*folder, o.batch, 0, cfg.data.workers, &decoded);
-    figure("data.decode_img_per_s", rate, "BatchLoader decoding the files (data.cache: off)");
-    figure("data.decode_images", static_cast<double>(decoded));
+    bench_decoding(cfg, d, o.batch);
     // (b) The cache: built (or reused), then streamed and read raw.
     DataConfig c = cfg.data;
     if (c.cache == "off") c.cache = "auto";
@@ -522,8 +618,10 @@ int data_main(int argc, char** argv) {
     bench->add_option("--decode-images", bo.decode_images, "images to decode for the decoding figure (0 = all)");
     bench->add_option("--stream-images", bo.stream_images, "stream at least this many images from the cache");
     bench->add_option("--synthetic", bo.synthetic, "write a cache of N random images (no folder) and stream it");
-    bench->add_option("--cache-dir", bo.cache_dir, "where --synthetic writes (default: $TMPDIR/gan-data-bench)");
-    bench->add_flag("--keep", bo.keep, "keep the --synthetic cache (and reuse a kept one)");
+    bench->add_option("--photos", bo.photos, "write N photo-like JPEGs (no folder), measure decoding them, delete them");
+    bench->add_option("--photo-size", bo.photo_size, "WIDTHxHEIGHT of --photos (default 178x218, CelebA's)");
+    bench->add_option("--cache-dir", bo.cache_dir, "where --synthetic/--photos write (default: $TMPDIR/gan-data-bench)");
+    bench->add_flag("--keep", bo.keep, "keep the --synthetic cache or the --photos (and reuse kept ones)");
     bench->add_flag("--rebuild", bo.rebuild, "rebuild the folder's cache (measures building)");
     if (int code = parse_command_line(app, argc, argv, "gan-data"); code >= 0) return code;
     if (prepare->parsed()) return run_prepare(resolve(co), force);

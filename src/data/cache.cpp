@@ -22,7 +22,7 @@
 
 #include "gan/errors.h"
 #include "gan/files.h"
-#include "gan/image.h"
+#include "gan/decode.h"
 
 namespace gan {
 namespace fs = std::filesystem;
@@ -671,8 +671,8 @@ CacheOutcome open_folder_cache(const DataConfig& data, int image_size, int chann
     try {
       out.stats = build_cache(
           stem, data.path, settings, entries,
-          [&](std::int64_t i, std::uint8_t* dst, std::string& error) {
-            return decode_to_chw(files[static_cast<size_t>(i)], image_size, channels, data, dst, error);
+          [&, spec = decode_spec(data, image_size, channels)](std::int64_t i, std::uint8_t* dst, std::string& error) {
+            return decode_to_chw(files[static_cast<size_t>(i)], spec, dst, error);
           },
           data.workers, data.max_bad_fraction);
     } catch (const UserError& e) {

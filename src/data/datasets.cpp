@@ -12,7 +12,7 @@
 #include "gan/cache.h"
 #include "gan/errors.h"
 #include "gan/idx.h"
-#include "gan/image.h"
+#include "gan/decode.h"
 
 namespace gan {
 namespace fs = std::filesystem;
@@ -95,12 +95,6 @@ class IdxSource : public ImageSource {
     return std::to_string(n_) + " images from " + names;
   }
 
-  static void to_chw(const Image& p, std::uint8_t* dst) {
-    const size_t hw = static_cast<size_t>(p.width) * p.height;
-    for (size_t k = 0; k < hw; ++k)
-      for (int c = 0; c < p.channels; ++c) dst[c * hw + k] = p.pixels[k * p.channels + c];
-  }
-
  private:
   std::vector<std::string> files_;
   std::int64_t n_ = 0;
@@ -108,31 +102,18 @@ class IdxSource : public ImageSource {
   torch::Tensor images_;
 };
 
-bool decode_chw(const std::string& path, int size, int channels, const Rgb& bg, int min_size, std::uint8_t* dst,
-                std::string& error) {
-  Image img;
-  if (!decode_image_file(path, img, error)) return false;
-  if (img.width < min_size || img.height < min_size) {
-    error = "too small (" + std::to_string(img.width) + "x" + std::to_string(img.height) +
-            ", data.min_image_size is " + std::to_string(min_size) + ")";
-    return false;
-  }
-  IdxSource::to_chw(prepare_image(img, channels, size, bg), dst);
-  return true;
-}
-
 class FolderSource : public ImageSource {
  public:
   FolderSource(std::string dir, std::vector<std::string> files, int size, int channels, const DataConfig& data)
       : ImageSource(size, channels), dir_(std::move(dir)), files_(std::move(files)),
-        bg_(parse_colour(data.background)), min_size_(data.min_image_size), max_bad_fraction_(data.max_bad_fraction),
+        spec_(decode_spec(data, size, channels)), max_bad_fraction_(data.max_bad_fraction),
         bad_(files_.size()), tried_(files_.size()) {}
   std::int64_t size() const override { return static_cast<std::int64_t>(files_.size()); }
   bool load(std::int64_t i, std::uint8_t* dst) override {
     std::string error;
     if (bad_[i].load(std::memory_order_relaxed)) return false;
     if (!tried_[i].exchange(true)) ++tried_count_;
-    if (!decode_chw(files_[i], image_size(), channels(), bg_, min_size_, dst, error)) {
+    if (!decode_to_chw(files_[i], spec_, dst, error)) {
       if (!bad_[i].exchange(true)) {
         ++bad_count_;
         spdlog::warn("skipping {}: {}", files_[i], error);
@@ -158,8 +139,7 @@ class FolderSource : public ImageSource {
  private:
   std::string dir_;
   std::vector<std::string> files_;
-  Rgb bg_;
-  int min_size_;
+  DecodeSpec spec_;
   double max_bad_fraction_;
   std::vector<std::atomic<bool>> bad_, tried_;
   std::atomic<std::int64_t> bad_count_{0}, tried_count_{0};
@@ -225,11 +205,6 @@ void attach_idx_labels(ImageSource& src, const std::vector<std::string>& image_f
 
 }  // namespace
 
-bool decode_to_chw(const std::string& path, int size, int channels, const DataConfig& data, std::uint8_t* dst,
-                   std::string& error) {
-  return decode_chw(path, size, channels, parse_colour(data.background), data.min_image_size, dst, error);
-}
-
 std::vector<std::string> list_image_files(const std::string& dir) {
   static const std::vector<std::string> exts = {".jpg", ".jpeg", ".png", ".bmp", ".tga", ".gif"};
   std::vector<std::string> files;
@@ -271,7 +246,7 @@ std::unique_ptr<ImageSource> open_dataset(const DataConfig& data, int image_size
       if (folder_labels(data.path, files, labels, names)) src->set_labels(std::move(labels), std::move(names));
       return src;
     }
-    // The preprocessed cache (cache.h); it decodes through the same decode_chw, so the bytes are identical.
+    // The preprocessed cache (cache.h); it decodes through the same decode_to_chw, so the bytes are identical.
     auto folder = std::make_unique<FolderSource>(data.path, files, image_size, channels, data);
     CacheOutcome cache = open_folder_cache(data, image_size, channels, files, std::move(folder));
     if (!cache.cached) spdlog::warn("{}", cache.reason);
