@@ -49,6 +49,12 @@ row() {  # label, then model arguments
 }
 row "64x64 RGB ngf=ndf=64 batch 64" --image-size 64 --channels 3 --batch 64
 row "32x32 gray ngf=ndf=64 batch 128" --image-size 32 --channels 1 --batch 128
+if [[ -n "$(grep -m1 -woE 'avx512_bf16|amx_bf16' /proc/cpuinfo)" ]]; then  # train.amp auto: bf16 through oneDNN
+  row "64x64 RGB batch 64, bf16" --image-size 64 --channels 3 --batch 64 --amp bf16
+  row "32x32 gray batch 128, bf16" --image-size 32 --channels 1 --batch 128 --amp bf16
+else
+  echo "(no bf16 rows: this processor has no native bf16, AVX512-BF16 or AMX; train.amp auto keeps float32)"
+fi
 echo "(%pk: reference-step FLOPs per image x img/s / convolution peak; ours skips D's weight gradients in the G update)"
 echo
 echo "our step, by option (64x64 RGB, batch 64):"

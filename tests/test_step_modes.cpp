@@ -6,6 +6,7 @@
 
 #include "gan/errors.h"
 #include "gan/models.h"
+#include "gan/platform.h"
 #include "gan/step.h"
 
 namespace {
@@ -69,7 +70,7 @@ TEST(StepModes, CudaDeviceOptionsAvoidHostSyncsAndKeepAmp) {
   const auto cpu = gan::step_options(tc, torch::kCPU);
   EXPECT_TRUE(cpu.check_every_step);
   EXPECT_FALSE(cpu.channels_last);
-  EXPECT_EQ(cpu.amp, "off");  // autocast is a CUDA feature here
+  EXPECT_EQ(cpu.amp, gan::cpu_bf16_features().empty() ? "off" : "bf16");  // bf16 on a CPU only where it is native
   tc.channels_last = "off";
   EXPECT_FALSE(gan::step_options(tc, c10::Device(torch::kCUDA, 0)).channels_last);
   tc.amp = "fp16";
@@ -143,4 +144,69 @@ TEST(StepModes, Fp16LossScalingIsExactAndAnOverflowSkipsTheStep) {
   EXPECT_EQ(result.status, gan::StepResult::kOk);
   EXPECT_TRUE(torch::isfinite(result.stats).all().item<bool>());
   EXPECT_GT(max_diff(before, scaled.weights()), 0.0);
+}
+
+TEST(StepModes, AmpIsBf16OnACpuOnlyWhereItIsNative) {
+  const c10::Device cpu(torch::kCPU), cuda(torch::kCUDA, 0);
+  std::string note;
+  struct Case {
+    const char* amp;
+    c10::Device device;
+    const char* features;
+    const char* want;
+    const char* note;  // a word of the note, "" for none
+  };
+  for (const Case& c : {Case{"auto", cpu, "avx512_bf16 amx_bf16", "bf16", ""}, Case{"auto", cpu, "", "off", ""},
+                        Case{"bf16", cpu, "avx512_bf16", "bf16", ""}, Case{"bf16", cpu, "", "off", "no native bf16"},
+                        Case{"fp16", cpu, "amx_bf16", "off", "for CUDA"}, Case{"off", cpu, "amx_bf16", "off", ""},
+                        Case{"auto", cuda, "", "off", ""}, Case{"bf16", cuda, "", "bf16", ""},
+                        Case{"fp16", cuda, "", "fp16", ""}}) {
+    EXPECT_EQ(gan::resolve_amp(c.amp, c.device, c.features, &note), c.want) << c.amp << " " << c.features;
+    if (*c.note)
+      EXPECT_NE(note.find(c.note), std::string::npos) << note;
+    else
+      EXPECT_EQ(note, "") << c.amp;
+  }
+  // What this machine has, as the trainer logs it.
+  const std::string here = gan::cpu_bf16_features();
+  std::printf("native bf16 here: %s\n", here.empty() ? "none" : here.c_str());
+  EXPECT_TRUE(here.empty() || here.rfind("avx512_bf16", 0) == 0 || here.rfind("amx_bf16", 0) == 0) << here;
+  // bf16 on the CPU runs D's convolutions through oneDNN, not the float32 Winograd form.
+  gan::TrainConfig tc;
+  tc.amp = "bf16";
+  const auto o = gan::step_options(tc, cpu);
+  if (o.amp == "bf16") EXPECT_EQ(o.downconv, gan::DownconvMode::kDirect);
+}
+
+TEST(StepModes, CpuBf16StepIsFiniteAndCloseToFloat32) {
+  // Forced on whatever the processor (without native bf16, oneDNN emulates it: slow, same arithmetic).
+  auto run = [](const std::string& amp, double r1) {
+    gan::StepOptions opts = cpu_options();
+    opts.amp = amp;
+    opts.r1_gamma = r1;
+    opts.downconv = gan::DownconvMode::kDirect;
+    Nets n(opts);
+    at::Tensor stats;
+    for (int i = 1; i <= 5; ++i) {
+      auto [real, z] = data(i);
+      auto r = n.step->run(real, z, i);
+      EXPECT_EQ(r.status, gan::StepResult::kOk) << amp;
+      stats = r.stats;
+    }
+    return std::make_pair(stats, n.weights());
+  };
+  for (double r1 : {0.0, 1.0}) {
+    auto [s32, w32] = run("off", r1);
+    auto [s16, w16] = run("bf16", r1);
+    std::printf("CPU bf16 (R1 gamma %g): losses D %.4f G %.4f (float32 %.4f %.4f); max |weight diff| after 5 steps "
+                "%.3g\n", r1, s16[0].item<double>(), s16[1].item<double>(), s32[0].item<double>(),
+                s32[1].item<double>(), max_diff(w16, w32));
+    EXPECT_TRUE(torch::isfinite(s16).all().item<bool>());
+    EXPECT_LT(std::abs(s16[0].item<double>() - s32[0].item<double>()), 0.05);
+    EXPECT_LT(std::abs(s16[1].item<double>() - s32[1].item<double>()), 0.05);
+    // Five Adam steps move a weight by at most ~5 * lr = 1e-3: bf16 rounding may flip signs of tiny updates, no more.
+    EXPECT_LT(max_diff(w16, w32), 2e-3);
+    EXPECT_GT(max_diff(w16, w32), 0.0) << "bf16 changed nothing: autocast did not run";
+    for (const auto& w : w16) EXPECT_EQ(w.scalar_type(), at::kFloat);  // master weights stay float32
+  }
 }

@@ -83,7 +83,8 @@ struct TrainConfig {
   std::string downconv = "auto";  // D's 4x4 stride-2 convs: auto | winograd | direct (same function, see README)
   std::string upconv = "auto";   // G's transposed convs: auto | phase | gemm | transposed (same function, see README)
   std::string channels_last = "auto";  // activations in channels_last: auto (on for CUDA) | on | off
-  std::string amp = "off";       // mixed precision on CUDA: off | bf16 (autocast) | fp16 (autocast + loss scaling)
+  std::string amp = "off";       // mixed precision: off | bf16 (autocast: CUDA, or a CPU with native bf16) |
+                                 // fp16 (CUDA: autocast + loss scaling) | auto (bf16 on such a CPU, else off)
   bool cudnn_benchmark = true;   // CUDA: let cuDNN time its algorithms for the fixed shapes
   std::string cuda_graphs = "auto";  // CUDA: replay the step as one graph: auto (where the config allows) | on | off
 };

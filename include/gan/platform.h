@@ -31,6 +31,10 @@ std::string oversubscription_warning(int threads, int cores, double load_avg,
 // The same for this machine now: the cores of this process's affinity mask and /proc/loadavg ("" if unreadable).
 std::string oversubscription_warning(int threads, const std::string& knob = "train.threads");
 
+// The CPU's native bf16 instructions as the kernel lists them in /proc/cpuinfo ("avx512_bf16 amx_bf16", "" when
+// none). With them oneDNN runs bf16 convolutions faster than float32; without them bf16 is emulated and slower.
+std::string cpu_bf16_features();
+
 // This program's version (CMakeLists.txt's project version) and the LibTorch it was built with:
 // "gan-train 0.12.0 (LibTorch 1.13.0, CPU, Gloo)".
 std::string version_line(const std::string& prog);

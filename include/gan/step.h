@@ -26,7 +26,8 @@ struct StepOptions {
   UpconvMode upconv = UpconvMode::kAuto;
   DownconvMode downconv = DownconvMode::kAuto;  // D's stride-2 convs; kDirect whenever a gradient penalty is on
   bool channels_last = false;    // activations (and conv weights) in channels_last
-  std::string amp = "off";       // off | bf16 | fp16 (CUDA only; fp16 scales the losses)
+  std::string amp = "off";       // off | bf16 (CUDA or CPU) | fp16 (CUDA only; scales the losses)
+  std::string amp_note;          // why train.amp was not followed ("" when it was), for the log
   bool check_every_step = true;  // read the finite flag every step (CPU: free); else only when stats are read
   std::string loss = "bce";      // bce | minimax | lsgan | hinge | wgan-gp | rpgan (train.loss)
   double gp_weight = 10;         // wgan-gp lambda
@@ -106,6 +107,12 @@ class GradientSync {
 // The step's options from the config for `device` (auto choices resolved) in a run of `world_size` processes.
 // train.cuda_graphs: on with a config that cannot be captured is a UserError naming the key that prevents it.
 StepOptions step_options(const TrainConfig& train, const c10::Device& device, int world_size = 1);
+
+// The precision train.amp gives on `device`, where `cpu_bf16` is cpu_bf16_features() (platform.h): CUDA takes off,
+// bf16 and fp16 as they are and auto as off; a CPU takes bf16 and auto as bf16 when it has native bf16, else off,
+// and fp16 as off. `note` says why a request was not followed ("" when it was or nothing was asked).
+std::string resolve_amp(const std::string& amp, const c10::Device& device, const std::string& cpu_bf16,
+                        std::string* note);
 
 // Applies the options to the models (call before the optimizers create their state).
 void prepare_models(Generator& g, Discriminator& d, const StepOptions& opts);

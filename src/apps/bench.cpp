@@ -94,6 +94,7 @@ int run_step(const StepArgs& a) {
   g->to(dev);
   d->to(dev);
   const StepOptions opts = step_options(tc, dev);
+  if (!opts.amp_note.empty()) std::fprintf(stderr, "gan-bench: %s\n", opts.amp_note.c_str());
   prepare_models(g, d, opts);
   auto adam = [&](torch::nn::Module& m) {
     return DeviceAdam(m.parameters(), torch::optim::AdamOptions(tc.lr).betas({tc.beta1, tc.beta2}));
@@ -251,7 +252,8 @@ int bench_main(int argc, char** argv) {
     step->add_option("--channels-last", a.channels_last, "on | off | auto (on for CUDA)")
         ->check(CLI::IsMember({"on", "off", "auto"}));
     step->add_option("--device", a.device, "cpu | cuda | cuda:N | auto");
-    step->add_option("--amp", a.amp, "CUDA mixed precision: off | bf16 | fp16")->check(CLI::IsMember({"off", "bf16", "fp16"}));
+    step->add_option("--amp", a.amp, "train.amp: off | bf16 (CUDA, or a CPU with native bf16) | fp16 (CUDA) | auto")
+        ->check(CLI::IsMember({"off", "bf16", "fp16", "auto"}));
     step->add_option("--cuda-graphs", a.cuda_graphs, "CUDA: replay the step as one graph (after warm-up): auto|on|off")
         ->check(CLI::IsMember({"auto", "on", "off"}));
     auto* layers = app.add_subcommand("layers", "each generator layer: transposed vs phase form, forward+backward");

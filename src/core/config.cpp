@@ -280,8 +280,9 @@ const std::vector<Field>& fields() {
                      "D's stride-2 convs: auto | winograd (CPU) | direct (conv2d); penalties use direct"));
     t.push_back(text("train", "channels_last", &Config::train, &TrainConfig::channels_last, {"auto", "on", "off"},
                      "channels_last activations: auto (on for CUDA) | on | off"));
-    t.push_back(text("train", "amp", &Config::train, &TrainConfig::amp, {"off", "bf16", "fp16"},
-                     "CUDA mixed precision: off | bf16 | fp16 (with loss scaling)"));
+    t.push_back(text("train", "amp", &Config::train, &TrainConfig::amp, {"off", "bf16", "fp16", "auto"},
+                     "mixed precision: off | bf16 (CUDA, or a CPU with AVX512-BF16/AMX) | fp16 (CUDA, loss "
+                     "scaling) | auto (bf16 on a CPU that has it, else off)"));
     t.push_back(flag("train", "cudnn_benchmark", &Config::train, &TrainConfig::cudnn_benchmark,
                      "CUDA: let cuDNN pick the fastest algorithms"));
     t.push_back(text("train", "cuda_graphs", &Config::train, &TrainConfig::cuda_graphs, {"auto", "on", "off"},

@@ -124,6 +124,24 @@ std::string oversubscription_warning(int threads, const std::string& knob) {
   return oversubscription_warning(threads, cores, load, knob);
 }
 
+std::string cpu_bf16_features() {
+  std::FILE* f = std::fopen("/proc/cpuinfo", "r");
+  if (!f) return "";
+  char line[8192];
+  std::string found;
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::strncmp(line, "flags", 5) != 0) continue;
+    const std::string flags = std::string(" ") + line;
+    for (const char* flag : {"avx512_bf16", "amx_bf16"})
+      if (flags.find(std::string(" ") + flag + " ") != std::string::npos ||
+          flags.find(std::string(" ") + flag + "\n") != std::string::npos)
+        found += (found.empty() ? "" : " ") + std::string(flag);
+    break;  // the first processor's flags
+  }
+  std::fclose(f);
+  return found;
+}
+
 c10::Device resolve_device(const std::string& name) {
   if (name == "cpu") return torch::kCPU;
   const bool have_cuda = torch::cuda::is_available();

@@ -11,6 +11,7 @@
 #include "gan/adam.h"
 #include "gan/cuda_graph.h"
 #include "gan/errors.h"
+#include "gan/platform.h"
 
 namespace gan {
 namespace {
@@ -18,25 +19,35 @@ namespace {
 constexpr double kInitialScale = 65536.0;  // fp16 loss scale: start, halve on overflow, double after
 constexpr int kGrowthInterval = 2000;      // this many overflow-free steps (as torch.cuda.amp.GradScaler)
 
-// Autocast on CUDA for the scope (no-op when `dtype` is undefined). The API changed in LibTorch 2.4.
+// Autocast on `device` (CUDA, or the CPU for bf16 through oneDNN) for the scope; a no-op when `dtype` is undefined.
+// The API changed in LibTorch 2.4.
 class AutocastScope {
  public:
-  explicit AutocastScope(c10::optional<at::ScalarType> dtype) : on_(dtype.has_value()) {
+  AutocastScope(c10::optional<at::ScalarType> dtype, at::DeviceType device)
+      : on_(dtype.has_value()), cpu_(device == at::kCPU) {
     if (!on_) return;
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    at::autocast::set_autocast_dtype(at::kCUDA, *dtype);
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(device, *dtype);
+    at::autocast::set_autocast_enabled(device, true);
 #else
-    at::autocast::set_autocast_gpu_dtype(*dtype);
-    at::autocast::set_enabled(true);
+    if (cpu_) {
+      at::autocast::set_autocast_cpu_dtype(*dtype);
+      at::autocast::set_cpu_enabled(true);
+    } else {
+      at::autocast::set_autocast_gpu_dtype(*dtype);
+      at::autocast::set_enabled(true);
+    }
 #endif
   }
   ~AutocastScope() {
     if (!on_) return;
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    at::autocast::set_autocast_enabled(cpu_ ? at::kCPU : at::kCUDA, false);
 #else
-    at::autocast::set_enabled(false);
+    if (cpu_)
+      at::autocast::set_cpu_enabled(false);
+    else
+      at::autocast::set_enabled(false);
 #endif
     at::autocast::clear_cache();
   }
@@ -44,7 +55,7 @@ class AutocastScope {
   AutocastScope& operator=(const AutocastScope&) = delete;
 
  private:
-  bool on_;
+  bool on_, cpu_;
 };
 
 // Sum of the loss and every gradient: NaN or Inf anywhere propagates into it.
@@ -82,6 +93,24 @@ std::string cuda_graph_blocker(const TrainConfig& train, int world_size) {
   return "";
 }
 
+std::string resolve_amp(const std::string& amp, const c10::Device& device, const std::string& cpu_bf16,
+                        std::string* note) {
+  note->clear();
+  if (device.is_cuda()) return amp == "auto" ? "off" : amp;
+  if (amp == "fp16") {
+    *note = "train.amp fp16 is for CUDA; on the CPU the step stays float32 (bf16 is the CPU's mixed precision)";
+    return "off";
+  }
+  if (amp == "bf16" || amp == "auto") {
+    if (!cpu_bf16.empty()) return "bf16";
+    if (amp == "bf16")
+      *note = "train.amp bf16: this processor has no native bf16 (AVX512-BF16 or AMX), where bf16 would be emulated "
+              "and slower; the step stays float32";
+    return "off";
+  }
+  return "off";
+}
+
 StepOptions step_options(const TrainConfig& train, const c10::Device& device, int world_size) {
   StepOptions o;
   o.upconv = train.upconv == "transposed" ? UpconvMode::kTransposed
@@ -94,7 +123,9 @@ StepOptions step_options(const TrainConfig& train, const c10::Device& device, in
                : train.downconv == "winograd"       ? DownconvMode::kWinograd
                                                     : DownconvMode::kAuto;
   o.channels_last = train.channels_last == "on" || (train.channels_last == "auto" && device.is_cuda());
-  o.amp = device.is_cuda() ? train.amp : "off";
+  o.amp = resolve_amp(train.amp, device, device.is_cuda() ? "" : cpu_bf16_features(), &o.amp_note);
+  // bf16 on the CPU is oneDNN's: D's Winograd form computes in float32 (and would be autocast piecemeal).
+  if (o.amp == "bf16" && !device.is_cuda()) o.downconv = DownconvMode::kDirect;
   o.check_every_step = !device.is_cuda();  // on CUDA a per-step check would be a host sync
   if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(train.cudnn_benchmark);
   o.loss = train.loss;
@@ -427,8 +458,9 @@ StepResult GanStep::eager(const StepInput& in, std::int64_t step, bool poison_d)
   TORCH_CHECK(!cond || (in.real_labels.size() == d_steps && in.fake_labels.size() == d_steps),
               "StepInput: a conditional model needs labels for every batch");
   c10::optional<at::ScalarType> amp;
+  const at::DeviceType amp_device = in.real.front().device().type();
   if (opts_.amp == "bf16") amp = at::kBFloat16;
-  if (opts_.amp == "fp16") amp = at::kHalf;
+  if (opts_.amp == "fp16" && amp_device != at::kCPU) amp = at::kHalf;  // (on the CPU: only the loss scaling, in tests)
   const std::string& loss = opts_.loss;
   // Draws for the whole global batch, keeping this process's rows (all of them for one process).
   const std::int64_t global = in.global_batch > 0 ? in.global_batch : in.real.front().size(0);
@@ -484,7 +516,7 @@ StepResult GanStep::eager(const StepInput& in, std::int64_t step, bool poison_d)
     real_y = cond ? in.real_labels[k] : at::Tensor();
     fake_labels = cond ? in.fake_labels[k] : at::Tensor();
     {
-      AutocastScope autocast(amp);
+      AutocastScope autocast(amp, amp_device);
       if (last) {
         fake = g_->forward(in.z[k], fake_labels).contiguous(fmt);  // [B, C, S, S], kept for the G update
       } else {
@@ -531,7 +563,7 @@ StepResult GanStep::eager(const StepInput& in, std::int64_t step, bool poison_d)
   at::Tensor fake_logits_g, loss_g;
   set_requires_grad(d_params_, false);
   {
-    AutocastScope autocast(amp);
+    AutocastScope autocast(amp, amp_device);
     fake_logits_g = d_->forward(augmented(noisy(fake)), fake_labels);  // [B]
     at::Tensor paired;  // rpgan: D's output on the last real batch, with D as it is now
     if (loss == "rpgan") {

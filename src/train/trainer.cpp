@@ -335,16 +335,20 @@ void Trainer::log_setup() {
   const TrainConfig& tc = cfg_.train;
   spdlog::info("run folder {}", folder_->path());
   spdlog::info("data: {}", source_->description());
-  const std::string downconv = step_opts_.downconv == DownconvMode::kDirect && tc.downconv != "direct"
-                                   ? "direct (gradient penalty)"
-                                   : tc.downconv;
+  const bool cpu_bf16 = step_opts_.amp == "bf16" && !device_.is_cuda();
+  const std::string downconv = step_opts_.downconv != DownconvMode::kDirect || tc.downconv == "direct" ? tc.downconv
+                               : cpu_bf16 && tc.loss != "wgan-gp" && tc.r1_gamma <= 0 && tc.r2_gamma <= 0
+                                   ? "direct (bf16 through oneDNN)"
+                                   : "direct (gradient penalty)";
   std::string graphs;  // train.cuda_graphs on CUDA: captured after the warm-up steps, or why not
   if (device_.is_cuda())
     graphs = step_opts_.cuda_graph        ? fmt::format(", CUDA graph captured after {} eager steps", kGraphWarmup)
              : tc.cuda_graphs == "off"   ? ", CUDA graphs off (train.cuda_graphs)"
                                          : ", CUDA graphs off: " + cuda_graph_blocker(tc, world_);
-  spdlog::info("step: upconv {}, downconv {}, channels_last {}, amp {}{}{}", tc.upconv, downconv,
+  if (!step_opts_.amp_note.empty()) spdlog::warn("{}", step_opts_.amp_note);
+  spdlog::info("step: upconv {}, downconv {}, channels_last {}, amp {}{}{}{}", tc.upconv, downconv,
                step_opts_.channels_last ? "on" : "off", step_opts_.amp,
+               cpu_bf16 ? fmt::format(" (CPU: {})", cpu_bf16_features()) : "",
                device_.is_cuda() ? (tc.cudnn_benchmark ? ", cuDNN benchmark" : "") : "", graphs);
   spdlog::info("objective: loss {}{}{}{}{}{}{}{} | D: norm {}{}{} | latent {}{}", tc.loss,
                tc.loss == "wgan-gp" ? fmt::format(" (gp {})", tc.gp_weight) : "",
