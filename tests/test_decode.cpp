@@ -65,9 +65,9 @@ Bytes chw(const Bytes& file, int size, int channels, bool turbo) {
   spec.min_image_size = 8;
   Bytes out(static_cast<size_t>(channels) * size * size);
   std::string error;
-  gan::set_jpeg_turbo(turbo);
+  gan::use_reference_decoding(!turbo);
   const bool ok = gan::decode_to_chw(dir / "x.jpg", spec, out.data(), error);
-  gan::set_jpeg_turbo(true);
+  gan::use_reference_decoding(false);
   EXPECT_TRUE(ok) << error;
   return out;
 }
@@ -177,9 +177,9 @@ TEST(Decode, JpegsLibjpegTurboRefusesKeepStbsVerdict) {
   gan::DecodeInfo info;
   std::string e1, e2;
   const bool ok_on = gan::decode_image(cut, turbo_on, e1, 0, &info);
-  gan::set_jpeg_turbo(false);
+  gan::use_reference_decoding(true);
   const bool ok_off = gan::decode_image(cut, turbo_off, e2);
-  gan::set_jpeg_turbo(true);
+  gan::use_reference_decoding(false);
   EXPECT_FALSE(info.turbo);
   EXPECT_EQ(ok_on, ok_off);
   EXPECT_EQ(e1, e2);

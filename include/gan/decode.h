@@ -30,9 +30,10 @@ bool decode_image(const std::vector<std::uint8_t>& file_bytes, Image& out, std::
 bool decode_image_file(const std::string& path, Image& out, std::string& error, int min_side = 0,
                        DecodeInfo* info = nullptr);
 
-// Process-wide: JPEGs through libjpeg-turbo (the default) or, with false, through stb_image at full size as before
-// (the reference gan-data bench measures against; tests). Thread-safe.
-void set_jpeg_turbo(bool on);
+// Process-wide: with true, decode as before libjpeg-turbo: every JPEG through stb_image at full size and every
+// shrink by stb_image_resize (the reference that gan-data bench measures against, and the tests' "today's pixels").
+// Thread-safe; off by default.
+void use_reference_decoding(bool on);
 
 // Composites alpha over `background`, converts to `channels` (1: luma 0.299R+0.587G+0.114B, 3: gray replicated),
 // centre-crops to a square and resizes to size x size (stb_image_resize; Mitchell when shrinking).

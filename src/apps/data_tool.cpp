@@ -317,7 +317,7 @@ double write_photos(const std::string& dir, std::int64_t n, int w, int h) {
 }
 
 // Decodes the folder's files through a BatchLoader (data.cache: off), as a run without the cache gets its batches,
-// with libjpeg-turbo and then with stb_image (the reference, as before libjpeg-turbo): the figures and their ratio.
+// as now and then as before libjpeg-turbo (stb_image + stb_image_resize, the reference): the figures and their ratio.
 void bench_decoding(const Config& cfg, const DataConfig& folder_data, int batch) {
   DataConfig d = folder_data;
   d.cache = "off";
@@ -326,10 +326,10 @@ void bench_decoding(const Config& cfg, const DataConfig& folder_data, int batch)
   const double turbo = stream(*folder, batch, 0, cfg.data.workers, &decoded);
   figure("data.decode_img_per_s", turbo, "BatchLoader decoding the files (data.cache: off; JPEGs by libjpeg-turbo)");
   figure("data.decode_images", static_cast<double>(decoded));
-  set_jpeg_turbo(false);
+  use_reference_decoding(true);
   const double stb = stream(*folder, batch, 0, cfg.data.workers, &decoded);
-  set_jpeg_turbo(true);
-  figure("data.decode_stb_img_per_s", stb, "the same with every file through stb_image (the decoder before 0.13)");
+  use_reference_decoding(false);
+  figure("data.decode_stb_img_per_s", stb, "the same decoded as before 0.13 (stb_image, stb_image_resize)");
   figure("data.decode_speedup", turbo / stb);
 }
 

@@ -79,7 +79,7 @@ bool jpeg_truncated(const std::vector<std::uint8_t>& b) {
 }  // namespace
 
 namespace {
-std::atomic<bool> jpeg_turbo{true};
+std::atomic<bool> reference_decoding{false};
 
 // One libjpeg-turbo decompressor per thread (created on first use, destroyed with the thread).
 struct TurboHandle {
@@ -127,7 +127,7 @@ bool decode_turbo(const std::vector<std::uint8_t>& bytes, int min_side, Image& o
 }
 }  // namespace
 
-void set_jpeg_turbo(bool on) { jpeg_turbo.store(on); }
+void use_reference_decoding(bool on) { reference_decoding.store(on); }
 
 bool decode_image(const std::vector<std::uint8_t>& bytes, Image& out, std::string& error, int min_side,
                   DecodeInfo* info_out) {
@@ -168,7 +168,7 @@ bool decode_image(const std::vector<std::uint8_t>& bytes, Image& out, std::strin
     error = "truncated JPEG (the file ends before its end-of-image marker): re-download or re-encode it";
     return false;
   }
-  if (hd.jpeg_components != 0 && hd.jpeg_components != 4 && jpeg_turbo.load(std::memory_order_relaxed) &&
+  if (hd.jpeg_components != 0 && hd.jpeg_components != 4 && !reference_decoding.load(std::memory_order_relaxed) &&
       decode_turbo(bytes, min_side, out, info)) return true;
   unsigned char* px = stbi_load_from_memory(bytes.data(), len, &w, &h, &n, 0);
   if (!px) {
@@ -375,7 +375,7 @@ Image prepare_image(const Image& in, int channels, int size, const Rgb& bg) {
     for (int y = 0; y < size; ++y)
       std::copy_n(crop + static_cast<size_t>(y) * stride, static_cast<size_t>(size) * channels,
                   out.pixels.data() + static_cast<size_t>(y) * size * channels);
-  } else if (side > size && channels <= 4) {
+  } else if (side > size && channels <= 4 && !reference_decoding.load(std::memory_order_relaxed)) {
     shrink_square(crop, side, stride, channels, size, out.pixels.data());
   } else {  // enlarging (Catmull-Rom)
     stbir_resize_uint8(crop, side, side, stride, out.pixels.data(), size, size, 0, channels);
