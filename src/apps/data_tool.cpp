@@ -326,9 +326,14 @@ void bench_decoding(const Config& cfg, const DataConfig& folder_data, int batch)
   const double turbo = stream(*folder, batch, 0, cfg.data.workers, &decoded);
   figure("data.decode_img_per_s", turbo, "BatchLoader decoding the files (data.cache: off; JPEGs by libjpeg-turbo)");
   figure("data.decode_images", static_cast<double>(decoded));
-  use_reference_decoding(true);
-  const double stb = stream(*folder, batch, 0, cfg.data.workers, &decoded);
-  use_reference_decoding(false);
+  double stb = 0;
+  {
+    struct Reference {  // back to the normal decoders however the measurement ends
+      Reference() { use_reference_decoding(true); }
+      ~Reference() { use_reference_decoding(false); }
+    } reference;
+    stb = stream(*folder, batch, 0, cfg.data.workers, &decoded);
+  }
   figure("data.decode_stb_img_per_s", stb, "the same decoded as before 0.13 (stb_image, stb_image_resize)");
   figure("data.decode_speedup", turbo / stb);
 }

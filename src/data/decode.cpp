@@ -272,6 +272,21 @@ Taps shrink_taps(int in, int out) {
   return t;
 }
 
+// out[0, n) = sum over output o's taps of weight * rows[index] (each a contiguous run of n values, `stride` apart):
+// one pass of the shrink, a whole-vector multiply-add per tap.
+template <typename T>
+void weighted_rows(const T* rows, size_t stride, const Taps& t, int o, int n, float* out) {
+  const int* idx = &t.index[static_cast<size_t>(o) * t.taps];
+  const float* w = &t.weight[static_cast<size_t>(o) * t.taps];
+  std::fill(out, out + n, 0.0f);
+  for (int k = 0; k < t.taps; ++k) {
+    if (w[k] == 0.0f) continue;
+    const float wk = w[k];
+    const T* in = rows + static_cast<size_t>(idx[k]) * stride;
+    for (int i = 0; i < n; ++i) out[i] += wk * static_cast<float>(in[i]);
+  }
+}
+
 // Shrinks the square side x side (row stride `stride` bytes, `channels` interleaved) to size x size < side as
 // stbir_resize_uint8 does (same filter, weights, edge rule and rounding); it differs only in the order of the float
 // additions (columns first here): at most 1 level, rarely (Decode.ShrinkMatchesStbImageResize). Both passes are
@@ -284,39 +299,21 @@ void shrink_square(const std::uint8_t* src, int side, int stride, int channels, 
     cached_in = side;
     cached_out = size;
   }
-  const int c = channels, n = side * c, m = size * c, k_taps = taps.taps;
+  const int c = channels, n = side * c, m = size * c;
   thread_local std::vector<float> row, cols, acc;
   row.resize(static_cast<size_t>(n));
   cols.resize(static_cast<size_t>(side) * m);  // [side (input x), size (output y), c]: shrunk vertically, transposed
   acc.resize(static_cast<size_t>(m));
   // 1. Columns: output row y = the weighted input rows, then scattered into cols[x][y][ch].
   for (int y = 0; y < size; ++y) {
-    const int* idx = &taps.index[static_cast<size_t>(y) * k_taps];
-    const float* w = &taps.weight[static_cast<size_t>(y) * k_taps];
-    std::fill(row.begin(), row.end(), 0.0f);
-    for (int k = 0; k < k_taps; ++k) {
-      if (w[k] == 0.0f) continue;
-      const float wk = w[k];
-      const std::uint8_t* in = src + static_cast<size_t>(idx[k]) * stride;
-      float* r = row.data();
-      for (int i = 0; i < n; ++i) r[i] += wk * static_cast<float>(in[i]);
-    }
+    weighted_rows(src, static_cast<size_t>(stride), taps, y, n, row.data());
     for (int x = 0; x < side; ++x)
       for (int ch = 0; ch < c; ++ch) cols[static_cast<size_t>(x) * m + y * c + ch] = row[static_cast<size_t>(x) * c + ch];
   }
   // 2. Rows: output column x = the weighted columns (each a contiguous [size, c] vector), rounded as stbir rounds
   // ((int)(saturate(v / 255) * 255 + 0.5)) into dst[y][x][ch].
   for (int x = 0; x < size; ++x) {
-    const int* idx = &taps.index[static_cast<size_t>(x) * k_taps];
-    const float* w = &taps.weight[static_cast<size_t>(x) * k_taps];
-    std::fill(acc.begin(), acc.end(), 0.0f);
-    for (int k = 0; k < k_taps; ++k) {
-      if (w[k] == 0.0f) continue;
-      const float wk = w[k];
-      const float* in = cols.data() + static_cast<size_t>(idx[k]) * m;
-      float* a = acc.data();
-      for (int i = 0; i < m; ++i) a[i] += wk * in[i];
-    }
+    weighted_rows(cols.data(), static_cast<size_t>(m), taps, x, m, acc.data());
     for (int y = 0; y < size; ++y)
       for (int ch = 0; ch < c; ++ch) {
         const float v = std::min(std::max(acc[static_cast<size_t>(y) * c + ch], 0.0f), 255.0f) + 0.5f;

@@ -336,10 +336,10 @@ void Trainer::log_setup() {
   spdlog::info("run folder {}", folder_->path());
   spdlog::info("data: {}", source_->description());
   const bool cpu_bf16 = step_opts_.amp == "bf16" && !device_.is_cuda();
+  const bool penalty = tc.loss == "wgan-gp" || tc.r1_gamma > 0 || tc.r2_gamma > 0;
   const std::string downconv = step_opts_.downconv != DownconvMode::kDirect || tc.downconv == "direct" ? tc.downconv
-                               : cpu_bf16 && tc.loss != "wgan-gp" && tc.r1_gamma <= 0 && tc.r2_gamma <= 0
-                                   ? "direct (bf16 through oneDNN)"
-                                   : "direct (gradient penalty)";
+                               : penalty ? "direct (gradient penalty)"
+                                         : "direct (bf16 through oneDNN)";
   std::string graphs;  // train.cuda_graphs on CUDA: captured after the warm-up steps, or why not
   if (device_.is_cuda())
     graphs = step_opts_.cuda_graph        ? fmt::format(", CUDA graph captured after {} eager steps", kGraphWarmup)
