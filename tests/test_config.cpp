@@ -244,7 +244,7 @@ TEST(Config, SpeedAndBadDataKeysAreSettableAndChecked) {
   EXPECT_EQ(back.train.upconv, "phase");
   EXPECT_FALSE(back.train.cudnn_benchmark);
   testutil::expect_user_error([] { gan::parse_config("train:\n  upconv: fast\n", "u.cfg"); }, gan::kExitUsage,
-                              {"u.cfg:2", "train.upconv", "auto | phase | gemm | transposed"});
+                              {"u.cfg:2", "train.upconv", "auto | phase | gemm | winograd | transposed"});
   testutil::expect_user_error([] { gan::parse_config("train:\n  downconv: fft\n", "d.cfg"); }, gan::kExitUsage,
                               {"d.cfg:2", "train.downconv", "auto | winograd | direct"});
   testutil::expect_user_error([] { gan::parse_config("train:\n  cudnn_benchmark: maybe\n", "b.cfg"); },

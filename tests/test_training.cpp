@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 #include <stb/stb_image.h>
+#include <spdlog/spdlog.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
 
@@ -144,6 +145,32 @@ TEST(Training, SamplesFromCheckpointWithoutConfig) {
   px = stbi_load(o.out.c_str(), &w, &h, &n, 0);
   EXPECT_FALSE(std::equal(first.begin(), first.end(), px));
   stbi_image_free(px);
+}
+
+TEST(Training, CheckpointsKeepTheUpconvFormsAndAResumeUsesThem) {
+  TempDir dir;
+  gan::Config part = tiny_train_config(dir, write_halves_dataset(dir, 40, 16), 3);
+  part.output.name = "forms";
+  const auto level = spdlog::get_level();
+  spdlog::set_level(spdlog::level::info);  // the forms are an info line of train.log
+  gan::TrainSummary b = gan::train(part);
+  // 16x16: G's stride-2 layers take 4x4 and 8x8 inputs; at this size they keep the fixed rule (too small to time).
+  gan::Config c = gan::read_checkpoint_config(b.checkpoint);
+  gan::Generator g(c.model);
+  gan::TrainingState st;
+  gan::load_checkpoint(b.checkpoint, torch::kCPU, g, nullptr, nullptr, nullptr, &st);
+  EXPECT_EQ(st.upconv_forms, "gemm,phase");
+  const std::string log = testutil::slurp(b.run_dir + "/train.log");
+  EXPECT_NE(log.find("4x4 gemm (fixed rule: too small to time) | 8x8 phase (fixed rule"), std::string::npos) << log;
+  gan::Config more = part;
+  more.train.steps = 6;
+  gan::TrainSummary r = gan::train(more, b.checkpoint);
+  spdlog::set_level(level);
+  EXPECT_NE(testutil::slurp(r.run_dir + "/train.log").find("as measured by the run that saved the checkpoint: gemm,phase"),
+            std::string::npos);
+  gan::TrainingState after;
+  gan::load_checkpoint(r.checkpoint, torch::kCPU, g, nullptr, nullptr, nullptr, &after);
+  EXPECT_EQ(after.upconv_forms, "gemm,phase");
 }
 
 TEST(Training, ResumeContinuesStepCountAndMatchesUninterruptedRun) {

@@ -88,7 +88,7 @@ TEST(Upconv, GeneratorGivesTheSameImagesAndStateDictInEveryMode) {
   auto z = torch::randn({4, m.nz});
   g->set_upconv_mode(gan::UpconvMode::kTransposed);
   auto ref = g->forward(z);
-  for (auto mode : {gan::UpconvMode::kPhase, gan::UpconvMode::kGemm, gan::UpconvMode::kAuto}) {
+  for (auto mode : {gan::UpconvMode::kPhase, gan::UpconvMode::kGemm, gan::UpconvMode::kWinograd, gan::UpconvMode::kAuto}) {
     g->set_upconv_mode(mode);
     double diff = (g->forward(z) - ref).abs().max().item<double>();
     std::printf("  generator mode %d: max abs diff %.2e\n", static_cast<int>(mode), diff);
@@ -121,7 +121,7 @@ TEST(Upconv, TrainingStepIsTheSameFunctionInEveryForm) {
     return w;
   };
   auto ref = once("transposed", "off");
-  for (auto [u, cl] : std::vector<std::pair<std::string, std::string>>{{"auto", "off"}, {"phase", "on"}, {"gemm", "off"}}) {
+  for (auto [u, cl] : std::vector<std::pair<std::string, std::string>>{{"auto", "off"}, {"phase", "on"}, {"gemm", "off"}, {"winograd", "off"}}) {
     auto got = once(u, cl);
     double worst = 0;
     for (size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, (got[i] - ref[i]).abs().max().item<double>());

@@ -81,7 +81,7 @@ struct TrainConfig {
   std::string on_nan = "stop";   // non-finite loss or gradient: stop | rollback (to the last checkpoint)
   int max_rollbacks = 3;         // with on_nan: rollback, give up after this many rollbacks
   std::string downconv = "auto";  // D's 4x4 stride-2 convs: auto | winograd | direct (same function, see README)
-  std::string upconv = "auto";   // G's transposed convs: auto | phase | gemm | transposed (same function, see README)
+  std::string upconv = "auto";   // G's transposed convs: auto | phase | gemm | winograd | transposed (same function, see README)
   std::string channels_last = "auto";  // activations in channels_last: auto (on for CUDA) | on | off
   std::string amp = "off";       // mixed precision: off | bf16 (autocast: CUDA, or a CPU with native bf16) |
                                  // fp16 (CUDA: autocast + loss scaling) | auto (bf16 on such a CPU, else off)

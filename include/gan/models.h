@@ -11,6 +11,9 @@
 #include "gan/sync_batch_norm.h"
 #include "gan/winograd.h"
 
+#include <string>
+#include <vector>
+
 namespace gan {
 
 // How a generator computes its transposed convolutions; the parameters and the function are the same either way.
@@ -18,8 +21,16 @@ enum class UpconvMode {
   kTransposed,  // torch's conv_transpose2d (on CPU a slow per-image GEMM path in this libtorch)
   kPhase,       // sub-pixel form: a 2x2 conv2d to 4x the channels, interleaved
   kGemm,        // one batched GEMM to [N*H*W, out*16] columns, summed into place by fold (col2im)
-  kAuto,        // per layer: 1x1 input as a matmul, inputs up to 4x4 as kGemm, larger ones as kPhase
+  kWinograd,    // the sub-pixel form by Winograd's F(m x m, 2 x 2) (upconv_winograd, winograd.h); CPU float32/64
+                // only, kPhase elsewhere
+  kAuto,        // per layer: a 1x1 input as a matmul; the form tune_upconv measured fastest for this input shape;
+                // without a measurement, inputs up to 4x4 as kGemm and larger ones as kPhase
 };
+
+// The name of a form as train.upconv spells it (transposed, phase, gemm, winograd, auto), and back (throws
+// std::invalid_argument for another name).
+const char* upconv_name(UpconvMode mode);
+UpconvMode upconv_mode(const std::string& name);
 
 // A bias-free 4x4 transposed convolution with ConvTranspose2d's parameter ("weight" [in, out, 4, 4]) and init,
 // for stride 1 / padding 0 (the first generator layer) or stride 2 / padding 1 (every later one).
@@ -30,6 +41,12 @@ class UpConvImpl : public torch::nn::Module {
   torch::Tensor weight;
   int stride, padding;
   UpconvMode mode = UpconvMode::kAuto;
+  // kAuto's measured choice (tune_upconv) for inputs of side tuned_side; kAuto when not measured.
+  UpconvMode tuned = UpconvMode::kAuto;
+  std::int64_t tuned_side = 0;
+  // The form this layer computes an input of side `side` with in `mode` (one of kTransposed, kPhase, kGemm,
+  // kWinograd; the 1x1 first layer reports kGemm: it is a matmul).
+  UpconvMode form_for(std::int64_t side) const;
 };
 TORCH_MODULE(UpConv);
 
@@ -40,6 +57,25 @@ torch::Tensor upconv_phase(const torch::Tensor& x, const torch::Tensor& w);
 torch::Tensor upconv_from_1x1(const torch::Tensor& z, const torch::Tensor& w);
 // conv_transpose2d(x, w, stride 2, padding 1) as one batched GEMM and fold (col2im). Returns [N, out, 2H, 2W].
 torch::Tensor upconv_gemm(const torch::Tensor& x, const torch::Tensor& w);
+
+class GeneratorImpl;
+
+// Layers whose forward is below this many FLOPs keep kAuto's fixed rule: their timings are too short to rank the forms.
+constexpr double kTuneMinFlops = 5e7;
+// tune_upconv times each form on at most this many images.
+constexpr std::int64_t kTuneBatch = 32;
+
+// For each stride-2 layer of `g` (the order of the network), times forward + backward of every form that applies
+// (phase, gemm, winograd) on a [min(batch, kTuneBatch), in, side, side] input of constants, on the CPU, best of 3,
+// and makes the fastest that layer's kAuto choice; layers under kTuneMinFlops get their fixed-rule form. Returns the
+// forms in layer order, comma-separated ("gemm,winograd,winograd,phase"), for set_upconv_forms and the checkpoint;
+// `report` (optional) receives "8x8 winograd 4.1 ms (phase 5.3, gemm 7.9)"-style lines. Draws no random numbers.
+std::string tune_upconv(GeneratorImpl& g, std::int64_t batch, bool channels_last,
+                        std::vector<std::string>* report = nullptr);
+// Makes `forms` (tune_upconv's string) the kAuto choices of g's stride-2 layers for the input sides of a
+// model.image_size generator, so that a resumed run computes as the run that measured them. Throws
+// std::invalid_argument when the count or a name does not fit.
+void set_upconv_forms(GeneratorImpl& g, const std::string& forms);
 
 // A bias-free 2-D convolution with Conv2d's parameter ("weight" [out, in, k, k]) and init, computed by `downconv`:
 // a 4x4 stride-2 padding-1 layer can run as downconv_winograd (same function, see winograd.h).

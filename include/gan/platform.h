@@ -17,6 +17,9 @@ std::string ensure_fast_blas(char** argv);
 // on the development machine. Peak RSS is unchanged: it is what the step holds at once either way.
 // GAN_KEEP_FREED_MEMORY=0 turns it off.
 void keep_freed_memory();
+// Gives the heap's free pages back to the kernel once (glibc malloc_trim), e.g. after a start-up measurement whose
+// tensors would otherwise stay in the heap as holes that the training step's tensors do not fit.
+void release_freed_memory();
 
 // Sets torch's intra-op threads: `threads` > 0, else all cores. Returns the number set.
 int configure_threads(int threads);

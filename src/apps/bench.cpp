@@ -96,6 +96,12 @@ int run_step(const StepArgs& a) {
   const StepOptions opts = step_options(tc, dev);
   if (!opts.amp_note.empty()) std::fprintf(stderr, "gan-bench: %s\n", opts.amp_note.c_str());
   prepare_models(g, d, opts);
+  std::string forms;  // train.upconv auto: measured per layer, as the trainer does
+  if (opts.upconv == UpconvMode::kAuto && !dev.is_cuda() && opts.amp == "off") {
+    forms = tune_upconv(*g, a.batch, opts.channels_last);
+    set_upconv_forms(*g, forms);
+    release_freed_memory();
+  }
   auto adam = [&](torch::nn::Module& m) {
     return DeviceAdam(m.parameters(), torch::optim::AdamOptions(tc.lr).betas({tc.beta1, tc.beta2}));
   };
@@ -127,6 +133,7 @@ int run_step(const StepArgs& a) {
               a.image_size, a.image_size, a.channels, a.batch, a.ngf, a.ndf, threads, a.upconv.c_str(),
               a.downconv.c_str(),
               opts.channels_last ? "on" : "off", dev.str().c_str(), opts.amp.c_str());
+  if (!forms.empty()) std::printf("step.upconv_forms %s\n", forms.c_str());
   if (dev.is_cuda()) std::printf("step.cuda_graph %s\n", stepper.graph_state().c_str());
   std::printf("step.img_per_s %.2f\n", ips);
   std::printf("step.ms %.1f\n", 1000 * dt / a.steps);
@@ -175,20 +182,24 @@ int run_layers(const StepArgs& a, int reps) {
     if (!u) continue;
     at::Tensor in = x.detach().requires_grad_();
     at::Tensor w = u->weight.detach().requires_grad_();
-    double ms[3];
-    for (int mode = 0; mode < 3; ++mode) {
+    double ms[4];
+    for (int mode = 0; mode < 4; ++mode) {
+      const bool wino = mode == 3 && u->stride == 2 && upconv_winograd_applies(in, w);
       auto f = [&] {
         at::Tensor y = mode == 0         ? torch::conv_transpose2d(in, w, {}, u->stride, u->padding)
                        : u->stride == 1  ? upconv_from_1x1(in, w)
                        : mode == 1       ? upconv_phase(in, w)
-                                         : upconv_gemm(in, w);
+                       : mode == 2 || !wino ? upconv_gemm(in, w)
+                                         : upconv_winograd(in, w);
         y.backward(torch::ones_like(y));
+        in.mutable_grad() = at::Tensor();
+        w.mutable_grad() = at::Tensor();
       };
       ms[mode] = 1000 * best_time(f, reps);
     }
-    std::printf("layer.%ld_to_%ld_at_%ldx%ld transposed_ms %.1f phase_ms %.1f gemm_ms %.1f\n",
+    std::printf("layer.%ld_to_%ld_at_%ldx%ld transposed_ms %.1f phase_ms %.1f gemm_ms %.1f winograd_ms %.1f\n",
                 (long)u->weight.size(0), (long)u->weight.size(1), (long)x.size(2), (long)x.size(3), ms[0], ms[1],
-                ms[2]);
+                ms[2], ms[3]);
     torch::NoGradGuard no_grad;
     x = torch::conv_transpose2d(x, u->weight, {}, u->stride, u->padding);  // next layer's input shape
   }
@@ -247,7 +258,7 @@ int bench_main(int argc, char** argv) {
     add_model(step);
     step->add_option("--steps", a.steps, "timed steps")->check(CLI::Range(1, 100000));
     step->add_option("--warmup", a.warmup, "untimed steps first")->check(CLI::Range(0, 1000));
-    step->add_option("--upconv", a.upconv)->check(CLI::IsMember({"auto", "phase", "gemm", "transposed"}));
+    step->add_option("--upconv", a.upconv)->check(CLI::IsMember({"auto", "phase", "gemm", "winograd", "transposed"}));
     step->add_option("--downconv", a.downconv)->check(CLI::IsMember({"auto", "winograd", "direct"}));
     step->add_option("--channels-last", a.channels_last, "on | off | auto (on for CUDA)")
         ->check(CLI::IsMember({"on", "off", "auto"}));

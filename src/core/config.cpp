@@ -274,8 +274,9 @@ const std::vector<Field>& fields() {
     t.push_back(number("train", "max_rollbacks", &Config::train, &TrainConfig::max_rollbacks, 0, 1000,
                        "with on_nan: rollback, give up after N"));
     t.push_back(text("train", "upconv", &Config::train, &TrainConfig::upconv,
-                     {"auto", "phase", "gemm", "transposed"},
-                     "G's transposed convs: auto | phase (sub-pixel conv2d) | gemm (GEMM + fold) | transposed"));
+                     {"auto", "phase", "gemm", "winograd", "transposed"},
+                     "G's transposed convs: auto (fastest measured per layer) | phase (sub-pixel conv2d) | gemm "
+                     "(GEMM + fold) | winograd (CPU) | transposed"));
     t.push_back(text("train", "downconv", &Config::train, &TrainConfig::downconv, {"auto", "winograd", "direct"},
                      "D's stride-2 convs: auto | winograd (CPU) | direct (conv2d); penalties use direct"));
     t.push_back(text("train", "channels_last", &Config::train, &TrainConfig::channels_last, {"auto", "on", "off"},

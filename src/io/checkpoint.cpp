@@ -146,6 +146,7 @@ void save_checkpoint(const std::string& path, const Config& cfg, Generator& g, D
   ar.write("world_size", c10::IValue(static_cast<std::int64_t>(state.world_size)));
   ar.write("versions", c10::IValue(versions_json()));
   if (!state.last_eval.empty()) ar.write("eval", c10::IValue(state.last_eval));
+  if (!state.upconv_forms.empty()) ar.write("upconv_forms", c10::IValue(state.upconv_forms));
   ar.write("augment", torch::tensor({state.augment_p, state.ada_sum}, torch::kDouble), /*is_buffer=*/true);
   ar.write("rng_state", state.rng_state, /*is_buffer=*/true);
   ar.write("fixed_noise", state.fixed_noise.cpu(), /*is_buffer=*/true);
@@ -230,6 +231,8 @@ void load_checkpoint_bytes(const std::string* bytes, const std::string& path, co
     state->world_size = ar.try_read("world_size", world) && world.isInt() ? static_cast<int>(world.toInt()) : 1;
     c10::IValue eval;
     state->last_eval = ar.try_read("eval", eval) && eval.isString() ? eval.toStringRef() : "";
+    c10::IValue forms;  // absent before measured upconv forms, or when not measured: measured again
+    state->upconv_forms = ar.try_read("upconv_forms", forms) && forms.isString() ? forms.toStringRef() : "";
     at::Tensor aug;  // absent before augmentation: p = 0
     if (ar.try_read("augment", aug, true) && aug.numel() == 2) {
       aug = aug.cpu().to(torch::kDouble);

@@ -2,6 +2,11 @@
 
 #include <torch/torch.h>
 
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <stdexcept>
+
 #include "gan/errors.h"
 
 namespace gan {
@@ -18,12 +23,43 @@ UpConvImpl::UpConvImpl(int in, int out, int stride_, int padding_) : stride(stri
   nn::init::kaiming_uniform_(weight, std::sqrt(5.0));  // as ConvTranspose2d does: the same random draws
 }
 
+const char* upconv_name(UpconvMode mode) {
+  switch (mode) {
+    case UpconvMode::kTransposed: return "transposed";
+    case UpconvMode::kPhase: return "phase";
+    case UpconvMode::kGemm: return "gemm";
+    case UpconvMode::kWinograd: return "winograd";
+    case UpconvMode::kAuto: break;
+  }
+  return "auto";
+}
+
+UpconvMode upconv_mode(const std::string& name) {
+  for (auto m : {UpconvMode::kTransposed, UpconvMode::kPhase, UpconvMode::kGemm, UpconvMode::kWinograd,
+                 UpconvMode::kAuto})
+    if (name == upconv_name(m)) return m;
+  throw std::invalid_argument("'" + name + "' is not an upconv form (transposed, phase, gemm, winograd, auto)");
+}
+
+UpconvMode UpConvImpl::form_for(std::int64_t side) const {
+  if (mode == UpconvMode::kTransposed) return mode;
+  if (stride != 2 || padding != 1) return UpconvMode::kGemm;  // the 1x1 first layer: a matmul
+  if (mode != UpconvMode::kAuto) return mode;
+  if (tuned != UpconvMode::kAuto && tuned_side == side) return tuned;
+  return side <= 4 ? UpconvMode::kGemm : UpconvMode::kPhase;
+}
+
 torch::Tensor UpConvImpl::forward(const torch::Tensor& x) {
   if (mode != UpconvMode::kTransposed && x.dim() == 4) {
     if (stride == 2 && padding == 1) {
-      const bool small = x.size(2) <= 4 && x.size(3) <= 4;
-      return mode == UpconvMode::kGemm || (mode == UpconvMode::kAuto && small) ? upconv_gemm(x, weight)
-                                                                              : upconv_phase(x, weight);
+      switch (form_for(x.size(2) == x.size(3) ? x.size(2) : 0)) {
+        case UpconvMode::kGemm: return upconv_gemm(x, weight);
+        case UpconvMode::kWinograd:
+          if (upconv_winograd_applies(x, weight)) return upconv_winograd(x, weight);
+          break;  // (bf16 under autocast, CUDA, odd sides): the phase form
+        default: break;
+      }
+      return upconv_phase(x, weight);
     }
     if (stride == 1 && padding == 0 && x.size(2) == 1 && x.size(3) == 1) {
       auto y = upconv_from_1x1(x, weight);
@@ -33,6 +69,106 @@ torch::Tensor UpConvImpl::forward(const torch::Tensor& x) {
     }
   }
   return torch::conv_transpose2d(x, weight, {}, stride, padding);
+}
+
+namespace {
+
+// The stride-2 layers of g in order, with the side of the input each gets in a model.image_size generator.
+std::vector<std::pair<UpConvImpl*, std::int64_t>> stride2_layers(GeneratorImpl& g) {
+  std::vector<std::pair<UpConvImpl*, std::int64_t>> out;
+  std::int64_t side = 4;  // the first layer makes 4x4
+  for (auto& m : g.modules(/*include_self=*/false))
+    if (auto* u = m->as<UpConvImpl>(); u && u->stride == 2) {
+      out.emplace_back(u, side);
+      side *= 2;
+    }
+  return out;
+}
+
+std::string fmt_ms(const char* name, double s) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%s %.2f ms", name, 1000 * s);
+  return buf;
+}
+
+double seconds_of(const std::function<void()>& f, int reps) {
+  double best = 1e30;
+  for (int i = 0; i <= reps; ++i) {  // the first call warms up
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (i > 0) best = std::min(best, s);
+  }
+  return best;
+}
+
+}  // namespace
+
+std::string tune_upconv(GeneratorImpl& g, std::int64_t batch_in, bool channels_last, std::vector<std::string>* report) {
+  // At most kTuneBatch images: the forms rank alike, and the measurement's own tensors (the gemm form's columns are
+  // 16x the output) stay well below what the training step holds, so it does not raise the process's peak memory.
+  const std::int64_t batch = std::min<std::int64_t>(batch_in, kTuneBatch);
+  std::string forms;
+  for (auto [u, side] : stride2_layers(g)) {
+    const std::int64_t cin = u->weight.size(0), cout = u->weight.size(1);
+    const double flops = 2.0 * static_cast<double>(batch * side * side * cin * cout * 16);
+    u->tuned = UpconvMode::kAuto;
+    UpconvMode best = u->form_for(side);  // the fixed rule
+    std::string line;
+    if (flops >= kTuneMinFlops && u->weight.device().is_cpu()) {
+      auto opts = u->weight.options().requires_grad(false);
+      at::Tensor x = torch::full({batch, cin, side, side}, 0.01, opts);  // [B, in, side, side]: constants, no RNG
+      if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+      x.requires_grad_(true);
+      at::Tensor w = u->weight.detach().clone().requires_grad_(true);
+      double best_s = 1e30;
+      std::string others;
+      for (auto form : {UpconvMode::kPhase, UpconvMode::kGemm, UpconvMode::kWinograd}) {
+        if (form == UpconvMode::kWinograd && !upconv_winograd_applies(x, w)) continue;
+        const double s = seconds_of(
+            [&] {
+              at::Tensor y = form == UpconvMode::kPhase  ? upconv_phase(x, w)
+                             : form == UpconvMode::kGemm ? upconv_gemm(x, w)
+                                                         : upconv_winograd(x, w);
+              y.backward(torch::full_like(y, 0.01));
+              x.mutable_grad() = at::Tensor();
+              w.mutable_grad() = at::Tensor();
+            },
+            3);
+        others += (others.empty() ? "" : ", ") + fmt_ms(upconv_name(form), s);
+        if (s < best_s) best_s = s, best = form;
+      }
+      line = std::to_string(side) + "x" + std::to_string(side) + " " + upconv_name(best) + ": " + others;
+      u->tuned = best;
+      u->tuned_side = side;
+    } else {
+      line = std::to_string(side) + "x" + std::to_string(side) + " " + upconv_name(best) +
+             " (fixed rule: too small to time)";
+    }
+    if (report) report->push_back(line);
+    forms += (forms.empty() ? "" : ",") + std::string(upconv_name(best));
+  }
+  return forms;
+}
+
+void set_upconv_forms(GeneratorImpl& g, const std::string& forms) {
+  auto layers = stride2_layers(g);
+  std::vector<std::string> names;
+  for (std::size_t b = 0, e; b <= forms.size(); b = e + 1) {
+    e = forms.find(',', b);
+    if (e == std::string::npos) e = forms.size();
+    names.push_back(forms.substr(b, e - b));
+  }
+  if (names.size() != layers.size())
+    throw std::invalid_argument("'" + forms + "' names " + std::to_string(names.size()) + " upconv forms for " +
+                                std::to_string(layers.size()) + " layers");
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const UpconvMode m = upconv_mode(names[i]);
+    if (m == UpconvMode::kAuto || m == UpconvMode::kTransposed)
+      throw std::invalid_argument("'" + names[i] + "' is not a measured upconv form (phase, gemm, winograd)");
+    layers[i].first->tuned = m;
+    layers[i].first->tuned_side = layers[i].second;
+  }
 }
 
 torch::Tensor upconv_phase(const torch::Tensor& x, const torch::Tensor& w) {

@@ -113,10 +113,7 @@ std::string resolve_amp(const std::string& amp, const c10::Device& device, const
 
 StepOptions step_options(const TrainConfig& train, const c10::Device& device, int world_size) {
   StepOptions o;
-  o.upconv = train.upconv == "transposed" ? UpconvMode::kTransposed
-             : train.upconv == "phase"    ? UpconvMode::kPhase
-             : train.upconv == "gemm"     ? UpconvMode::kGemm
-                                          : UpconvMode::kAuto;
+  o.upconv = upconv_mode(train.upconv);  // (validated with the config)
   // Gradient penalties differentiate D's input gradient again, which the Winograd form does not support.
   const bool penalty = train.loss == "wgan-gp" || train.r1_gamma > 0 || train.r2_gamma > 0;
   o.downconv = train.downconv == "direct" || penalty ? DownconvMode::kDirect
@@ -125,7 +122,10 @@ StepOptions step_options(const TrainConfig& train, const c10::Device& device, in
   o.channels_last = train.channels_last == "on" || (train.channels_last == "auto" && device.is_cuda());
   o.amp = resolve_amp(train.amp, device, device.is_cuda() ? "" : cpu_bf16_features(), &o.amp_note);
   // bf16 on the CPU is oneDNN's: D's Winograd form computes in float32 (and would be autocast piecemeal).
-  if (o.amp == "bf16" && !device.is_cuda()) o.downconv = DownconvMode::kDirect;
+  if (o.amp == "bf16" && !device.is_cuda()) {
+    o.downconv = DownconvMode::kDirect;
+    if (o.upconv == UpconvMode::kWinograd) o.upconv = UpconvMode::kPhase;  // G's likewise
+  }
   o.check_every_step = !device.is_cuda();  // on CUDA a per-step check would be a host sync
   if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(train.cudnn_benchmark);
   o.loss = train.loss;

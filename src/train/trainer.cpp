@@ -89,6 +89,7 @@ class Trainer {
   void open_data();
   void restore(const std::string& path, std::uint64_t reseed);
   void share_weights();
+  void choose_upconv_forms();
   std::unique_ptr<BatchLoader> make_loader();
   void log_setup();
   StepInput next_input(LoaderPosition& after, Clock::time_point& t0);
@@ -132,6 +133,7 @@ class Trainer {
   // The learning rates and beta2 at the start of the cosine schedules (train.lr_final, beta2_final).
   double lr_g0_ = 0, lr_d0_ = 0, beta2_g0_ = 0, beta2_d0_ = 0;
   bool graph_reported_ = false;  // train.cuda_graphs: the capture (or why not) has been logged
+  std::vector<std::string> upconv_report_;  // train.upconv auto: G's forms as measured (or resumed), for the log
 
   // Where it is.
   std::int64_t step_ = 0;
@@ -215,6 +217,7 @@ Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const Tra
     if (dist_) dist_->set_last_checkpoint(resume_from);
   }
   share_weights();
+  choose_upconv_forms();
   // Periodic evaluation: the extractor and the real statistics are prepared (or read from the cache) now, so that a
   // bad eval.extractor fails before training starts. Rank 0 evaluates; the others wait for it.
   if (cfg_.eval.every > 0) {
@@ -278,6 +281,31 @@ Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const Tra
                                                            world_)
                                              : "");
   log_setup();
+}
+
+// train.upconv auto on the CPU in float32: G's stride-2 layers take the form measured fastest for this batch (rank 0
+// measures, the others take its choice), or the forms in the checkpoint a resumed run continues, so that it computes
+// as the run that saved it did. bf16 runs G's convolutions through oneDNN, where the fixed rule stays.
+void Trainer::choose_upconv_forms() {
+  if (step_opts_.upconv != UpconvMode::kAuto || device_.is_cuda() || step_opts_.amp != "off") return;
+  std::string forms = state_.upconv_forms;
+  if (!forms.empty()) {
+    try {
+      set_upconv_forms(*nets_.g, forms);
+      upconv_report_ = {"as measured by the run that saved the checkpoint: " + forms};
+    } catch (const std::invalid_argument& e) {
+      forms.clear();  // a checkpoint of another shape of G: measure
+    }
+  }
+  if (forms.empty()) {
+    if (main_) {
+      forms = tune_upconv(*nets_.g, cfg_.train.batch_size / world_, step_opts_.channels_last, &upconv_report_);
+      release_freed_memory();
+    }
+    if (dist_) forms = dist_->broadcast_bytes(forms);
+    set_upconv_forms(*nets_.g, forms);
+  }
+  state_.upconv_forms = forms;
 }
 
 // Rank 0 opens the data first (building a folder's cache when needed), then the others, which find it built.
@@ -346,6 +374,11 @@ void Trainer::log_setup() {
              : tc.cuda_graphs == "off"   ? ", CUDA graphs off (train.cuda_graphs)"
                                          : ", CUDA graphs off: " + cuda_graph_blocker(tc, world_);
   if (!step_opts_.amp_note.empty()) spdlog::warn("{}", step_opts_.amp_note);
+  if (!upconv_report_.empty()) {
+    std::string layers;
+    for (const auto& l : upconv_report_) layers += (layers.empty() ? "" : " | ") + l;
+    spdlog::info("upconv auto, per generator layer (input side, form; forward + backward at this batch): {}", layers);
+  }
   spdlog::info("step: upconv {}, downconv {}, channels_last {}, amp {}{}{}{}", tc.upconv, downconv,
                step_opts_.channels_last ? "on" : "off", step_opts_.amp,
                cpu_bf16 ? fmt::format(" (CPU: {})", cpu_bf16_features()) : "",
