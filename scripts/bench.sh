@@ -59,18 +59,20 @@ echo "(%pk: reference-step FLOPs per image x img/s / convolution peak; ours skip
 echo
 echo "our step, by option (64x64 RGB, batch 64):"
 for opt in "--upconv transposed --downconv direct" "--upconv auto --downconv direct" "--upconv auto --downconv auto" \
-  "--upconv auto --downconv auto --channels-last on" "--upconv phase --downconv auto" "--upconv gemm --downconv auto"; do
+  "--upconv auto --downconv auto --channels-last on" "--upconv phase --downconv auto" "--upconv gemm --downconv auto" \
+  "--upconv winograd --downconv auto"; do
   # shellcheck disable=SC2086
   printf '  %-40s %7.1f img/s\n' "$opt" "$(ours --steps "$steps" --image-size 64 --channels 3 --batch 64 $opt | val step.img_per_s)"
 done
 echo
-echo "generator layers, forward+backward ms (64x64 RGB, batch 64):"
+echo "generator layers, forward+backward ms (64x64 RGB, batch 64; train.upconv auto measures the same at start-up):"
 "$bench" layers --threads "$threads" --image-size 64 --channels 3 --batch 64 | grep '^layer' | sed 's/^/  /'
 echo
-printf '%-28s %12s %12s\n' "peak RSS (64x64 RGB)" "ref MiB" "ours MiB"
-for b in 64 128 256; do
-  printf '%-28s %12s %12s\n' "batch $b" "$(ref --image-size 64 --batch "$b" --steps 2 --warmup 1 | val ref.peak_rss_mib)" \
-    "$(ours --image-size 64 --batch "$b" --steps 2 --warmup 1 | val step.peak_rss_mib)"
+printf '%-28s %12s %12s %12s\n' "peak RSS (64x64 RGB)" "ref MiB" "ours MiB" "not kept MiB"
+for b in 64 128 256; do  # not kept: GAN_KEEP_FREED_MEMORY=0 (glibc's own mmap/trim, no freed memory kept)
+  printf '%-28s %12s %12s %12s\n' "batch $b" "$(ref --image-size 64 --batch "$b" --steps 2 --warmup 1 | val ref.peak_rss_mib)" \
+    "$(ours --image-size 64 --batch "$b" --steps 2 --warmup 1 | val step.peak_rss_mib)" \
+    "$(GAN_KEEP_FREED_MEMORY=0 ours --image-size 64 --batch "$b" --steps 2 --warmup 1 | val step.peak_rss_mib)"
 done
 echo
 printf '%-28s %12s %12s\n' "step time (RGB, batch 64)" "ms/step" "ms/image"

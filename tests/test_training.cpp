@@ -160,6 +160,7 @@ TEST(Training, CheckpointsKeepTheUpconvFormsAndAResumeUsesThem) {
   gan::TrainingState st;
   gan::load_checkpoint(b.checkpoint, torch::kCPU, g, nullptr, nullptr, nullptr, &st);
   EXPECT_EQ(st.upconv_forms, "gemm,phase");
+  EXPECT_EQ(st.downconv_forms, "direct,direct");  // D's 1 and 8 input channels: conv2d by the fixed rule
   const std::string log = testutil::slurp(b.run_dir + "/train.log");
   EXPECT_NE(log.find("4x4 gemm (fixed rule: too small to time) | 8x8 phase (fixed rule"), std::string::npos) << log;
   gan::Config more = part;
@@ -171,6 +172,7 @@ TEST(Training, CheckpointsKeepTheUpconvFormsAndAResumeUsesThem) {
   gan::TrainingState after;
   gan::load_checkpoint(r.checkpoint, torch::kCPU, g, nullptr, nullptr, nullptr, &after);
   EXPECT_EQ(after.upconv_forms, "gemm,phase");
+  EXPECT_EQ(after.downconv_forms, "direct,direct");
 }
 
 TEST(Training, ResumeContinuesStepCountAndMatchesUninterruptedRun) {

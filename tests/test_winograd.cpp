@@ -331,3 +331,60 @@ TEST(WinogradUp, GeneratorTrainingStepIsTheSameFunction) {
     EXPECT_LT(worst, 1e-6);  // the losses are float32 (d_loss, g_loss)
   }
 }
+
+TEST(WinogradUp, BatchesLargerThanOneChunkGiveTheSameResult) {
+  // The transforms and GEMMs run on chunks of images whose transformed input is ~8 MB: in float64, 64 channels at
+  // these sides make ~0.8 MB per image, so 24 images are chunks of 10, 10 and 4, in both forms.
+  torch::manual_seed(8);
+  auto xd = torch::randn({24, 64, 32, 32}, torch::kDouble), wd = torch::randn({16, 64, 4, 4}, torch::kDouble) * 0.05;
+  auto gyd = torch::randn({24, 16, 16, 16}, torch::kDouble);
+  const Result refd = run(false, 0, xd, wd, gyd), gotd = run(true, 4, xd, wd, gyd);
+  auto xu = torch::randn({24, 64, 16, 16}, torch::kDouble), wu = torch::randn({64, 16, 4, 4}, torch::kDouble) * 0.05;
+  auto gyu = torch::randn({24, 16, 32, 32}, torch::kDouble);
+  const Result refu = run_up(false, 0, xu, wu, gyu), gotu = run_up(true, 4, xu, wu, gyu);
+  for (auto [got, ref, what] : {std::make_tuple(&gotd, &refd, "down"), std::make_tuple(&gotu, &refu, "up")}) {
+    const double dy = rel_diff(got->y, ref->y), dx = rel_diff(got->gx, ref->gx), dw = rel_diff(got->gw, ref->gw);
+    std::printf("  %s, 24 images in 3 chunks: max rel diff y %.2e, dL/dx %.2e, dL/dw %.2e\n", what, dy, dx, dw);
+    EXPECT_LT(dy, 1e-12) << what;
+    EXPECT_LT(dx, 1e-12) << what;
+    EXPECT_LT(dw, 1e-12) << what;
+  }
+}
+
+TEST(Winograd, DiscriminatorFormsAreMeasuredRecordedAndRestored) {
+  gan::ModelConfig m;
+  m.image_size = 64;
+  m.channels = 3;
+  m.ndf = 16;
+  torch::manual_seed(9);
+  gan::Discriminator d(m);
+  gan::dcgan_init(*d);
+  d->eval();
+  auto x = torch::randn({4, 3, 64, 64});
+  torch::Tensor ref;
+  {
+    torch::NoGradGuard no_grad;
+    ref = d->forward(x);  // kDirect
+  }
+  d->set_downconv_mode(gan::DownconvMode::kAuto);
+  std::vector<std::string> report;
+  const std::string forms = gan::tune_downconv(*d, 16, &report);
+  std::printf("  D measured at batch 16: %s\n", forms.c_str());
+  for (const auto& l : report) std::printf("    %s\n", l.c_str());
+  // Four stride-2 layers (64, 32, 16 and 8 pixels in); the first (3 -> 16 channels, 25 MFLOP at 16 images) keeps the
+  // fixed rule, the others are timed.
+  ASSERT_EQ(report.size(), 4u);
+  for (const auto& l : report) {
+    EXPECT_TRUE(l.find(" direct") != std::string::npos || l.find(" winograd") != std::string::npos) << l;
+  }
+  EXPECT_NE(report[1].find("direct "), std::string::npos) << report[1];  // timed: both forms' times
+  EXPECT_NE(report[1].find("winograd "), std::string::npos) << report[1];
+  torch::NoGradGuard no_grad;
+  EXPECT_LT((d->forward(x) - ref).abs().max().item<double>(), 1e-4);
+  for (const std::string f : {"winograd,winograd,winograd,winograd", "direct,winograd,direct,winograd"}) {
+    gan::set_downconv_forms(*d, f);
+    EXPECT_LT((d->forward(x) - ref).abs().max().item<double>(), 1e-4) << f;
+  }
+  EXPECT_THROW(gan::set_downconv_forms(*d, "direct,direct"), std::invalid_argument);
+  EXPECT_THROW(gan::set_downconv_forms(*d, "direct,fast,direct,direct"), std::invalid_argument);
+}

@@ -59,6 +59,7 @@ torch::Tensor upconv_from_1x1(const torch::Tensor& z, const torch::Tensor& w);
 torch::Tensor upconv_gemm(const torch::Tensor& x, const torch::Tensor& w);
 
 class GeneratorImpl;
+class DiscriminatorImpl;
 
 // Layers whose forward is below this many FLOPs keep kAuto's fixed rule: their timings are too short to rank the forms.
 constexpr double kTuneMinFlops = 5e7;
@@ -86,6 +87,8 @@ class DownConvImpl : public torch::nn::Module {
   torch::Tensor weight;
   int stride, padding;
   DownconvMode mode = DownconvMode::kDirect;
+  DownconvMode tuned = DownconvMode::kAuto;  // kAuto's measured choice (tune_downconv) for inputs of side tuned_side
+  std::int64_t tuned_side = 0;
 };
 TORCH_MODULE(DownConv);
 
@@ -101,6 +104,8 @@ class SNConv2dImpl : public torch::nn::Module {
   torch::Tensor weight, u;
   int stride, padding;
   DownconvMode mode = DownconvMode::kDirect;
+  DownconvMode tuned = DownconvMode::kAuto;  // as DownConvImpl's
+  std::int64_t tuned_side = 0;
 };
 TORCH_MODULE(SNConv2d);
 
@@ -151,6 +156,15 @@ class DiscriminatorImpl : public torch::nn::Module {
   torch::nn::Embedding embed_{nullptr};  // projection: [num_classes, features before the last conv]
 };
 TORCH_MODULE(Discriminator);
+
+// D's counterpart of tune_upconv: for each 4x4 stride-2 layer of `d` where the Winograd form applies, times forward
+// + backward of conv2d and of downconv_winograd on a channels_last [min(batch, kTuneBatch), in, side, side] input and
+// makes the faster that layer's kAuto choice (others keep kAuto's fixed rule). Returns "direct,winograd,..." in layer
+// order; `report` receives one line per layer.
+std::string tune_downconv(DiscriminatorImpl& d, std::int64_t batch, std::vector<std::string>* report = nullptr);
+// Makes `forms` (tune_downconv's string) the kAuto choices of d's stride-2 layers; throws std::invalid_argument when
+// the count or a name does not fit.
+void set_downconv_forms(DiscriminatorImpl& d, const std::string& forms);
 
 // Puts every 4-D parameter and buffer of `module` into channels_last (or back into contiguous) memory format.
 // On CPU, oneDNN's convolutions run faster on channels_last activations.

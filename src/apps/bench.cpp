@@ -96,10 +96,10 @@ int run_step(const StepArgs& a) {
   const StepOptions opts = step_options(tc, dev);
   if (!opts.amp_note.empty()) std::fprintf(stderr, "gan-bench: %s\n", opts.amp_note.c_str());
   prepare_models(g, d, opts);
-  std::string forms;  // train.upconv auto: measured per layer, as the trainer does
-  if (opts.upconv == UpconvMode::kAuto && !dev.is_cuda() && opts.amp == "off") {
-    forms = tune_upconv(*g, a.batch, opts.channels_last);
-    set_upconv_forms(*g, forms);
+  std::string forms, dforms;  // train.upconv / downconv auto: measured per layer, as the trainer does
+  if (!dev.is_cuda() && opts.amp == "off") {
+    if (opts.upconv == UpconvMode::kAuto) set_upconv_forms(*g, forms = tune_upconv(*g, a.batch, opts.channels_last));
+    if (opts.downconv == DownconvMode::kAuto) set_downconv_forms(*d, dforms = tune_downconv(*d, a.batch));
     release_freed_memory();
   }
   auto adam = [&](torch::nn::Module& m) {
@@ -134,6 +134,7 @@ int run_step(const StepArgs& a) {
               a.downconv.c_str(),
               opts.channels_last ? "on" : "off", dev.str().c_str(), opts.amp.c_str());
   if (!forms.empty()) std::printf("step.upconv_forms %s\n", forms.c_str());
+  if (!dforms.empty()) std::printf("step.downconv_forms %s\n", dforms.c_str());
   if (dev.is_cuda()) std::printf("step.cuda_graph %s\n", stepper.graph_state().c_str());
   std::printf("step.img_per_s %.2f\n", ips);
   std::printf("step.ms %.1f\n", 1000 * dt / a.steps);

@@ -147,6 +147,7 @@ void save_checkpoint(const std::string& path, const Config& cfg, Generator& g, D
   ar.write("versions", c10::IValue(versions_json()));
   if (!state.last_eval.empty()) ar.write("eval", c10::IValue(state.last_eval));
   if (!state.upconv_forms.empty()) ar.write("upconv_forms", c10::IValue(state.upconv_forms));
+  if (!state.downconv_forms.empty()) ar.write("downconv_forms", c10::IValue(state.downconv_forms));
   ar.write("augment", torch::tensor({state.augment_p, state.ada_sum}, torch::kDouble), /*is_buffer=*/true);
   ar.write("rng_state", state.rng_state, /*is_buffer=*/true);
   ar.write("fixed_noise", state.fixed_noise.cpu(), /*is_buffer=*/true);
@@ -233,6 +234,8 @@ void load_checkpoint_bytes(const std::string* bytes, const std::string& path, co
     state->last_eval = ar.try_read("eval", eval) && eval.isString() ? eval.toStringRef() : "";
     c10::IValue forms;  // absent before measured upconv forms, or when not measured: measured again
     state->upconv_forms = ar.try_read("upconv_forms", forms) && forms.isString() ? forms.toStringRef() : "";
+    c10::IValue dforms;
+    state->downconv_forms = ar.try_read("downconv_forms", dforms) && dforms.isString() ? dforms.toStringRef() : "";
     at::Tensor aug;  // absent before augmentation: p = 0
     if (ar.try_read("augment", aug, true) && aug.numel() == 2) {
       aug = aug.cpu().to(torch::kDouble);

@@ -171,6 +171,95 @@ void set_upconv_forms(GeneratorImpl& g, const std::string& forms) {
   }
 }
 
+namespace {
+
+struct DownLayer {
+  torch::Tensor weight;
+  DownconvMode* tuned;
+  std::int64_t* tuned_side;
+  std::int64_t side;  // input side in a model.image_size discriminator
+};
+
+// The 4x4 stride-2 layers of d in order, with their input sides.
+std::vector<DownLayer> stride2_layers(DiscriminatorImpl& d) {
+  std::vector<DownLayer> out;
+  std::int64_t side = d.config().image_size;
+  for (auto& m : d.modules(/*include_self=*/false)) {
+    if (auto* c = m->as<DownConvImpl>(); c && c->stride == 2) {
+      out.push_back({c->weight, &c->tuned, &c->tuned_side, side});
+      side /= 2;
+    } else if (auto* sn = m->as<SNConv2dImpl>(); sn && sn->stride == 2) {
+      out.push_back({sn->weight, &sn->tuned, &sn->tuned_side, side});
+      side /= 2;
+    }
+  }
+  return out;
+}
+
+const char* down_name(DownconvMode m) { return m == DownconvMode::kWinograd ? "winograd" : "direct"; }
+
+}  // namespace
+
+std::string tune_downconv(DiscriminatorImpl& d, std::int64_t batch_in, std::vector<std::string>* report) {
+  const std::int64_t batch = std::min<std::int64_t>(batch_in, kTuneBatch);
+  std::string forms;
+  for (const DownLayer& l : stride2_layers(d)) {
+    const std::int64_t cout = l.weight.size(0), cin = l.weight.size(1), side = l.side;
+    const double flops = 2.0 * static_cast<double>(batch * (side / 2) * (side / 2) * cin * cout * 16);
+    *l.tuned = DownconvMode::kAuto;
+    auto opts = l.weight.options().requires_grad(false);
+    at::Tensor x = torch::full({batch, cin, side, side}, 0.01, opts).contiguous(at::MemoryFormat::ChannelsLast);
+    const bool applies = downconv_winograd_applies(x, l.weight);
+    DownconvMode best = applies && cin >= 16 ? DownconvMode::kWinograd : DownconvMode::kDirect;  // the fixed rule
+    std::string line = std::to_string(side) + "x" + std::to_string(side) + " ";
+    if (applies && flops >= kTuneMinFlops && l.weight.device().is_cpu()) {
+      x.requires_grad_(true);
+      at::Tensor w = l.weight.detach().clone().requires_grad_(true);
+      double best_s = 1e30;
+      std::string times;
+      for (auto form : {DownconvMode::kDirect, DownconvMode::kWinograd}) {
+        const double s = seconds_of(
+            [&] {
+              at::Tensor y = downconv(x, w, 2, 1, form);
+              y.backward(torch::full_like(y, 0.01));
+              x.mutable_grad() = at::Tensor();
+              w.mutable_grad() = at::Tensor();
+            },
+            3);
+        times += (times.empty() ? "" : ", ") + fmt_ms(down_name(form), s);
+        if (s < best_s) best_s = s, best = form;
+      }
+      line += std::string(down_name(best)) + ": " + times;
+      *l.tuned = best;
+      *l.tuned_side = side;
+    } else {
+      line += std::string(down_name(best)) + (applies ? " (fixed rule: too small to time)" : " (no Winograd form)");
+    }
+    if (report) report->push_back(line);
+    forms += (forms.empty() ? "" : ",") + std::string(down_name(best));
+  }
+  return forms;
+}
+
+void set_downconv_forms(DiscriminatorImpl& d, const std::string& forms) {
+  auto layers = stride2_layers(d);
+  std::vector<std::string> names;
+  for (std::size_t b = 0, e; b <= forms.size(); b = e + 1) {
+    e = forms.find(',', b);
+    if (e == std::string::npos) e = forms.size();
+    names.push_back(forms.substr(b, e - b));
+  }
+  if (names.size() != layers.size())
+    throw std::invalid_argument("'" + forms + "' names " + std::to_string(names.size()) + " downconv forms for " +
+                                std::to_string(layers.size()) + " layers");
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    if (names[i] != "direct" && names[i] != "winograd")
+      throw std::invalid_argument("'" + names[i] + "' is not a measured downconv form (direct, winograd)");
+    *layers[i].tuned = names[i] == "winograd" ? DownconvMode::kWinograd : DownconvMode::kDirect;
+    *layers[i].tuned_side = layers[i].side;
+  }
+}
+
 torch::Tensor upconv_phase(const torch::Tensor& x, const torch::Tensor& w) {
   TORCH_CHECK(x.dim() == 4 && w.dim() == 4 && w.size(2) == 4 && w.size(3) == 4 && x.size(1) == w.size(0),
               "upconv_phase: x ", x.sizes(), " and weight ", w.sizes(), " do not fit");
@@ -220,7 +309,18 @@ DownConvImpl::DownConvImpl(int in, int out, int kernel, int stride_, int padding
   nn::init::kaiming_uniform_(weight, std::sqrt(5.0));  // as Conv2d does: the same random draws
 }
 
-torch::Tensor DownConvImpl::forward(const torch::Tensor& x) { return downconv(x, weight, stride, padding, mode); }
+namespace {
+// kAuto with a measured choice for this input side: that form; otherwise the layer's mode.
+DownconvMode down_form(DownconvMode mode, DownconvMode tuned, std::int64_t tuned_side, const torch::Tensor& x) {
+  return mode == DownconvMode::kAuto && tuned != DownconvMode::kAuto && x.dim() == 4 && x.size(2) == tuned_side
+             ? tuned
+             : mode;
+}
+}  // namespace
+
+torch::Tensor DownConvImpl::forward(const torch::Tensor& x) {
+  return downconv(x, weight, stride, padding, down_form(mode, tuned, tuned_side, x));
+}
 
 SNConv2dImpl::SNConv2dImpl(int in, int out, int kernel, int stride_, int padding_) : stride(stride_), padding(padding_) {
   weight = register_parameter("weight", torch::empty({out, in, kernel, kernel}));
@@ -247,7 +347,7 @@ torch::Tensor SNConv2dImpl::forward(const torch::Tensor& x) {
     u_now = u.clone();  // later calls update u in place; this graph keeps its own copy
   }
   auto sigma = u_now.dot(w.mv(v));  // u^T W v: the top singular value, differentiable in W (u, v constants)
-  return downconv(x, weight / sigma, stride, padding, mode);
+  return downconv(x, weight / sigma, stride, padding, down_form(mode, tuned, tuned_side, x));
 }
 
 torch::Tensor MinibatchStdImpl::forward(const torch::Tensor& x) {

@@ -6,6 +6,7 @@
 #include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <algorithm>
 #include <array>
 #include <type_traits>
 #include <vector>
@@ -298,21 +299,34 @@ struct WinogradConv : public torch::autograd::Function<WinogradConv<Up>> {
     return u;
   }
 
+  // Images per chunk: the transforms and GEMMs run on chunks of the batch whose transformed input U is about
+  // kChunkBytes, so that U, Mt and their gradients are short-lived buffers of that size rather than several times
+  // the activation (at 64x64, batch 256: ~100 MB for one layer's U).
+  static std::int64_t chunk_images(const Geometry& g, int m, std::int64_t element_size) {
+    constexpr std::int64_t kChunkBytes = 8 << 20;
+    const std::int64_t per_image = std::max<std::int64_t>(1, g.th * g.tw * g.q(m) * g.k() * element_size);
+    return std::max<std::int64_t>(1, std::min(g.n, kChunkBytes / per_image));
+  }
+
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& v, std::int64_t m64) {
     const int m = static_cast<int>(m64);
     const at::Tensor x = x_in.contiguous(at::MemoryFormat::ChannelsLast);  // NHWC in memory
     const Geometry g = geometry(x, v.size(2), m, Up);
-    at::Tensor mt = at::empty({g.tiles(), g.q(m), g.co}, x.options());  // [tiles, Q, Co]
-    {
-      const at::Tensor u = transform_input(x, g, m);
+    auto y = at::empty({g.n, g.co, g.out_h(), g.out_w()}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+    const std::int64_t chunk = chunk_images(g, m, x.element_size());
+    for (std::int64_t b0 = 0; b0 < g.n; b0 += chunk) {
+      Geometry gc = g;
+      gc.n = std::min(chunk, g.n - b0);
+      const at::Tensor u = transform_input(x.narrow(0, b0, gc.n), gc, m);  // [tiles, Q, K] of this chunk
+      at::Tensor mt = at::empty({gc.tiles(), g.q(m), g.co}, x.options());  // [tiles, Q, Co]
       auto mt_t = mt.transpose(0, 1);
       at::bmm_out(mt_t, u.transpose(0, 1), v);  // per q: [tiles, K] x [K, Co], strided rows
+      at::Tensor yc = y.narrow(0, b0, gc.n);    // (NHWC: a chunk of images is one block)
+      dispatch(x, m, [&](auto t, auto tile) {
+        using T = typename decltype(t)::type;
+        output_transform<T, decltype(tile)::value, Up>(mt.data_ptr<T>(), yc.data_ptr<T>(), gc);
+      });
     }
-    auto y = at::empty({g.n, g.co, g.out_h(), g.out_w()}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
-    dispatch(x, m, [&](auto t, auto tile) {
-      using T = typename decltype(t)::type;
-      output_transform<T, decltype(tile)::value, Up>(mt.data_ptr<T>(), y.data_ptr<T>(), g);
-    });
     ctx->saved_data["m"] = m64;
     ctx->saved_data["shape"] = std::vector<std::int64_t>{g.n, g.c, g.h, g.w, g.co};
     ctx->save_for_backward({v.requires_grad() ? x_in : at::Tensor(), x_in.requires_grad() ? v : at::Tensor()});
@@ -329,28 +343,38 @@ struct WinogradConv : public torch::autograd::Function<WinogradConv<Up>> {
     if (!grads[0].defined()) return {at::Tensor(), at::Tensor(), at::Tensor()};
     const auto saved = ctx->get_saved_variables();
     const at::Tensor gy = grads[0].contiguous(at::MemoryFormat::ChannelsLast);
-    auto gmt = at::empty({g.tiles(), g.q(m), g.co}, gy.options());  // [tiles, Q, Co]
-    dispatch(gy, m, [&](auto t, auto tile) {
-      using T = typename decltype(t)::type;
-      output_transform_t<T, decltype(tile)::value, Up>(gy.data_ptr<T>(), gmt.data_ptr<T>(), g);
-    });
+    const at::Tensor x = saved[0].defined() ? saved[0].contiguous(at::MemoryFormat::ChannelsLast) : at::Tensor();
     at::Tensor gx, gv;
-    if (saved[0].defined()) {  // [Q, K, tiles] x [Q, tiles, Co], with U recomputed from x
-      const at::Tensor u = transform_input(saved[0].contiguous(at::MemoryFormat::ChannelsLast), g, m);
-      gv = at::bmm(u.transpose(0, 1).transpose(1, 2), gmt.transpose(0, 1));
-    }
     if (saved[1].defined()) {
-      auto gu = at::empty({g.tiles(), g.q(m), g.k()}, gy.options());  // [tiles, Q, K]
-      auto gu_t = gu.transpose(0, 1);
-      at::bmm_out(gu_t, gmt.transpose(0, 1), saved[1].transpose(1, 2));
-      gmt = at::Tensor();
-      const auto fmt = gy.options().memory_format(at::MemoryFormat::ChannelsLast);
-      gx = at::empty({g.n, g.c, g.h, g.w}, fmt);  // (at::zeros would ignore the memory format)
-      if (Up) gx.zero_();
+      gx = at::empty({g.n, g.c, g.h, g.w}, gy.options().memory_format(at::MemoryFormat::ChannelsLast));
+      if (Up) gx.zero_();  // (at::zeros would ignore the memory format)
+    }
+    const std::int64_t chunk = chunk_images(g, m, gy.element_size());
+    for (std::int64_t b0 = 0; b0 < g.n; b0 += chunk) {
+      Geometry gc = g;
+      gc.n = std::min(chunk, g.n - b0);
+      const at::Tensor gyc = gy.narrow(0, b0, gc.n);
+      auto gmt = at::empty({gc.tiles(), g.q(m), g.co}, gy.options());  // [tiles, Q, Co]
       dispatch(gy, m, [&](auto t, auto tile) {
         using T = typename decltype(t)::type;
-        input_transform_t<T, decltype(tile)::value, Up>(gu.data_ptr<T>(), gx.data_ptr<T>(), g);
+        output_transform_t<T, decltype(tile)::value, Up>(gyc.data_ptr<T>(), gmt.data_ptr<T>(), gc);
       });
+      if (x.defined()) {  // [Q, K, tiles] x [Q, tiles, Co], with U recomputed from x, summed over the chunks
+        const at::Tensor u = transform_input(x.narrow(0, b0, gc.n), gc, m);
+        auto ut = u.transpose(0, 1).transpose(1, 2);
+        if (gv.defined()) gv.baddbmm_(ut, gmt.transpose(0, 1));
+        else gv = at::bmm(ut, gmt.transpose(0, 1));
+      }
+      if (gx.defined()) {
+        auto gu = at::empty({gc.tiles(), g.q(m), g.k()}, gy.options());  // [tiles, Q, K]
+        auto gu_t = gu.transpose(0, 1);
+        at::bmm_out(gu_t, gmt.transpose(0, 1), saved[1].transpose(1, 2));
+        at::Tensor gxc = gx.narrow(0, b0, gc.n);
+        dispatch(gy, m, [&](auto t, auto tile) {
+          using T = typename decltype(t)::type;
+          input_transform_t<T, decltype(tile)::value, Up>(gu.data_ptr<T>(), gxc.data_ptr<T>(), gc);
+        });
+      }
     }
     return {gx, gv, at::Tensor()};
   }

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <csignal>
 #include <filesystem>
+#include <functional>
 #include <thread>
 
 #include "gan/augment.h"
@@ -133,7 +134,7 @@ class Trainer {
   // The learning rates and beta2 at the start of the cosine schedules (train.lr_final, beta2_final).
   double lr_g0_ = 0, lr_d0_ = 0, beta2_g0_ = 0, beta2_d0_ = 0;
   bool graph_reported_ = false;  // train.cuda_graphs: the capture (or why not) has been logged
-  std::vector<std::string> upconv_report_;  // train.upconv auto: G's forms as measured (or resumed), for the log
+  std::vector<std::string> forms_report_;  // train.upconv/downconv auto: the forms as measured (or resumed), for the log
 
   // Where it is.
   std::int64_t step_ = 0;
@@ -283,29 +284,57 @@ Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const Tra
   log_setup();
 }
 
-// train.upconv auto on the CPU in float32: G's stride-2 layers take the form measured fastest for this batch (rank 0
-// measures, the others take its choice), or the forms in the checkpoint a resumed run continues, so that it computes
-// as the run that saved it did. bf16 runs G's convolutions through oneDNN, where the fixed rule stays.
+// train.upconv / train.downconv auto on the CPU in float32: each stride-2 layer of G and D takes the form measured
+// fastest for this batch (rank 0 measures, the others take its choice), or the forms in the checkpoint a resumed run
+// continues, so that it computes as the run that saved it did. bf16 runs G's and D's convolutions through oneDNN,
+// where the fixed rules stay.
 void Trainer::choose_upconv_forms() {
-  if (step_opts_.upconv != UpconvMode::kAuto || device_.is_cuda() || step_opts_.amp != "off") return;
-  std::string forms = state_.upconv_forms;
-  if (!forms.empty()) {
-    try {
-      set_upconv_forms(*nets_.g, forms);
-      upconv_report_ = {"as measured by the run that saved the checkpoint: " + forms};
-    } catch (const std::invalid_argument& e) {
-      forms.clear();  // a checkpoint of another shape of G: measure
+  if (device_.is_cuda() || step_opts_.amp != "off") return;
+  auto choose = [&](std::string* kept, const char* what, const std::function<std::string()>& measure,
+                    const std::function<void(const std::string&)>& set) {
+    std::string forms = *kept;
+    if (!forms.empty()) {
+      try {
+        set(forms);
+        forms_report_.push_back(fmt::format("{} as measured by the run that saved the checkpoint: {}", what, forms));
+      } catch (const std::invalid_argument&) {
+        forms.clear();  // a checkpoint of another shape of network: measure
+      }
     }
-  }
-  if (forms.empty()) {
-    if (main_) {
-      forms = tune_upconv(*nets_.g, cfg_.train.batch_size / world_, step_opts_.channels_last, &upconv_report_);
-      release_freed_memory();
+    if (forms.empty()) {
+      if (main_) forms = measure();
+      if (dist_) forms = dist_->broadcast_bytes(forms);
+      set(forms);
     }
-    if (dist_) forms = dist_->broadcast_bytes(forms);
-    set_upconv_forms(*nets_.g, forms);
-  }
-  state_.upconv_forms = forms;
+    *kept = forms;
+  };
+  const std::int64_t batch = cfg_.train.batch_size / world_;
+  if (step_opts_.upconv == UpconvMode::kAuto)
+    choose(
+        &state_.upconv_forms, "upconv",
+        [&] {
+          std::vector<std::string> lines;
+          const std::string f = tune_upconv(*nets_.g, batch, step_opts_.channels_last, &lines);
+          std::string all;
+          for (const auto& l : lines) all += (all.empty() ? "" : " | ") + l;
+          forms_report_.push_back("upconv auto, per generator layer (input side, form; forward + backward): " + all);
+          return f;
+        },
+        [&](const std::string& f) { set_upconv_forms(*nets_.g, f); });
+  if (step_opts_.downconv == DownconvMode::kAuto)
+    choose(
+        &state_.downconv_forms, "downconv",
+        [&] {
+          std::vector<std::string> lines;
+          const std::string f = tune_downconv(*nets_.d, batch, &lines);
+          std::string all;
+          for (const auto& l : lines) all += (all.empty() ? "" : " | ") + l;
+          forms_report_.push_back("downconv auto, per discriminator layer (input side, form; forward + backward): " +
+                                  all);
+          return f;
+        },
+        [&](const std::string& f) { set_downconv_forms(*nets_.d, f); });
+  release_freed_memory();
 }
 
 // Rank 0 opens the data first (building a folder's cache when needed), then the others, which find it built.
@@ -374,11 +403,7 @@ void Trainer::log_setup() {
              : tc.cuda_graphs == "off"   ? ", CUDA graphs off (train.cuda_graphs)"
                                          : ", CUDA graphs off: " + cuda_graph_blocker(tc, world_);
   if (!step_opts_.amp_note.empty()) spdlog::warn("{}", step_opts_.amp_note);
-  if (!upconv_report_.empty()) {
-    std::string layers;
-    for (const auto& l : upconv_report_) layers += (layers.empty() ? "" : " | ") + l;
-    spdlog::info("upconv auto, per generator layer (input side, form; forward + backward at this batch): {}", layers);
-  }
+  for (const auto& line : forms_report_) spdlog::info("{}", line);
   spdlog::info("step: upconv {}, downconv {}, channels_last {}, amp {}{}{}{}", tc.upconv, downconv,
                step_opts_.channels_last ? "on" : "off", step_opts_.amp,
                cpu_bf16 ? fmt::format(" (CPU: {})", cpu_bf16_features()) : "",
