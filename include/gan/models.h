@@ -146,6 +146,8 @@ class DiscriminatorImpl : public torch::nn::Module {
   // Selects how the 4x4 stride-2 convolutions are computed (default kDirect). kWinograd and kAuto compute the same
   // function once differentiable: gradient penalties (create_graph) need kDirect.
   void set_downconv_mode(DownconvMode mode);
+  // set_downconv_forms: every stride-2 layer measured faster as conv2d, so kAuto keeps the input's memory format.
+  void set_all_tuned_direct(bool all_direct) { all_tuned_direct_ = all_direct; }
   // With model.sync_bn: the sum across processes that its BatchNorm layers use for global batch statistics.
   void set_batch_stats_reducer(const AllReduceSum& reduce);
 
@@ -153,6 +155,7 @@ class DiscriminatorImpl : public torch::nn::Module {
   ModelConfig cfg_;
   torch::nn::Sequential main_;
   DownconvMode downconv_ = DownconvMode::kDirect;
+  bool all_tuned_direct_ = false;
   torch::nn::Embedding embed_{nullptr};  // projection: [num_classes, features before the last conv]
 };
 TORCH_MODULE(Discriminator);

@@ -14,7 +14,8 @@ std::string ensure_fast_blas(char** argv);
 
 // Keeps freed memory in the process (glibc malloc: no mmap per large tensor, no trimming of the heap's top), so the
 // step's many large, short-lived tensors do not page-fault freshly mapped memory every step: +4-6% img/s at 64x64
-// on the development machine. Peak RSS is unchanged: it is what the step holds at once either way.
+// on the AVX2 development machine, +25% at 64x64 batch 256 on the AVX-512 Xeon. It costs peak RSS: the kept heap's
+// fragmentation added 50-320 MiB at 64x64 batch 64-256 (docs/PERFORMANCE.md "Second round").
 // GAN_KEEP_FREED_MEMORY=0 turns it off.
 void keep_freed_memory();
 // Gives the heap's free pages back to the kernel once (glibc malloc_trim), e.g. after a start-up measurement whose

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 
 #include "gan/errors.h"
@@ -127,6 +128,30 @@ std::string oversubscription_warning(int threads, const std::string& knob) {
   const int got = std::fscanf(f, "%lf", &load);
   std::fclose(f);
   if (got != 1) return "";
+  // The load average is the last minute's: right after another job ended (a benchmark's previous run) it still reads
+  // busy. Only warn when something else runs now too: /proc/stat's procs_running counts every running thread, this
+  // process's own (its OpenMP threads spin) included.
+  if (threads <= cores) {
+    long running = -1, own = 0;
+    if (std::FILE* st = std::fopen("/proc/stat", "r")) {
+      char line[256];
+      while (std::fgets(line, sizeof line, st))
+        if (std::sscanf(line, "procs_running %ld", &running) == 1) break;
+      std::fclose(st);
+    }
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+      std::FILE* t = std::fopen((task.path() / "stat").c_str(), "r");
+      if (!t) continue;
+      char buf[512];
+      const size_t n = std::fread(buf, 1, sizeof buf - 1, t);
+      std::fclose(t);
+      buf[n] = 0;
+      const char* close = std::strrchr(buf, ')');  // "pid (name) S ...": the state follows the name
+      if (close && close[1] == ' ' && close[2] == 'R') ++own;
+    }
+    if (running >= 0 && running - own <= 0) return "";
+  }
   return oversubscription_warning(threads, cores, load, knob);
 }
 

@@ -230,6 +230,7 @@ std::string tune_downconv(DiscriminatorImpl& d, std::int64_t batch_in, std::vect
         if (s < best_s) best_s = s, best = form;
       }
       line += std::string(down_name(best)) + ": " + times;
+      d.set_all_tuned_direct(false);  // (set_downconv_forms decides; measuring runs in channels_last)
       *l.tuned = best;
       *l.tuned_side = side;
     } else {
@@ -258,6 +259,7 @@ void set_downconv_forms(DiscriminatorImpl& d, const std::string& forms) {
     *layers[i].tuned = names[i] == "winograd" ? DownconvMode::kWinograd : DownconvMode::kDirect;
     *layers[i].tuned_side = layers[i].side;
   }
+  d.set_all_tuned_direct(forms.find("winograd") == std::string::npos);
 }
 
 torch::Tensor upconv_phase(const torch::Tensor& x, const torch::Tensor& w) {
@@ -478,8 +480,10 @@ void DiscriminatorImpl::set_downconv_mode(DownconvMode mode) {
 }
 
 torch::Tensor DiscriminatorImpl::forward(const torch::Tensor& x_in, const torch::Tensor& labels) {
-  // The Winograd form works on channels_last activations; oneDNN's first conv then writes channels_last too.
-  const bool cl = downconv_ != DownconvMode::kDirect && x_in.device().is_cpu() && x_in.dim() == 4;
+  // The Winograd form works on channels_last activations; oneDNN's first conv then writes channels_last too. When
+  // every layer was measured faster as conv2d (tune_downconv), the activations keep the caller's format.
+  const bool cl = downconv_ != DownconvMode::kDirect && !(downconv_ == DownconvMode::kAuto && all_tuned_direct_) &&
+                  x_in.device().is_cpu() && x_in.dim() == 4;
   const torch::Tensor x = cl ? x_in.contiguous(at::MemoryFormat::ChannelsLast) : x_in;
   TORCH_CHECK(x.dim() == 4 && x.size(1) == cfg_.channels && x.size(2) == cfg_.image_size &&
                   x.size(3) == cfg_.image_size,
