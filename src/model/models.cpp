@@ -91,6 +91,21 @@ std::string fmt_ms(const char* name, double s) {
   return buf;
 }
 
+// tune_upconv's / tune_downconv's "a,b,c" string as one name per layer; throws std::invalid_argument when the count
+// is not `layers`.
+std::vector<std::string> split_forms(const std::string& forms, std::size_t layers, const char* what) {
+  std::vector<std::string> names;
+  for (std::size_t b = 0, e; b <= forms.size(); b = e + 1) {
+    e = forms.find(',', b);
+    if (e == std::string::npos) e = forms.size();
+    names.push_back(forms.substr(b, e - b));
+  }
+  if (names.size() != layers)
+    throw std::invalid_argument("'" + forms + "' names " + std::to_string(names.size()) + " " + what + " forms for " +
+                                std::to_string(layers) + " layers");
+  return names;
+}
+
 double seconds_of(const std::function<void()>& f, int reps) {
   double best = 1e30;
   for (int i = 0; i <= reps; ++i) {  // the first call warms up
@@ -153,15 +168,7 @@ std::string tune_upconv(GeneratorImpl& g, std::int64_t batch_in, bool channels_l
 
 void set_upconv_forms(GeneratorImpl& g, const std::string& forms) {
   auto layers = stride2_layers(g);
-  std::vector<std::string> names;
-  for (std::size_t b = 0, e; b <= forms.size(); b = e + 1) {
-    e = forms.find(',', b);
-    if (e == std::string::npos) e = forms.size();
-    names.push_back(forms.substr(b, e - b));
-  }
-  if (names.size() != layers.size())
-    throw std::invalid_argument("'" + forms + "' names " + std::to_string(names.size()) + " upconv forms for " +
-                                std::to_string(layers.size()) + " layers");
+  const std::vector<std::string> names = split_forms(forms, layers.size(), "upconv");
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const UpconvMode m = upconv_mode(names[i]);
     if (m == UpconvMode::kAuto || m == UpconvMode::kTransposed)
@@ -244,15 +251,7 @@ std::string tune_downconv(DiscriminatorImpl& d, std::int64_t batch_in, std::vect
 
 void set_downconv_forms(DiscriminatorImpl& d, const std::string& forms) {
   auto layers = stride2_layers(d);
-  std::vector<std::string> names;
-  for (std::size_t b = 0, e; b <= forms.size(); b = e + 1) {
-    e = forms.find(',', b);
-    if (e == std::string::npos) e = forms.size();
-    names.push_back(forms.substr(b, e - b));
-  }
-  if (names.size() != layers.size())
-    throw std::invalid_argument("'" + forms + "' names " + std::to_string(names.size()) + " downconv forms for " +
-                                std::to_string(layers.size()) + " layers");
+  const std::vector<std::string> names = split_forms(forms, layers.size(), "downconv");
   for (std::size_t i = 0; i < layers.size(); ++i) {
     if (names[i] != "direct" && names[i] != "winograd")
       throw std::invalid_argument("'" + names[i] + "' is not a measured downconv form (direct, winograd)");
