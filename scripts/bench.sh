@@ -70,11 +70,19 @@ echo
 echo "generator layers, forward+backward ms (64x64 RGB, batch 64; train.upconv auto measures the same at start-up):"
 "$bench" layers --threads "$threads" --image-size 64 --channels 3 --batch 64 | grep '^layer' | sed 's/^/  /'
 echo
-printf '%-28s %12s %12s %12s\n' "peak RSS (64x64 RGB)" "ref MiB" "ours MiB" "not kept MiB"
-for b in 64 128 256; do  # not kept: GAN_KEEP_FREED_MEMORY=0 (glibc's own mmap/trim, no freed memory kept)
-  printf '%-28s %12s %12s %12s\n' "batch $b" "$(ref --image-size 64 --batch "$b" --steps 2 --warmup 1 | val ref.peak_rss_mib)" \
-    "$(ours --image-size 64 --batch "$b" --steps 2 --warmup 1 | val step.peak_rss_mib)" \
-    "$(GAN_KEEP_FREED_MEMORY=0 ours --image-size 64 --batch "$b" --steps 2 --warmup 1 | val step.peak_rss_mib)"
+echo "peak RSS and speed by batch (64x64 RGB, 4 steps after 2): ours with its caching CPU allocator, and with glibc's"
+echo "malloc kept (GAN_KEEP_FREED_MEMORY=heap, the earlier setting) or as it is (GAN_KEEP_FREED_MEMORY=0):"
+printf '  %-10s %9s %9s %9s %9s %11s %11s %11s %11s\n' "" "ref MiB" "ours MiB" "ref img/s" "img/s" "heap MiB" "heap img/s" \
+  "glibc MiB" "glibc img/s"
+for b in 64 128 256; do
+  mem=(--image-size 64 --batch "$b" --steps 4 --warmup 2)
+  r=$(ref "${mem[@]}"); o=$(ours "${mem[@]}")
+  h=$(GAN_KEEP_FREED_MEMORY=heap ours "${mem[@]}"); g=$(GAN_KEEP_FREED_MEMORY=0 ours "${mem[@]}")
+  printf '  %-10s %9s %9s %9.1f %9.1f %11s %11.1f %11s %11.1f\n' "batch $b" "$(val ref.peak_rss_mib <<<"$r")" \
+    "$(val step.peak_rss_mib <<<"$o")" "$(val ref.img_per_s <<<"$r")" "$(val step.img_per_s <<<"$o")" \
+    "$(val step.peak_rss_mib <<<"$h")" "$(val step.img_per_s <<<"$h")" "$(val step.peak_rss_mib <<<"$g")" \
+    "$(val step.img_per_s <<<"$g")"
+  grep '^step.cpu_blocks' <<<"$o" | sed 's/^step.cpu_blocks/             allocator:/'
 done
 echo
 printf '%-28s %12s %12s\n' "step time (RGB, batch 64)" "ms/step" "ms/image"

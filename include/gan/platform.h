@@ -12,14 +12,15 @@ namespace gan {
 // describing the BLAS in use for the log.
 std::string ensure_fast_blas(char** argv);
 
-// Keeps freed memory in the process (glibc malloc: no mmap per large tensor, no trimming of the heap's top), so the
-// step's many large, short-lived tensors do not page-fault freshly mapped memory every step: +4-6% img/s at 64x64
-// on the AVX2 development machine, +25% at 64x64 batch 256 on the AVX-512 Xeon. It costs peak RSS: the kept heap's
-// fragmentation added 50-320 MiB at 64x64 batch 64-256 (docs/PERFORMANCE.md "Second round").
-// GAN_KEEP_FREED_MEMORY=0 turns it off.
+// Keeps freed tensor memory in the process so that the step's many large, short-lived tensors do not page-fault
+// freshly mapped memory every step (+4-6% img/s at 64x64 on the AVX2 development machine, +25% at 64x64 batch 256 on
+// the AVX-512 Xeon): installs the caching CPU allocator (gan/cpu_allocator.h), which moves kept pages to where they
+// are needed and so keeps live + kept memory within the peak of live tensors (docs/PERFORMANCE.md "Memory").
+// GAN_KEEP_FREED_MEMORY=0 leaves glibc's malloc as it is; GAN_KEEP_FREED_MEMORY=heap is the earlier setting (glibc
+// keeps its heap: as fast, but its fragmentation added 50-520 MiB of peak RSS at 64x64 batch 64-256).
 void keep_freed_memory();
-// Gives the heap's free pages back to the kernel once (glibc malloc_trim), e.g. after a start-up measurement whose
-// tensors would otherwise stay in the heap as holes that the training step's tensors do not fit.
+// Gives kept tensor pages and the heap's free pages back to the kernel once (glibc malloc_trim), e.g. after a start-up
+// measurement whose tensors the training step does not need.
 void release_freed_memory();
 
 // Sets torch's intra-op threads: `threads` > 0, else all cores. Returns the number set.

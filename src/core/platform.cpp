@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "gan/cpu_allocator.h"
 #include "gan/errors.h"
 
 namespace gan {
@@ -21,13 +22,18 @@ namespace gan {
 void keep_freed_memory() {
   const char* env = std::getenv("GAN_KEEP_FREED_MEMORY");
   if (env && std::strcmp(env, "0") == 0) return;
+  if (env && std::strcmp(env, "heap") == 0) {
 #ifdef M_MMAP_THRESHOLD
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);  // allocations below 1 GiB come from the heap, reused after free
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);  // and the heap is not shrunk while less than 1 GiB of it is free
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);  // allocations below 1 GiB come from the heap, reused after free
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);  // and the heap is not shrunk while less than 1 GiB of it is free
 #endif
+    return;
+  }
+  install_caching_cpu_allocator();
 }
 
 void release_freed_memory() {
+  release_cached_cpu_blocks();
 #ifdef __GLIBC__
   malloc_trim(0);
 #endif

@@ -1,0 +1,38 @@
+// The CPU tensor allocator: large blocks freed by one training step are kept for the next, within the peak of live
+// tensors (so the speed of a kept heap without its memory).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace gan {
+
+// What the caching allocator has done since it was installed (all zero when it is not installed).
+struct CpuAllocatorStats {
+  bool installed = false;
+  std::size_t live_bytes = 0;        // large blocks held by tensors now
+  std::size_t cached_bytes = 0;      // large blocks freed and kept for reuse
+  std::size_t peak_live_bytes = 0;   // highest live_bytes (since the last release)
+  std::size_t peak_total_bytes = 0;  // highest live_bytes + cached_bytes (since the last release)
+  std::size_t segments = 0;          // kernel mappings the blocks are made of (about)
+  std::int64_t hits = 0;             // large allocations served by one kept block (its whole or its head)
+  std::int64_t assembled = 0;        // large allocations made from several kept blocks' pages and fresh ones
+  std::int64_t moves = 0;            // mremap calls for those
+  std::uint64_t moved_bytes = 0;     // kept pages moved to a new address for those (no copy, no page fault)
+  std::uint64_t fresh_bytes = 0;     // pages mapped new (zero-filled by the kernel on first touch)
+};
+
+// Block sizes from this many bytes up are cached; smaller ones go to malloc as before.
+constexpr std::size_t kCachedBlockMin = 128 * 1024;
+
+// Installs the caching allocator as c10's CPU allocator (once; later calls do nothing). Blocks of at least
+// kCachedBlockMin bytes are whole pages mapped from the kernel and kept when freed. An allocation takes a kept
+// block of its size, else the head of a larger one, else a new range into which kept blocks' pages are moved
+// (mremap: no copy, no page fault) before any fresh page is used. Live + kept bytes so never exceed the peak of
+// live bytes, and a step that repeats its allocations runs without page faults after the first one.
+void install_caching_cpu_allocator();
+CpuAllocatorStats cpu_allocator_stats();
+// Gives every kept block back to the kernel and restarts the peaks from the live bytes now (after a start-up
+// measurement whose blocks the training step does not need).
+void release_cached_cpu_blocks();
+
+}  // namespace gan

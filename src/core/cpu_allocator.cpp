@@ -1,0 +1,256 @@
+#include "gan/cpu_allocator.h"
+
+#include <c10/core/Allocator.h>
+#include <c10/core/CPUAllocator.h>
+#include <c10/util/Exception.h>
+#include <sys/mman.h>
+#include <torch/version.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+namespace gan {
+namespace {
+
+constexpr std::size_t kPage = 4096;
+constexpr std::size_t kAlignment = 64;     // c10's alignment for CPU tensors (AVX-512 loads)
+constexpr std::size_t kMaxSegments = 20000;  // well below Linux's default vm.max_map_count (65530)
+
+// The bookkeeping behind the allocator. A large block is a range of whole pages; its physical pages can be moved to
+// another address without copying or faulting (mremap moves page-table entries). So a freed block serves any later
+// size: the same size as it is; a smaller one by splitting it; a larger one by moving several kept blocks' pages
+// into one new range. Kept pages are used before new ones, so live + kept never exceeds the peak of live bytes.
+class BlockCache {
+ public:
+  // One piece of a block that lies in a single kernel mapping (mremap moves only such pieces).
+  struct Segment {
+    char* addr;
+    std::size_t len;
+  };
+  struct Block {
+    char* addr = nullptr;
+    std::size_t size = 0;
+    std::vector<Segment> segments;  // cover [addr, addr + size) in order
+  };
+
+  void* allocate(std::size_t n) {
+    if (n == 0) return nullptr;
+    if (n < kCachedBlockMin) {
+      void* p = nullptr;
+      if (posix_memalign(&p, kAlignment, n) != 0) p = nullptr;
+      TORCH_CHECK(p, "CPU allocator: not enough memory for ", n, " bytes");
+      return p;
+    }
+    const std::size_t size = (n + kPage - 1) / kPage * kPage;
+    std::lock_guard<std::mutex> lock(mu_);
+    Block b;
+    auto fit = kept_.lower_bound(size);
+    if (fit != kept_.end() && fit->first == size) {  // the same size freed before (the newest of them)
+      fit = std::prev(kept_.upper_bound(size));
+      b = take(fit);
+      ++stats_.hits;
+    } else if (fit != kept_.end()) {  // a larger kept block: its head, the rest stays kept
+      b = take(fit);
+      keep(split(b, size));
+      ++stats_.hits;
+    } else {
+      b = assemble(size);
+    }
+    live_ += size;
+    peak_live_ = std::max(peak_live_, live_);
+    peak_total_ = std::max(peak_total_, live_ + cached_);
+    char* p = b.addr;
+    live_blocks_.emplace(p, std::move(b));
+    return p;
+  }
+
+  void free(void* p) {
+    if (!p) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = live_blocks_.find(p);
+      if (it != live_blocks_.end()) {
+        live_ -= it->second.size;
+        keep(std::move(it->second));
+        live_blocks_.erase(it);
+        return;
+      }
+    }
+    std::free(p);  // a small block (from malloc)
+  }
+
+  void release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    while (!kept_.empty()) unmap(take(kept_.begin()));
+    peak_live_ = peak_total_ = live_;
+  }
+
+  CpuAllocatorStats stats() {
+    std::lock_guard<std::mutex> lock(mu_);
+    CpuAllocatorStats s = stats_;
+    s.installed = true;
+    s.live_bytes = live_;
+    s.cached_bytes = cached_;
+    s.peak_live_bytes = peak_live_;
+    s.peak_total_bytes = peak_total_;
+    s.segments = segments_;
+    return s;
+  }
+
+ private:
+  Block take(std::multimap<std::size_t, Block>::iterator it) {
+    Block b = std::move(it->second);
+    kept_.erase(it);
+    cached_ -= b.size;
+    return b;
+  }
+
+  void keep(Block b) {
+    if (b.size == 0) return;
+    cached_ += b.size;
+    kept_.emplace(b.size, std::move(b));
+  }
+
+  // Cuts b after `head` bytes; b keeps the head, the tail is returned. A segment spanning the cut becomes two.
+  Block split(Block& b, std::size_t head) {
+    Block tail;
+    tail.addr = b.addr + head;
+    tail.size = b.size - head;
+    std::vector<Segment> mine;
+    for (const Segment& s : b.segments) {
+      const std::size_t begin = s.addr - b.addr, end = begin + s.len;
+      if (end <= head) {
+        mine.push_back(s);
+      } else if (begin >= head) {
+        tail.segments.push_back(s);
+      } else {
+        mine.push_back({s.addr, head - begin});
+        tail.segments.push_back({b.addr + head, end - head});
+        ++segments_;
+      }
+    }
+    b.segments = std::move(mine);
+    b.size = head;
+    return tail;
+  }
+
+  // A new range of `size` bytes filled with kept pages (largest blocks first, the last one split), the rest fresh.
+  Block assemble(std::size_t size) {
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {  // give every kept page back and try once more
+      while (!kept_.empty()) unmap(take(kept_.begin()));
+      p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      TORCH_CHECK(p != MAP_FAILED, "CPU allocator: not enough memory for ", size >> 20, " MiB (", live_ >> 20,
+                  " MiB of tensors live): lower the batch size or the image size");
+    }
+    Block b;
+    b.addr = static_cast<char*>(p);
+    b.size = size;
+    std::size_t off = 0;
+    while (off < size && !kept_.empty()) {
+      if (segments_ + 8 > kMaxSegments) {  // too many mappings: give the kept pages back instead
+        while (!kept_.empty()) unmap(take(kept_.begin()));
+        break;
+      }
+      auto it = kept_.lower_bound(size - off);
+      if (it == kept_.end()) it = std::prev(kept_.end());  // none large enough: the largest, whole
+      Block from = take(it);
+      if (from.size > size - off) keep(split(from, size - off));
+      move(from, b.addr + off, b);
+      off += from.size;
+    }
+    // The fresh mapping's pages not replaced: one segment at the end (pieces moved in front split it there).
+    if (off < size) {
+      b.segments.push_back({b.addr + off, size - off});
+      ++segments_;
+      stats_.fresh_bytes += size - off;
+    }
+    std::sort(b.segments.begin(), b.segments.end(), [](const Segment& x, const Segment& y) { return x.addr < y.addr; });
+    ++stats_.assembled;
+    return b;
+  }
+
+  // Moves `from`'s pages to `to` and records them as segments of `into`. One mremap when the kernel moves the whole
+  // range (it lies in one mapping, or the kernel moves several: Linux 6.17+), else one per segment.
+  void move(const Block& from, char* to, Block& into) {
+    if (from.segments.size() > 1 &&
+        mremap(from.addr, from.size, from.size, MREMAP_MAYMOVE | MREMAP_FIXED, to) != MAP_FAILED) {
+      segments_ -= from.segments.size() - 1;
+      into.segments.push_back({to, from.size});
+      stats_.moved_bytes += from.size;
+      ++stats_.moves;
+      return;
+    }
+    for (const Segment& s : from.segments) {
+      char* dst = to + (s.addr - from.addr);
+      if (mremap(s.addr, s.len, s.len, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == MAP_FAILED) {
+        munmap(s.addr, s.len);  // (the destination keeps its fresh pages there)
+        stats_.fresh_bytes += s.len;
+        into.segments.push_back({dst, s.len});  // a piece of the fresh mapping now
+      } else {
+        into.segments.push_back({dst, s.len});
+        stats_.moved_bytes += s.len;
+      }
+      ++stats_.moves;
+    }
+  }
+
+  void unmap(const Block& b) {
+    munmap(b.addr, b.size);
+    segments_ -= std::min(segments_, b.segments.size());
+  }
+
+  std::mutex mu_;
+  std::size_t live_ = 0, cached_ = 0, peak_live_ = 0, peak_total_ = 0;
+  std::size_t segments_ = 0;  // in all blocks, live and kept
+  std::unordered_map<void*, Block> live_blocks_;
+  std::multimap<std::size_t, Block> kept_;  // by size; among equal sizes the newest last
+  CpuAllocatorStats stats_;
+};
+
+BlockCache* g_cache = nullptr;  // created once, never destroyed: tensors freed at exit still find it
+
+void delete_block(void* p) { g_cache->free(p); }
+
+class CachingCpuAllocator final : public c10::Allocator {
+ public:
+// LibTorch 2.3 made allocate() non-const and added copy_data().
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+  c10::DataPtr allocate(std::size_t n) override { return make(n); }
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+#else
+  c10::DataPtr allocate(std::size_t n) const override { return make(n); }
+#endif
+  c10::DeleterFnPtr raw_deleter() const override { return &delete_block; }
+
+ private:
+  static c10::DataPtr make(std::size_t n) {
+    void* p = g_cache->allocate(n);
+    return {p, p, &delete_block, c10::Device(c10::DeviceType::CPU)};
+  }
+};
+
+}  // namespace
+
+void install_caching_cpu_allocator() {
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    g_cache = new BlockCache();
+    static auto* allocator = new CachingCpuAllocator();
+    c10::SetCPUAllocator(allocator, /*priority=*/1);
+  });
+}
+
+CpuAllocatorStats cpu_allocator_stats() { return g_cache ? g_cache->stats() : CpuAllocatorStats{}; }
+
+void release_cached_cpu_blocks() {
+  if (g_cache) g_cache->release();
+}
+
+}  // namespace gan

@@ -1,0 +1,135 @@
+#include "gan/cpu_allocator.h"
+
+#include <c10/core/CPUAllocator.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+using namespace gan;
+
+namespace {
+
+constexpr std::int64_t kMiB = 1 << 20;
+
+at::Tensor bytes(std::int64_t n, int fill) {  // [n] uint8 filled with `fill`
+  return torch::full({n}, fill, torch::kUInt8);
+}
+
+bool all_equal(const at::Tensor& t, int value) { return t.eq(value).all().item<bool>(); }
+
+class CpuAllocator : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    install_caching_cpu_allocator();
+    release_cached_cpu_blocks();  // nothing kept from earlier tests: the figures below start from here
+  }
+};
+
+}  // namespace
+
+TEST_F(CpuAllocator, IsTorchsCpuAllocatorOnceInstalled) {
+  EXPECT_TRUE(cpu_allocator_stats().installed);
+  const auto before = cpu_allocator_stats();
+  at::Tensor big = torch::empty({4 * kMiB}, torch::kUInt8);
+  EXPECT_EQ(cpu_allocator_stats().live_bytes, before.live_bytes + 4 * kMiB);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(big.data_ptr()) % 4096, 0u);  // whole pages
+  big.reset();
+  EXPECT_EQ(cpu_allocator_stats().live_bytes, before.live_bytes);
+  EXPECT_EQ(cpu_allocator_stats().cached_bytes, before.cached_bytes + 4 * kMiB);
+  // Small tensors stay with malloc.
+  at::Tensor small = torch::empty({1000}, torch::kFloat);
+  EXPECT_EQ(cpu_allocator_stats().live_bytes, before.live_bytes);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(small.data_ptr()) % 64, 0u);
+  // The raw interface (oneDNN's scratch memory goes through it) frees both kinds.
+  c10::Allocator* a = c10::GetCPUAllocator();
+  void* raw_big = a->raw_allocate(3 * kMiB);
+  void* raw_small = a->raw_allocate(100);
+  EXPECT_EQ(cpu_allocator_stats().live_bytes, before.live_bytes + 3 * kMiB);
+  a->raw_deallocate(raw_big);
+  a->raw_deallocate(raw_small);
+  EXPECT_EQ(cpu_allocator_stats().live_bytes, before.live_bytes);
+}
+
+TEST_F(CpuAllocator, ARepeatedPatternRunsOnKeptPagesWithinTheLivePeak) {
+  // The shape of a training step: sizes that differ, tensors that outlive others, a peak in the middle.
+  auto round = [] {
+    std::vector<at::Tensor> keep;
+    keep.push_back(bytes(5 * kMiB + 4096, 1));
+    at::Tensor a = bytes(3 * kMiB, 2);
+    keep.push_back(bytes(7 * kMiB + 123, 3));
+    a.reset();
+    at::Tensor b = bytes(9 * kMiB, 4);  // larger than anything freed so far: made from kept pages and fresh ones
+    keep.push_back(bytes(1 * kMiB, 5));
+    b.reset();
+    at::Tensor c = bytes(11 * kMiB, 6);
+    keep.clear();
+    at::Tensor d = bytes(2 * kMiB + 8192, 7);
+    return c.sum().item<std::int64_t>() + d.sum().item<std::int64_t>();
+  };
+  const std::int64_t expected = 11 * kMiB * 6 + (2 * kMiB + 8192) * 7;
+  EXPECT_EQ(round(), expected);
+  const auto first = cpu_allocator_stats();
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(round(), expected);
+  const auto later = cpu_allocator_stats();
+  EXPECT_EQ(later.fresh_bytes, first.fresh_bytes) << "later rounds mapped new pages";
+  EXPECT_GT(later.hits + later.assembled, first.hits + first.assembled);
+  EXPECT_EQ(later.peak_total_bytes, later.peak_live_bytes) << "live + kept went above the live peak";
+  EXPECT_EQ(later.peak_live_bytes, first.peak_live_bytes);
+  EXPECT_LT(later.segments, 100u);
+}
+
+TEST_F(CpuAllocator, MovedAndSplitPagesKeepEveryLiveTensorIntact) {
+  std::vector<at::Tensor> live;
+  std::vector<int> fill;
+  for (int i = 0; i < 12; ++i) {
+    live.push_back(bytes((1 + i % 5) * kMiB + 4096 * i, i + 1));
+    fill.push_back(i + 1);
+  }
+  for (int i = 0; i < 12; i += 2) live[i].reset();  // holes of several sizes
+  const auto before = cpu_allocator_stats();
+  at::Tensor big = bytes(14 * kMiB, 77);   // larger than any hole: pages moved from several of them
+  at::Tensor head = bytes(1 * kMiB, 88);   // smaller than the holes left: the head of one
+  const auto after = cpu_allocator_stats();
+  EXPECT_GT(after.moved_bytes, before.moved_bytes);
+  EXPECT_GT(after.hits, before.hits);
+  EXPECT_TRUE(all_equal(big, 77));
+  EXPECT_TRUE(all_equal(head, 88));
+  for (int i = 1; i < 12; i += 2) EXPECT_TRUE(all_equal(live[i], fill[i])) << "tensor " << i;
+  // Writing the new tensors did not touch each other or the old ones.
+  big.fill_(5);
+  head.fill_(6);
+  for (int i = 1; i < 12; i += 2) EXPECT_TRUE(all_equal(live[i], fill[i])) << "tensor " << i;
+  EXPECT_TRUE(all_equal(big, 5));
+}
+
+TEST_F(CpuAllocator, ThreadsAllocatingAndFreeingTogetherLoseNothing) {
+  const auto before = cpu_allocator_stats();
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([t, &wrong] {
+      for (int i = 0; i < 40; ++i) {
+        const std::int64_t n = (i % 7 + 1) * 256 * 1024 + 4096 * t;
+        at::Tensor x = bytes(n, t * 50 + i % 50);
+        at::Tensor y = bytes(n / 2 + 1, 200);
+        if (!all_equal(x, t * 50 + i % 50) || !all_equal(y, 200)) ++wrong;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(cpu_allocator_stats().live_bytes, before.live_bytes);
+}
+
+TEST_F(CpuAllocator, ReleaseGivesKeptPagesBackAndRestartsThePeaks) {
+  { at::Tensor t = bytes(16 * kMiB, 1); }
+  EXPECT_GE(cpu_allocator_stats().cached_bytes, static_cast<std::size_t>(16 * kMiB));
+  release_cached_cpu_blocks();
+  const auto s = cpu_allocator_stats();
+  EXPECT_EQ(s.cached_bytes, 0u);
+  EXPECT_EQ(s.peak_live_bytes, s.live_bytes);
+  EXPECT_EQ(s.peak_total_bytes, s.live_bytes);
+}
