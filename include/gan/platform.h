@@ -27,13 +27,21 @@ void release_freed_memory();
 int configure_threads(int threads);
 
 // One warning line ("" when none) when `threads` (> 1) compute threads will not each have a core: more threads than the
-// `cores` this process may use, or other jobs keeping cores busy (the 1-minute `load_avg`, read before this process
-// has done much). OpenMP threads spin while they wait for each other, so a busy core slows every step, not just one
-// thread (measured: several times slower on a 2-core machine shared with a build).
-// `knob` names the setting the warning tells the user to lower.
-std::string oversubscription_warning(int threads, int cores, double load_avg,
-                                     const std::string& knob = "train.threads");
-// The same for this machine now: the cores of this process's affinity mask and /proc/loadavg ("" if unreadable).
+// `cores` this process may use, or other processes keeping `busy` of those cores busy. OpenMP threads spin while they
+// wait for each other, so a busy core slows every step, not just one thread (measured: several times slower on a
+// 2-core machine shared with a build). `knob` names the setting the warning tells the user to lower.
+std::string oversubscription_warning(int threads, int cores, double busy, const std::string& knob = "train.threads");
+// Clock ticks of this process's cores (/proc/stat's cpuN lines of its affinity mask): busy (neither idle nor
+// waiting for I/O) and in all, and this process's own (/proc/self/stat utime + stime).
+struct CpuTicks {
+  double busy = 0, total = 0, own = 0;
+  bool ok = false;
+};
+// How many of `cores` other processes kept busy between two readings (-1 when either is unreadable).
+double other_cpu_cores(const CpuTicks& a, const CpuTicks& b, int cores);
+// The same measured over the next `seconds` on this machine.
+double other_cpu_use(double seconds);
+// The warning for this machine now: the affinity mask's cores and other_cpu_use over 0.3 s.
 std::string oversubscription_warning(int threads, const std::string& knob = "train.threads");
 
 // The CPU's native bf16 instructions as the kernel lists them in /proc/cpuinfo ("avx512_bf16 amx_bf16", "" when

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -105,10 +106,10 @@ int configure_threads(int threads) {
   return n;
 }
 
-std::string oversubscription_warning(int threads, int cores, double load_avg, const std::string& knob) {
+std::string oversubscription_warning(int threads, int cores, double busy, const std::string& knob) {
   // One thread waits for no other: a busy core slows it in proportion, which needs no warning.
   if (threads <= 1 || cores < 1) return "";
-  const double free_cores = std::max(0.0, cores - std::max(0.0, load_avg));
+  const double free_cores = std::max(0.0, cores - std::max(0.0, busy));
   if (threads <= cores && threads <= free_cores + 0.5) return "";
   const int suggest = std::max(1, std::min(cores, static_cast<int>(free_cores + 0.5)));
   char buf[400];
@@ -117,48 +118,75 @@ std::string oversubscription_warning(int threads, int cores, double load_avg, co
                   "other, so oversubscribed cores slow every step; set %s to %d", threads, cores, knob.c_str(),
                   suggest);
   else
-    std::snprintf(buf, sizeof buf, "the machine is busy: load average %.2f on %d cores leaves about %.1f free for %d "
-                  "compute threads; OpenMP threads spin while they wait for each other, so a step can become several "
-                  "times slower: stop the other jobs or set %s to %d", load_avg, cores, free_cores, threads,
-                  knob.c_str(), suggest);
+    std::snprintf(buf, sizeof buf, "the machine is busy: other processes keep %.1f of %d cores busy, leaving about "
+                  "%.1f for %d compute threads; OpenMP threads spin while they wait for each other, so a step can "
+                  "become several times slower: stop the other jobs or set %s to %d", busy, cores, free_cores,
+                  threads, knob.c_str(), suggest);
   return buf;
+}
+
+namespace {
+CpuTicks read_cpu_ticks(const cpu_set_t& set) {
+  CpuTicks t;
+  if (std::FILE* f = std::fopen("/proc/stat", "r")) {
+    char line[512];
+    while (std::fgets(line, sizeof line, f)) {
+      int cpu = -1, used = 0;
+      if (std::sscanf(line, "cpu%d %n", &cpu, &used) != 1 || cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &set))
+        continue;
+      double v[10] = {0};  // user nice system idle iowait irq softirq steal guest guest_nice
+      std::sscanf(line + used, "%lf %lf %lf %lf %lf %lf %lf %lf", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+                  &v[7]);
+      double sum = 0;
+      for (int i = 0; i < 8; ++i) sum += v[i];
+      t.total += sum;
+      t.busy += sum - v[3] - v[4];
+      t.ok = true;
+    }
+    std::fclose(f);
+  }
+  if (std::FILE* f = std::fopen("/proc/self/stat", "r")) {
+    char buf[1024];
+    const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = 0;
+    const char* p = std::strrchr(buf, ')');  // "pid (name) S ppid ...": utime and stime are fields 14 and 15
+    double utime = 0, stime = 0;
+    if (!p || std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lf %lf", &utime, &stime) != 2)
+      t.ok = false;
+    t.own = utime + stime;
+  } else {
+    t.ok = false;
+  }
+  return t;
+}
+}  // namespace
+
+double other_cpu_cores(const CpuTicks& a, const CpuTicks& b, int cores) {
+  const double total = b.total - a.total;
+  if (!a.ok || !b.ok || total <= 0) return -1;
+  return std::max(0.0, (b.busy - a.busy) - (b.own - a.own)) / total * cores;
+}
+
+double other_cpu_use(double seconds) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return -1;
+  const CpuTicks a = read_cpu_ticks(set);
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  return other_cpu_cores(a, read_cpu_ticks(set), CPU_COUNT(&set));
 }
 
 std::string oversubscription_warning(int threads, const std::string& knob) {
   cpu_set_t set;
   int cores = static_cast<int>(std::thread::hardware_concurrency());
   if (sched_getaffinity(0, sizeof set, &set) == 0) cores = CPU_COUNT(&set);
-  double load = 0;
-  FILE* f = std::fopen("/proc/loadavg", "r");
-  if (!f) return "";
-  const int got = std::fscanf(f, "%lf", &load);
-  std::fclose(f);
-  if (got != 1) return "";
-  // The load average is the last minute's: right after another job ended (a benchmark's previous run) it still reads
-  // busy. Only warn when something else runs now too: /proc/stat's procs_running counts every running thread, this
-  // process's own (its OpenMP threads spin) included.
-  if (threads <= cores) {
-    long running = -1, own = 0;
-    if (std::FILE* st = std::fopen("/proc/stat", "r")) {
-      char line[256];
-      while (std::fgets(line, sizeof line, st))
-        if (std::sscanf(line, "procs_running %ld", &running) == 1) break;
-      std::fclose(st);
-    }
-    std::error_code ec;
-    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
-      std::FILE* t = std::fopen((task.path() / "stat").c_str(), "r");
-      if (!t) continue;
-      char buf[512];
-      const size_t n = std::fread(buf, 1, sizeof buf - 1, t);
-      std::fclose(t);
-      buf[n] = 0;
-      const char* close = std::strrchr(buf, ')');  // "pid (name) S ...": the state follows the name
-      if (close && close[1] == ' ' && close[2] == 'R') ++own;
-    }
-    if (running >= 0 && running - own <= 0) return "";
-  }
-  return oversubscription_warning(threads, cores, load, knob);
+  if (threads > cores) return oversubscription_warning(threads, cores, 0.0, knob);
+  if (threads <= 1) return "";
+  // Measured, not the load average: that is the last minute's and still reads busy right after another job ended
+  // (a benchmark's previous run), and a momentary kernel thread is not a job either.
+  const double busy = other_cpu_use(0.3);
+  if (busy < 0) return "";
+  return oversubscription_warning(threads, cores, busy, knob);
 }
 
 std::string cpu_bf16_features() {
