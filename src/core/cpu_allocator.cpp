@@ -53,12 +53,16 @@ class BlockCache {
       fit = std::prev(kept_.upper_bound(size));
       b = take(fit);
       ++stats_.hits;
-    } else if (fit != kept_.end()) {  // a larger kept block: its head, the rest stays kept
+    } else if (live_ + cached_ + size <= std::max(peak_live_, live_ + size) + kKeptSlack) {
+      // Fresh pages, kept for the next step in their own size: splitting a kept block instead would take a size
+      // that the next step asks for again, and mismatches would then move pages every step.
+      b = assemble(size, /*use_kept=*/false);
+    } else if (fit != kept_.end()) {  // the head of the smallest larger kept block; the tail stays kept
       b = take(fit);
       keep(split(b, size));
       ++stats_.hits;
     } else {
-      b = assemble(size);
+      b = assemble(size, /*use_kept=*/true);
     }
     live_ += size;
     peak_live_ = std::max(peak_live_, live_);
@@ -138,8 +142,9 @@ class BlockCache {
     return tail;
   }
 
-  // A new range of `size` bytes filled with kept pages (largest blocks first, the last one split), the rest fresh.
-  Block assemble(std::size_t size) {
+  // A new range of `size` bytes: fresh pages, after moving in kept ones when `use_kept` (largest blocks first, the
+  // last one split).
+  Block assemble(std::size_t size, bool use_kept) {
     void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {  // give every kept page back and try once more
       while (!kept_.empty()) unmap(take(kept_.begin()));
@@ -151,7 +156,7 @@ class BlockCache {
     b.addr = static_cast<char*>(p);
     b.size = size;
     std::size_t off = 0;
-    while (off < size && !kept_.empty()) {
+    while (use_kept && off < size && !kept_.empty()) {
       if (segments_ + 8 > kMaxSegments) {  // too many mappings: give the kept pages back instead
         while (!kept_.empty()) unmap(take(kept_.begin()));
         break;
@@ -170,7 +175,7 @@ class BlockCache {
       stats_.fresh_bytes += size - off;
     }
     std::sort(b.segments.begin(), b.segments.end(), [](const Segment& x, const Segment& y) { return x.addr < y.addr; });
-    ++stats_.assembled;
+    if (off > 0) ++stats_.assembled;
     return b;
   }
 
