@@ -8,7 +8,7 @@
 #include <string>
 
 #include "gan/config.h"
-#include "gan/loader.h"
+#include "gan/loader_position.h"
 #include "gan/models.h"
 
 namespace torch::optim {

@@ -10,14 +10,9 @@
 #include <thread>
 
 #include "gan/datasets.h"
+#include "gan/loader_position.h"
 
 namespace gan {
-
-// Where the loader is: `cursor` images of epoch `epoch`'s order have been consumed.
-struct LoaderPosition {
-  std::int64_t epoch = 0;
-  std::int64_t cursor = 0;
-};
 
 struct Batch {
   at::Tensor images;       // [B, C, S, S] float in [-1, 1], CPU (this process's B rows of a sharded batch)
