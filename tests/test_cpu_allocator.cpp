@@ -159,3 +159,31 @@ TEST_F(CpuAllocator, ReleaseGivesKeptPagesBackAndRestartsThePeaks) {
   EXPECT_EQ(s.peak_live_bytes, s.live_bytes);
   EXPECT_EQ(s.peak_total_bytes, s.live_bytes);
 }
+
+TEST_F(CpuAllocator, MovingOneMappingAtATimeAsOlderKernelsRequireKeepsTheDataAndTheBounds) {
+  cpu_allocator_whole_moves(false);
+  const std::int64_t m = 8 * kMiB;
+  auto round = [m](int salt) {
+    std::vector<at::Tensor> keep;
+    keep.push_back(bytes(5 * m + 4096, 1 + salt));
+    at::Tensor a = bytes(3 * m, 2);
+    keep.push_back(bytes(7 * m + 123, 3 + salt));
+    a.reset();
+    at::Tensor b = bytes(9 * m, 4);
+    keep.push_back(bytes(1 * m, 5 + salt));
+    b.reset();
+    at::Tensor c = bytes(11 * m, 6);
+    bool ok = all_equal(keep[0], 1 + salt) && all_equal(keep[1], 3 + salt) && all_equal(keep[2], 5 + salt);
+    keep.clear();
+    at::Tensor d = bytes(2 * m + 8192, 7);
+    return ok && all_equal(c, 6) && all_equal(d, 7);
+  };
+  const auto before = cpu_allocator_stats();
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(round(i)) << "round " << i;
+  const auto after = cpu_allocator_stats();
+  cpu_allocator_whole_moves(true);
+  EXPECT_GT(after.moved_bytes, before.moved_bytes);
+  EXPECT_GE(after.moves - before.moves, after.assembled - before.assembled);
+  EXPECT_LE(after.peak_total_bytes, after.peak_live_bytes + kKeptSlack);
+  EXPECT_LT(after.segments, 2000u);
+}

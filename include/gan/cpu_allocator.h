@@ -41,5 +41,8 @@ CpuAllocatorStats cpu_allocator_stats();
 // Gives every kept block back to the kernel and restarts the peaks from the live bytes now (after a start-up
 // measurement whose blocks the training step does not need).
 void release_cached_cpu_blocks();
+// For tests: with `on` false, blocks are moved one segment (one kernel mapping) at a time, as kernels before Linux
+// 6.17 require (they refuse to move a range spanning several mappings).
+void cpu_allocator_whole_moves(bool on);
 
 }  // namespace gan

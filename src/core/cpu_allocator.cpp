@@ -93,6 +93,11 @@ class BlockCache {
     peak_live_ = peak_total_ = live_;
   }
 
+  void set_whole_moves(bool on) {
+    std::lock_guard<std::mutex> lock(mu_);
+    whole_moves_ = on;
+  }
+
   CpuAllocatorStats stats() {
     std::lock_guard<std::mutex> lock(mu_);
     CpuAllocatorStats s = stats_;
@@ -182,7 +187,7 @@ class BlockCache {
   // Moves `from`'s pages to `to` and records them as segments of `into`. One mremap when the kernel moves the whole
   // range (it lies in one mapping, or the kernel moves several: Linux 6.17+), else one per segment.
   void move(const Block& from, char* to, Block& into) {
-    if (from.segments.size() > 1 &&
+    if (from.segments.size() > 1 && whole_moves_ &&
         mremap(from.addr, from.size, from.size, MREMAP_MAYMOVE | MREMAP_FIXED, to) != MAP_FAILED) {
       segments_ -= from.segments.size() - 1;
       into.segments.push_back({to, from.size});
@@ -212,6 +217,7 @@ class BlockCache {
   std::mutex mu_;
   std::size_t live_ = 0, cached_ = 0, peak_live_ = 0, peak_total_ = 0;
   std::size_t segments_ = 0;  // in all blocks, live and kept
+  bool whole_moves_ = true;
   std::unordered_map<void*, Block> live_blocks_;
   std::multimap<std::size_t, Block> kept_;  // by size; among equal sizes the newest last
   CpuAllocatorStats stats_;
@@ -253,6 +259,10 @@ void install_caching_cpu_allocator() {
 }
 
 CpuAllocatorStats cpu_allocator_stats() { return g_cache ? g_cache->stats() : CpuAllocatorStats{}; }
+
+void cpu_allocator_whole_moves(bool on) {
+  if (g_cache) g_cache->set_whole_moves(on);
+}
 
 void release_cached_cpu_blocks() {
   if (g_cache) g_cache->release();
