@@ -23,7 +23,8 @@ constexpr std::size_t kMaxSegments = 20000;  // well below Linux's default vm.ma
 // The bookkeeping behind the allocator. A large block is a range of whole pages; its physical pages can be moved to
 // another address without copying or faulting (mremap moves page-table entries). So a freed block serves any later
 // size: the same size as it is; a smaller one by splitting it; a larger one by moving several kept blocks' pages
-// into one new range. Kept pages are used before new ones, so live + kept never exceeds the peak of live bytes.
+// into one new range. New pages are mapped only while live + kept stays within the peak of live bytes + kKeptSlack;
+// beyond that kept pages are used first, so live + kept never exceeds that bound.
 class BlockCache {
  public:
   // One piece of a block that lies in a single kernel mapping (mremap moves only such pieces).
