@@ -4,10 +4,14 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <atomic>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "gan/cli.h"
+#include "gan/errors.h"
 
 using namespace gan;
 
@@ -186,4 +190,21 @@ TEST_F(CpuAllocator, MovingOneMappingAtATimeAsOlderKernelsRequireKeepsTheDataAnd
   EXPECT_GE(after.moves - before.moves, after.assembled - before.assembled);
   EXPECT_LE(after.peak_total_bytes, after.peak_live_bytes + kKeptSlack);
   EXPECT_LT(after.segments, 2000u);
+}
+
+TEST_F(CpuAllocator, OutOfMemoryIsOneErrorLineWithItsOwnExitCode) {
+  const std::size_t live_before = cpu_allocator_stats().live_bytes;
+  testing::internal::CaptureStderr();
+  const int code = guarded("gan-test", [] {
+    at::Tensor t = torch::empty({std::int64_t{1} << 52}, torch::kUInt8);  // 4 PiB: beyond any address space
+    return 0;
+  });
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(code, kExitMemory);
+  EXPECT_EQ(err.find("gan-test: error: out of memory: the CPU allocator could not map 4294967296 MiB"), 0u) << err;
+  EXPECT_NE(err.find("lower the batch size"), std::string::npos) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_EQ(cpu_allocator_stats().live_bytes, live_before);  // nothing half-counted
+  at::Tensor after = bytes(3 * kMiB, 9);  // and the allocator still works
+  EXPECT_TRUE(all_equal(after, 9));
 }

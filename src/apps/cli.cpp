@@ -39,6 +39,10 @@ int guarded(const char* prog, const std::function<int()>& body) {
     ProgressBar::clear();  // the error on a line of its own, not after the bar
     std::fprintf(stderr, "%s%s: error: %s\n", prog, g_rank_tag.c_str(), e.what());
     return e.code();
+  } catch (const c10::OutOfMemoryError& e) {  // the CPU allocator's or CUDA's: not a bug
+    ProgressBar::clear();
+    std::fprintf(stderr, "%s%s: error: out of memory: %s\n", prog, g_rank_tag.c_str(), e.what_without_backtrace());
+    return kExitMemory;
   } catch (const c10::Error& e) {
     ProgressBar::clear();
     std::fprintf(stderr, "%s: internal error: %s\n", prog, e.what_without_backtrace());

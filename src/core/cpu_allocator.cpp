@@ -43,7 +43,7 @@ class BlockCache {
     if (n < kCachedBlockMin) {
       void* p = nullptr;
       if (posix_memalign(&p, kAlignment, n) != 0) p = nullptr;
-      TORCH_CHECK(p, "CPU allocator: not enough memory for ", n, " bytes");
+      TORCH_CHECK_WITH(OutOfMemoryError, p, "CPU allocator: not enough memory for ", n, " bytes");
       return p;
     }
     const std::size_t size = (n + kPage - 1) / kPage * kPage;
@@ -155,8 +155,8 @@ class BlockCache {
     if (p == MAP_FAILED) {  // give every kept page back and try once more
       while (!kept_.empty()) unmap(take(kept_.begin()));
       p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      TORCH_CHECK(p != MAP_FAILED, "CPU allocator: not enough memory for ", size >> 20, " MiB (", live_ >> 20,
-                  " MiB of tensors live): lower the batch size or the image size");
+      TORCH_CHECK_WITH(OutOfMemoryError, p != MAP_FAILED, "the CPU allocator could not map ", size >> 20,
+                       " MiB for a tensor (", live_ >> 20, " MiB of tensors live): lower the batch size or the image size");
     }
     Block b;
     b.addr = static_cast<char*>(p);
