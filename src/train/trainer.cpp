@@ -494,6 +494,9 @@ TrainSummary Trainer::run() {
   } catch (const UserError& e) {
     end(e.code(), e.what());
     throw;
+  } catch (const c10::OutOfMemoryError& e) {  // exit code 8 (gan/cli.cpp), not a bug
+    end(kExitMemory, std::string("out of memory: ") + e.what_without_backtrace());
+    throw;
   } catch (const std::exception& e) {
     end(kExitInternal, e.what());
     throw;
@@ -611,6 +614,7 @@ void Trainer::end(int code, const std::string& message) {
                    : code == kExitTimeLimit                              ? "time_limit"
                    : code == kExitDiverged                               ? "diverged"
                    : code == kExitDistributed                            ? "peer_lost"
+                   : code == kExitMemory                                 ? "out_of_memory"
                                                                          : "error";
   rs.message = message;
   rs.checkpoint = summary_.checkpoint;
