@@ -156,7 +156,8 @@ class BlockCache {
       while (!kept_.empty()) unmap(take(kept_.begin()));
       p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       TORCH_CHECK_WITH(OutOfMemoryError, p != MAP_FAILED, "the CPU allocator could not map ", size >> 20,
-                       " MiB for a tensor (", live_ >> 20, " MiB of tensors live): lower the batch size or the image size");
+                       " MiB for a tensor (", live_ >> 20,
+                       " MiB of tensors live): lower the batch size or the image size");
     }
     Block b;
     b.addr = static_cast<char*>(p);
@@ -174,13 +175,13 @@ class BlockCache {
       move(from, b.addr + off, b);
       off += from.size;
     }
-    // The fresh mapping's pages not replaced: one segment at the end (pieces moved in front split it there).
+    // The fresh mapping's pages not replaced: one segment at the end (pieces moved in front split it there). The
+    // segments are in address order: each move appends at the next offset.
     if (off < size) {
       b.segments.push_back({b.addr + off, size - off});
       ++segments_;
       stats_.fresh_bytes += size - off;
     }
-    std::sort(b.segments.begin(), b.segments.end(), [](const Segment& x, const Segment& y) { return x.addr < y.addr; });
     if (off > 0) ++stats_.assembled;
     return b;
   }
@@ -199,13 +200,12 @@ class BlockCache {
     for (const Segment& s : from.segments) {
       char* dst = to + (s.addr - from.addr);
       if (mremap(s.addr, s.len, s.len, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == MAP_FAILED) {
-        munmap(s.addr, s.len);  // (the destination keeps its fresh pages there)
+        munmap(s.addr, s.len);  // the destination keeps its fresh pages there
         stats_.fresh_bytes += s.len;
-        into.segments.push_back({dst, s.len});  // a piece of the fresh mapping now
       } else {
-        into.segments.push_back({dst, s.len});
         stats_.moved_bytes += s.len;
       }
+      into.segments.push_back({dst, s.len});
       ++stats_.moves;
     }
   }
