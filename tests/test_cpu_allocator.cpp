@@ -192,7 +192,13 @@ TEST_F(CpuAllocator, MovingOneMappingAtATimeAsOlderKernelsRequireKeepsTheDataAnd
   EXPECT_LT(after.segments, 2000u);
 }
 
+namespace {
+MemoryRoom unknown_room() { return {}; }
+}  // namespace
+
 TEST_F(CpuAllocator, OutOfMemoryIsOneErrorLineWithItsOwnExitCode) {
+  // The kernel's refusal (where the room is unknown; test_memory_room.cpp has the refusal for want of room).
+  cpu_allocator_room_probe(&unknown_room);
   const std::size_t live_before = cpu_allocator_stats().live_bytes;
   testing::internal::CaptureStderr();
   const int code = guarded("gan-test", [] {
@@ -204,6 +210,7 @@ TEST_F(CpuAllocator, OutOfMemoryIsOneErrorLineWithItsOwnExitCode) {
   EXPECT_EQ(err.find("gan-test: error: out of memory: the CPU allocator could not map 4294967296 MiB"), 0u) << err;
   EXPECT_NE(err.find("lower the batch size"), std::string::npos) << err;
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  cpu_allocator_room_probe(nullptr);
   EXPECT_EQ(cpu_allocator_stats().live_bytes, live_before);  // nothing half-counted
   at::Tensor after = bytes(3 * kMiB, 9);  // and the allocator still works
   EXPECT_TRUE(all_equal(after, 9));

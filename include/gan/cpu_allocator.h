@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "gan/memory_room.h"
+
 namespace gan {
 
 // What the caching allocator has done since it was installed (all zero when it is not installed).
@@ -29,18 +31,28 @@ constexpr std::size_t kCachedBlockMin = 128 * 1024;
 // ~0.5 ms each, which made a small 32x32 step 30% slower when every mismatch moved pages).
 constexpr std::size_t kKeptSlack = 64u << 20;
 
+// Memory the allocator leaves to the rest of the process (small tensors from malloc, data buffers, thread stacks) when
+// the machine's or the container's room runs short (see install_caching_cpu_allocator).
+constexpr std::size_t kRoomReserve = 64u << 20;
+
 // Installs the caching allocator as c10's CPU allocator (once; later calls do nothing). Blocks of at least
 // kCachedBlockMin bytes are whole pages mapped from the kernel and kept when freed. An allocation takes, in order: a
 // kept block of its size; fresh pages while live + kept + new bytes stay within the peak of live bytes + kKeptSlack;
 // the head of the smallest larger kept block; else a new range into which kept blocks' pages are moved (mremap: no
 // copy, no page fault) before fresh ones are used. Live + kept bytes so never
 // exceed the live peak + kKeptSlack, and a step that repeats its allocations runs without page faults after the
-// first one.
+// first one. Fresh pages are mapped only where memory_room() (the machine's available memory, or the memory cgroup's
+// limit: a container's) has room for them and kRoomReserve more; else kept pages are moved in, and when those do not
+// suffice the allocation throws c10::OutOfMemoryError, which the programs turn into one line and exit code 8, where
+// Linux's OOM killer would have ended the process without a word (exit 137). Below the reserve, kept pages the
+// allocation does not take are given back.
 void install_caching_cpu_allocator();
 CpuAllocatorStats cpu_allocator_stats();
 // Gives every kept block back to the kernel and restarts the peaks from the live bytes now (after a start-up
 // measurement whose blocks the training step does not need).
 void release_cached_cpu_blocks();
+// For tests: where the allocator learns the room left (memory_room by default; nullptr restores that).
+void cpu_allocator_room_probe(MemoryRoom (*probe)());
 // For tests: with `on` false, blocks are moved one segment (one kernel mapping) at a time, as kernels before Linux
 // 6.17 require (they refuse to move a range spanning several mappings).
 void cpu_allocator_whole_moves(bool on);

@@ -7,6 +7,7 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -94,6 +95,12 @@ class BlockCache {
     peak_live_ = peak_total_ = live_;
   }
 
+  void set_room_probe(MemoryRoom (*probe)()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    probe_ = probe ? probe : &default_room;
+    probed_at_ = {};  // ask it at the next fresh mapping
+  }
+
   void set_whole_moves(bool on) {
     std::lock_guard<std::mutex> lock(mu_);
     whole_moves_ = on;
@@ -151,6 +158,20 @@ class BlockCache {
   // A new range of `size` bytes: fresh pages, after moving in kept ones when `use_kept` (largest blocks first, the
   // last one split).
   Block assemble(std::size_t size, bool use_kept) {
+    // Fresh pages only where the machine (or the container) has room for them and kRoomReserve more: beyond it
+    // Linux's OOM killer would end the process without a word. Kept pages moved in take no new memory, so they are
+    // used first when room is short.
+    std::size_t fresh = use_kept ? size - std::min(size, cached_) : size;
+    if (!has_room(fresh) && !use_kept && cached_ > 0) {
+      use_kept = true;
+      fresh = size - std::min(size, cached_);
+    }
+    TORCH_CHECK_WITH(OutOfMemoryError, has_room(fresh), "the CPU allocator needs ", fresh >> 20,
+                     " MiB of new memory for a tensor of ", size >> 20, " MiB, but ", room_.bound, " leaves ",
+                     room_left_ >> 20, " MiB, of which it keeps ", kRoomReserve >> 20,
+                     " MiB for the rest of the process (", live_ >> 20,
+                     " MiB of tensors live): lower the batch size or the image size");
+    if (room_left_ != kRoomUnknown) room_left_ -= fresh;
     void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {  // give every kept page back and try once more
       while (!kept_.empty()) unmap(take(kept_.begin()));
@@ -183,6 +204,13 @@ class BlockCache {
       stats_.fresh_bytes += size - off;
     }
     if (off > 0) ++stats_.assembled;
+    // Short of the reserve: the kept pages this allocation did not take go back to the kernel for the rest of the
+    // process (malloc, thread stacks), and the next allocation that needs fresh pages fails cleanly instead.
+    while (room_left_ < kRoomReserve && !kept_.empty()) {
+      Block spare = take(kept_.begin());
+      room_left_ += spare.size;
+      unmap(spare);
+    }
     return b;
   }
 
@@ -210,6 +238,21 @@ class BlockCache {
     }
   }
 
+  // Whether `fresh` new bytes and kRoomReserve fit in the room last measured, measuring again when it is half used or
+  // half a second old (reading /proc and the cgroup files takes ~50 us; steps map fresh pages only while they grow).
+  bool has_room(std::size_t fresh) {
+    if (fresh == 0) return true;
+    const auto now = std::chrono::steady_clock::now();
+    if (fresh > room_left_ / 2 || now - probed_at_ > std::chrono::milliseconds(500)) {
+      room_ = probe_();
+      room_left_ = room_.bytes;
+      probed_at_ = now;
+    }
+    return room_left_ == kRoomUnknown || fresh + kRoomReserve <= room_left_;
+  }
+
+  static MemoryRoom default_room() { return memory_room(); }
+
   void unmap(const Block& b) {
     munmap(b.addr, b.size);
     segments_ -= std::min(segments_, b.segments.size());
@@ -219,6 +262,10 @@ class BlockCache {
   std::size_t live_ = 0, cached_ = 0, peak_live_ = 0, peak_total_ = 0;
   std::size_t segments_ = 0;  // in all blocks, live and kept
   bool whole_moves_ = true;
+  MemoryRoom (*probe_)() = &default_room;
+  MemoryRoom room_;                 // as last measured
+  std::size_t room_left_ = kRoomUnknown;  // room_.bytes less the fresh pages mapped since
+  std::chrono::steady_clock::time_point probed_at_{};
   std::unordered_map<void*, Block> live_blocks_;
   std::multimap<std::size_t, Block> kept_;  // by size; among equal sizes the newest last
   CpuAllocatorStats stats_;
@@ -260,6 +307,10 @@ void install_caching_cpu_allocator() {
 }
 
 CpuAllocatorStats cpu_allocator_stats() { return g_cache ? g_cache->stats() : CpuAllocatorStats{}; }
+
+void cpu_allocator_room_probe(MemoryRoom (*probe)()) {
+  if (g_cache) g_cache->set_room_probe(probe);
+}
 
 void cpu_allocator_whole_moves(bool on) {
   if (g_cache) g_cache->set_whole_moves(on);
