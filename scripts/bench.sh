@@ -35,11 +35,13 @@ conv_peak=$(val peak.conv_gflop_per_s <<<"$peak")
 echo "peak: GEMM $(val peak.gemm_gflop_per_s <<<"$peak") GFLOP/s, convolution $conv_peak GFLOP/s"
 echo
 printf '%-34s %9s %9s %7s %9s %9s\n' "training step (CPU)" "ref img/s" "img/s" "ratio" "ref %pk" "ours %pk"
-row() {  # label, then model arguments; OURS_ONLY: arguments for our side alone (the reference stays float32)
+row() {  # label, then model arguments; OURS_ONLY / REF_ONLY: arguments for one side alone
   local label=$1; shift
   local o ri=0 oi=0 gf x
   for ((r = 0; r < rounds; ++r)); do  # alternate the two sides and keep each side's best: the machine's speed drifts
-    x=$(ref --steps "$steps" "$@" | val ref.img_per_s); ri=$(awk -v a="$ri" -v b="$x" 'BEGIN {print (b > a ? b : a)}')
+    # shellcheck disable=SC2086
+    x=$(ref --steps "$steps" "$@" ${REF_ONLY:-} | val ref.img_per_s)
+    ri=$(awk -v a="$ri" -v b="$x" 'BEGIN {print (b > a ? b : a)}')
     # shellcheck disable=SC2086
     o=$(ours --steps "$steps" "$@" ${OURS_ONLY:-})
     x=$(val step.img_per_s <<<"$o"); oi=$(awk -v a="$oi" -v b="$x" 'BEGIN {print (b > a ? b : a)}')
@@ -53,11 +55,16 @@ row "32x32 gray ngf=ndf=64 batch 128" --image-size 32 --channels 1 --batch 128
 if [[ -n "$(grep -m1 -woE 'avx512_bf16|amx_bf16' /proc/cpuinfo)" ]]; then  # train.amp auto: bf16 through oneDNN
   OURS_ONLY="--amp bf16" row "64x64 RGB batch 64, ours bf16" --image-size 64 --channels 3 --batch 64
   OURS_ONLY="--amp bf16" row "32x32 gray batch 128, ours bf16" --image-size 32 --channels 1 --batch 128
+  OURS_ONLY="--amp bf16" REF_ONLY="--amp bf16" row "64x64 RGB batch 64, both bf16" --image-size 64 --channels 3 \
+    --batch 64
+  OURS_ONLY="--amp bf16" REF_ONLY="--amp bf16" row "32x32 gray batch 128, both bf16" --image-size 32 --channels 1 \
+    --batch 128
 else
   echo "(no bf16 rows: this processor has no native bf16, AVX512-BF16 or AMX; train.amp auto keeps float32)"
 fi
 echo "(%pk: reference-step FLOPs per image x img/s / convolution peak; ours skips D's weight gradients in the G update;"
-echo " the reference is float32 in every row; the bf16 rows' %pk is against the float32 peak)"
+echo " the reference is float32 except in the 'both bf16' rows, where its forward passes run under torch.autocast"
+echo " (bf16; torch 1.13 leaves ConvTranspose2d in float32); the bf16 rows' %pk is against the float32 peak)"
 echo
 echo "our step, by option (64x64 RGB, batch 64):"
 for opt in "--upconv transposed --downconv direct" "--upconv auto --downconv direct" "--upconv auto --downconv auto" \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU speed table: the trainer's step against the Python eager reference (scripts/bench_reference.py) on the same GPU,
 # at 64x64 RGB batch 128 and 128x128 RGB batch 64 (ngf=ndf=64), ours with its CUDA defaults (channels_last, cuDNN
-# benchmark, the step replayed as a CUDA graph) in float32, the same without the graph (eager) and with bf16 autocast;
+# benchmark, the step replayed as a CUDA graph) in float32, the same without the graph (eager) and with bf16 autocast
+# (against the reference under torch.autocast bf16: the last ratio);
 # then peak device memory for batch 64/128/256 at 64x64.
 #   BUILD_DIR=build-cuda PYTHON=python3 bash scripts/bench_gpu.sh
 # Needs a build against a CUDA LibTorch, e.g. the PyTorch the reference runs with:
@@ -24,12 +25,12 @@ ref() { "$python" scripts/bench_reference.py --device "$device" "$@"; }
 best() { awk -v a="$1" -v b="$2" 'BEGIN {print (b > a ? b : a)}'; }
 
 echo "device: $("$python" -c "import torch; d = torch.device('$device'); print(torch.cuda.get_device_name(d) if d.type == 'cuda' else 'cpu')"), torch $("$python" -c 'import torch; print(torch.__version__)')"
-printf '%-34s %9s %9s %7s %11s %11s %7s\n' "training step ($device)" "ref img/s" "img/s" "ratio" "eager img/s" \
-  "bf16 img/s" "ratio"
+printf '%-34s %9s %9s %7s %11s %13s %11s %7s\n' "training step ($device)" "ref img/s" "img/s" "ratio" "eager img/s" \
+  "ref bf16 img/s" "bf16 img/s" "ratio"
 graph_state=""
 row() {  # label, then model arguments
   local label=$1; shift
-  local ri=0 oi=0 ei=0 bi=0 x out
+  local ri=0 oi=0 ei=0 bi=0 rbi=0 x out
   for ((r = 0; r < rounds; ++r)); do
     x=$(ref --steps "$steps" --warmup "$warmup" "$@" | val ref.img_per_s); ri=$(best "$ri" "$x")
     out=$(ours --steps "$steps" --warmup "$warmup" "$@")
@@ -38,12 +39,13 @@ row() {  # label, then model arguments
       graph_state="$label: $(grep '^step.cuda_graph ' <<<"$out" | cut -d' ' -f2-)"
       x=$(ours --steps "$steps" --warmup "$warmup" --cuda-graphs off "$@" | val step.img_per_s); ei=$(best "$ei" "$x")
       x=$(ours --steps "$steps" --warmup "$warmup" --amp bf16 "$@" | val step.img_per_s); bi=$(best "$bi" "$x")
+      x=$(ref --steps "$steps" --warmup "$warmup" --amp bf16 "$@" | val ref.img_per_s); rbi=$(best "$rbi" "$x")
     fi
   done
-  awk -v l="$label" -v ri="$ri" -v oi="$oi" -v ei="$ei" -v bi="$bi" 'BEGIN {
-    e = ei > 0 ? sprintf("%.1f", ei) : "-"
-    b = bi > 0 ? sprintf("%.1f", bi) : "-"; br = bi > 0 ? sprintf("%.2fx", bi / ri) : "-"
-    printf "%-34s %9.1f %9.1f %6.2fx %11s %11s %7s\n", l, ri, oi, oi / ri, e, b, br }'
+  awk -v l="$label" -v ri="$ri" -v oi="$oi" -v ei="$ei" -v bi="$bi" -v rbi="$rbi" 'BEGIN {
+    e = ei > 0 ? sprintf("%.1f", ei) : "-"; rb = rbi > 0 ? sprintf("%.1f", rbi) : "-"
+    b = bi > 0 ? sprintf("%.1f", bi) : "-"; br = bi > 0 && rbi > 0 ? sprintf("%.2fx", bi / rbi) : "-"
+    printf "%-34s %9.1f %9.1f %6.2fx %11s %13s %11s %7s\n", l, ri, oi, oi / ri, e, rb, b, br }'
   [[ -z $graph_state ]] || echo "  CUDA graph: $graph_state"
 }
 row "64x64 RGB ngf=ndf=64 batch 128" --image-size 64 --channels 3 --batch 128

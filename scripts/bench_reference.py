@@ -2,7 +2,9 @@
 """The Python reference for gan-bench: the PyTorch DCGAN example (dcgan/main.py) step, eager mode, generalised to
 power-of-two sizes the way gan-train's models are (one stride-2 block per factor of 2, channel multiplier capped at
 8). Same loss (BCE with logits, non-saturating G loss), Adam 2e-4 / (0.5, 0.999), random data, float32, on the CPU
-or (--device cuda) a GPU. Like the example, it reads the D loss back every step.
+or (--device cuda) a GPU. Like the example, it reads the D loss back every step. --amp bf16 | fp16 runs the forward
+passes under torch.autocast as a Python user would (fp16 with a GradScaler; on the CPU, torch 1.13's autocast leaves
+ConvTranspose2d in float32).
 Run with Debian's /usr/bin/python3 (python3-torch); prints 'ref.img_per_s N' like gan-bench step."""
 import argparse
 import time
@@ -53,6 +55,7 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="forward passes under torch.autocast")
     a = p.parse_args()
     dev = torch.device(a.device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -69,18 +72,29 @@ def main():
     real = (torch.rand(a.batch, a.channels, a.image_size, a.image_size) * 2 - 1).to(dev)
     ones, zeros = torch.ones(a.batch, device=dev), torch.zeros(a.batch, device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    if a.amp == "fp16" and dev.type != "cuda":
+        p.error("--amp fp16 needs --device cuda (CPU autocast is bf16)")
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.amp)
+    scaler = torch.cuda.amp.GradScaler(enabled=a.amp == "fp16")
+
+    def autocast():
+        return torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None)
 
     def step():
         z = torch.randn(a.batch, nz, 1, 1, device=dev)
-        fake = g(z)
+        with autocast():
+            fake = g(z)
         d.zero_grad()
-        loss_d = crit(d(real).view(-1), ones) + crit(d(fake.detach()).view(-1), zeros)
-        loss_d.backward()
-        opt_d.step()
+        with autocast():
+            loss_d = crit(d(real).view(-1).float(), ones) + crit(d(fake.detach()).view(-1).float(), zeros)
+        scaler.scale(loss_d).backward()
+        scaler.step(opt_d)
         g.zero_grad()
-        loss_g = crit(d(fake).view(-1), ones)
-        loss_g.backward()
-        opt_g.step()
+        with autocast():
+            loss_g = crit(d(fake).view(-1).float(), ones)
+        scaler.scale(loss_g).backward()
+        scaler.step(opt_g)
+        scaler.update()
         return loss_d.item()
 
     for _ in range(a.warmup):
@@ -94,6 +108,7 @@ def main():
     print(f"ref.params_g {sum(q.numel() for q in g.parameters())}")
     print(f"ref.params_d {sum(q.numel() for q in d.parameters())}")
     print(f"ref.threads {torch.get_num_threads()}")
+    print(f"ref.amp {a.amp}")
     print(f"ref.img_per_s {a.steps * a.batch / dt:.2f}")
     import resource
     print(f"ref.peak_rss_mib {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
