@@ -30,7 +30,9 @@ class CpuAllocator : public ::testing::Test {
   void SetUp() override {
     install_caching_cpu_allocator();
     release_cached_cpu_blocks();  // nothing kept from earlier tests: the figures below start from here
+    cpu_allocator_max_slack(kKeptSlack);  // a fixed slack, so that moderate sizes reach beyond it; see SlackGrows
   }
+  void TearDown() override { cpu_allocator_max_slack(kKeptSlackMax); }
 };
 
 }  // namespace
@@ -133,6 +135,57 @@ TEST_F(CpuAllocator, BeyondTheSlackTheHeadOfALargerKeptBlockServesASmallerReques
   EXPECT_EQ(cpu_allocator_stats().fresh_bytes, before.fresh_bytes);
   EXPECT_TRUE(all_equal(a, 2));
   EXPECT_TRUE(all_equal(b, 3));
+}
+
+TEST_F(CpuAllocator, SplitTailsBelowTheBlockMinimumGoBackToTheKernel) {
+  { at::Tensor t = bytes(100 * kMiB, 1); }  // kept: 100 MiB
+  const auto before = cpu_allocator_stats();
+  at::Tensor a = bytes(100 * kMiB - 64 * 1024, 2);  // beyond the slack: the head of the 100 MiB block
+  const auto after = cpu_allocator_stats();
+  EXPECT_EQ(after.hits, before.hits + 1);
+  EXPECT_EQ(after.fresh_bytes, before.fresh_bytes);
+  EXPECT_EQ(before.kept_blocks, 1u);
+  EXPECT_EQ(after.kept_blocks, 0u);  // the 64 KiB tail was not kept: no request could take it whole
+  EXPECT_EQ(after.cached_bytes, 0u);
+  EXPECT_TRUE(all_equal(a, 2));
+}
+
+namespace {
+// A pattern whose sizes need 90 MiB above its 100 MiB live peak to be kept as they are: more than kKeptSlack.
+std::int64_t wide_round() {
+  std::int64_t sum = 0;
+  {
+    at::Tensor a = bytes(90 * kMiB, 1);
+    sum += a[0].item<std::int64_t>();
+  }
+  at::Tensor b = bytes(50 * kMiB, 2), c = bytes(50 * kMiB + 4096, 3);
+  return sum + b[0].item<std::int64_t>() + c[0].item<std::int64_t>();
+}
+}  // namespace
+
+TEST_F(CpuAllocator, SlackGrowsUpToTheLivePeakSoThatEverySizeIsKept) {
+  // With the slack fixed at kKeptSlack the pattern moves or splits pages every round...
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(wide_round(), 6);
+  auto first = cpu_allocator_stats();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(wide_round(), 6);
+  auto later = cpu_allocator_stats();
+  EXPECT_EQ(later.assembled, first.assembled + 3) << describe(later);  // the 90 MiB one, every round
+  EXPECT_EQ(later.moved_bytes, first.moved_bytes + 3 * 90 * kMiB);
+  EXPECT_EQ(later.slack_bytes, kKeptSlack);
+  // ...and with the slack free to grow, it grows to the 90 MiB needed and later rounds only reuse kept blocks.
+  release_cached_cpu_blocks();
+  cpu_allocator_max_slack(kKeptSlackMax);
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(wide_round(), 6);
+  first = cpu_allocator_stats();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(wide_round(), 6);
+  later = cpu_allocator_stats();
+  EXPECT_EQ(later.moves, first.moves);
+  EXPECT_EQ(later.assembled, first.assembled);
+  EXPECT_EQ(later.fresh_bytes, first.fresh_bytes);
+  EXPECT_EQ(later.hits, first.hits + 9);  // three blocks a round, each its own size
+  EXPECT_GT(later.slack_bytes, kKeptSlack);
+  EXPECT_LE(later.slack_bytes, std::min<std::size_t>(later.peak_live_bytes, kKeptSlackMax));
+  EXPECT_LE(later.peak_total_bytes, later.peak_live_bytes + later.slack_bytes);
 }
 
 TEST_F(CpuAllocator, ThreadsAllocatingAndFreeingTogetherLoseNothing) {

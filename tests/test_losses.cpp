@@ -355,15 +355,36 @@ TEST(Conditional, LabelsFromIdxFilesAndSubFolders) {
   EXPECT_FALSE(gan::folder_labels("/d", {"/d/cat/1.png", "/d/top.png"}, labels, names));
 }
 
+TEST(Health, AResumedRunJudgesTheSameWindowsAtTheSameSteps) {
+  gan::HealthConfig h;
+  h.window = 200;
+  gan::HealthMonitor mon(h, "bce");  // a process resumed at step 6921
+  auto saturated = torch::tensor({0.0, 0.0, 0.99, 0.01, 0.01, 0.0});
+  for (int step = 6922; step <= 7000; ++step) mon.add_step(step, saturated);
+  EXPECT_EQ(mon.judged_at(), 0);  // 79 steps: too few to judge the window ending at 7000
+  EXPECT_EQ(mon.warnings(), 0);
+  for (int step = 7001; step <= 7200; ++step) mon.add_step(step, saturated);
+  EXPECT_EQ(mon.judged_at(), 7200);  // the run's step, as an uninterrupted run would name it (not 279)
+  EXPECT_TRUE(mon.saturated());
+  EXPECT_EQ(mon.warnings(), 1);
+  for (int step = 7201; step <= 7300; ++step) mon.add_step(step, saturated);
+  EXPECT_EQ(mon.judged_at(), 7200);
+  // A resume exactly at a window's end judges whole windows from there.
+  gan::HealthMonitor again(h, "bce");
+  for (int step = 7001; step <= 7200; ++step) again.add_step(step, saturated);
+  EXPECT_EQ(again.judged_at(), 7200);
+}
+
 TEST(Health, SaturationDiversityAndRegressionWarnings) {
   gan::HealthConfig h;
   h.window = 3;
   gan::HealthMonitor mon(h, "bce");
   auto stats = [](double r, double f) { return torch::tensor({0.0, 0.0, r, f, f, 0.0}); };
-  for (int i = 0; i < 3; ++i) mon.add_step(stats(0.6, 0.4));
+  for (int i = 1; i <= 3; ++i) mon.add_step(i, stats(0.6, 0.4));
   EXPECT_FALSE(mon.saturated());
-  for (int i = 0; i < 3; ++i) mon.add_step(stats(0.99, 0.01));
+  for (int i = 4; i <= 6; ++i) mon.add_step(i, stats(0.99, 0.01));
   EXPECT_TRUE(mon.saturated());
+  EXPECT_EQ(mon.judged_at(), 6);
   EXPECT_EQ(mon.warnings(), 1);
   mon.set_data_diversity(0.5);
   auto same = torch::zeros({8, 1, 4, 4});

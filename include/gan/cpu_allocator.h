@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "gan/memory_room.h"
 
@@ -16,6 +17,8 @@ struct CpuAllocatorStats {
   std::size_t peak_live_bytes = 0;   // highest live_bytes (since the last release)
   std::size_t peak_total_bytes = 0;  // highest live_bytes + cached_bytes (since the last release)
   std::size_t segments = 0;          // kernel mappings the blocks are made of (about)
+  std::size_t kept_blocks = 0;       // blocks kept now
+  std::size_t slack_bytes = 0;       // how far live + kept may exceed the live peak now
   std::int64_t hits = 0;             // large allocations served by one kept block (its whole or its head)
   std::int64_t assembled = 0;        // large allocations made from several kept blocks' pages and fresh ones
   std::int64_t moves = 0;            // mremap calls for those
@@ -30,6 +33,10 @@ constexpr std::size_t kCachedBlockMin = 128 * 1024;
 // time can all be kept as they are (moving pages costs a TLB shoot-down on every core the process runs on: in a VM
 // ~0.5 ms each, which made a small 32x32 step 30% slower when every mismatch moved pages).
 constexpr std::size_t kKeptSlack = 64u << 20;
+// When a step needs more than that to keep a block of every size it uses at once, the slack grows as far as the live
+// peak, at most this (the shipped 64x64 folder config, ngf=ndf=32 bf16 batch 64, needs 86 MiB above a 95 MiB peak; with
+// 64 MiB it moved pages ~100 times a step and ran at half the speed).
+constexpr std::size_t kKeptSlackMax = 128u << 20;
 
 // Memory the allocator leaves to the rest of the process (small tensors from malloc, data buffers, thread stacks) when
 // the machine's or the container's room runs short (see install_caching_cpu_allocator).
@@ -37,10 +44,11 @@ constexpr std::size_t kRoomReserve = 64u << 20;
 
 // Installs the caching allocator as c10's CPU allocator (once; later calls do nothing). Blocks of at least
 // kCachedBlockMin bytes are whole pages mapped from the kernel and kept when freed. An allocation takes, in order: a
-// kept block of its size; fresh pages while live + kept + new bytes stay within the peak of live bytes + kKeptSlack;
+// kept block of its size; fresh pages while live + kept + new bytes stay within the peak of live bytes + the slack
+// (kKeptSlack, grown up to the live peak and kKeptSlackMax when needed);
 // the head of the smallest larger kept block; else a new range into which kept blocks' pages are moved (mremap: no
 // copy, no page fault) before fresh ones are used. Live + kept bytes so never
-// exceed the live peak + kKeptSlack, and a step that repeats its allocations runs without page faults after the
+// exceed the live peak + kKeptSlackMax, and a step that repeats its allocations runs without page faults after the
 // first one. Fresh pages are mapped only where memory_room() (the machine's available memory, or the memory cgroup's
 // limit: a container's) has room for them and kRoomReserve more; else kept pages are moved in, and when those do not
 // suffice the allocation throws c10::OutOfMemoryError, which the programs turn into one line and exit code 8, where
@@ -48,11 +56,16 @@ constexpr std::size_t kRoomReserve = 64u << 20;
 // allocation does not take are given back.
 void install_caching_cpu_allocator();
 CpuAllocatorStats cpu_allocator_stats();
+// "live_mib=.. kept_mib=.. kept_blocks=.. peak_live_mib=.. peak_total_mib=.. hits=.. assembled=.. moves=.. moved_mib=..
+// fresh_mib=.. segments=.." (gan-bench's step.cpu_blocks line, gan-train's debug log).
+std::string describe(const CpuAllocatorStats& s);
 // Gives every kept block back to the kernel and restarts the peaks from the live bytes now (after a start-up
 // measurement whose blocks the training step does not need).
 void release_cached_cpu_blocks();
 // For tests: where the allocator learns the room left (memory_room by default; nullptr restores that).
 void cpu_allocator_room_probe(MemoryRoom (*probe)());
+// For tests: how far the slack may grow (kKeptSlackMax by default; kKeptSlack: it stays fixed).
+void cpu_allocator_max_slack(std::size_t bytes);
 // For tests: with `on` false, blocks are moved one segment (one kernel mapping) at a time, as kernels before Linux
 // 6.17 require (they refuse to move a range spanning several mappings).
 void cpu_allocator_whole_moves(bool on);

@@ -17,9 +17,10 @@ double batch_diversity(const at::Tensor& images);
 class HealthMonitor {
  public:
   HealthMonitor(const HealthConfig& cfg, const std::string& loss);
-  // Per-step statistics from GanStep ([loss_d, loss_g, D(x), D(G(z)), ...], on the device). Reads them back once
-  // per health.window steps and warns when D saturated over the whole window.
-  void add_step(const at::Tensor& stats);
+  // Per-step statistics from GanStep ([loss_d, loss_g, D(x), D(G(z)), ...], on the device) of run step `step` (the
+  // global count, so a resumed run names the same steps as an uninterrupted one). Reads them back at every multiple of
+  // health.window and warns when D saturated over that window (after a resume, its part since the resume).
+  void add_step(std::int64_t step, const at::Tensor& stats);
   // The data's diversity (batch_diversity of a real batch), the reference for check_diversity.
   void set_data_diversity(double d) { data_diversity_ = d; }
   // Diversity of the fixed-noise samples at `step`; logs it and warns below health.min_diversity x the data's.
@@ -28,6 +29,7 @@ class HealthMonitor {
   void check_eval(std::int64_t step, double fd);
   // True when the window just judged was saturated (tests).
   bool saturated() const { return saturated_; }
+  std::int64_t judged_at() const { return judged_at_; }  // the step whose window was judged last (tests)
   int warnings() const { return warnings_; }
   double last_diversity() const { return last_diversity_; }
 
@@ -36,7 +38,7 @@ class HealthMonitor {
   std::string loss_;
   at::Tensor sums_;
   int count_ = 0;
-  std::int64_t steps_ = 0;
+  std::int64_t judged_at_ = 0;
   bool saturated_ = false, collapsed_ = false;
   int warnings_ = 0;
   double data_diversity_ = 0, last_diversity_ = 0;

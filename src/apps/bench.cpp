@@ -144,12 +144,7 @@ int run_step(const StepArgs& a) {
   std::printf("step.peak_rss_mib %.0f\n", peak_rss_mib());
   if (dev.is_cuda()) std::printf("step.peak_device_mib %.0f\n", peak_device_mib(dev));
   const CpuAllocatorStats cs = cpu_allocator_stats();
-  if (cs.installed)
-    std::printf("step.cpu_blocks peak_live_mib=%.0f peak_total_mib=%.0f hits=%lld assembled=%lld moves=%lld "
-                "moved_mib=%.0f fresh_mib=%.0f segments=%zu\n",
-                cs.peak_live_bytes / 1048576.0, cs.peak_total_bytes / 1048576.0, static_cast<long long>(cs.hits),
-                static_cast<long long>(cs.assembled), static_cast<long long>(cs.moves), cs.moved_bytes / 1048576.0,
-                cs.fresh_bytes / 1048576.0, cs.segments);
+  if (cs.installed) std::printf("step.cpu_blocks %s\n", describe(cs).c_str());
   std::printf("step.loss_check %.4f\n", sum.item<double>() / (warmup + a.steps));
   return 0;
 }

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace gan {
@@ -19,16 +20,21 @@ double batch_diversity(const at::Tensor& images) {
 
 HealthMonitor::HealthMonitor(const HealthConfig& cfg, const std::string& loss) : cfg_(cfg), loss_(loss) {}
 
-void HealthMonitor::add_step(const at::Tensor& stats) {
-  ++steps_;
+void HealthMonitor::add_step(std::int64_t step, const at::Tensor& stats) {
   if (loss_ == "wgan-gp") return;  // a critic's output has no saturation point
   auto s = stats.detach().narrow(0, 2, 2);  // [D(x), D(G(z))]
   sums_ = sums_.defined() ? sums_ + s : s.clone();
-  if (++count_ < cfg_.window) return;
-  auto m = (sums_ / count_).cpu();
-  const double real = m[0].item<double>(), fake = m[1].item<double>();
+  ++count_;
+  const std::int64_t window = std::max(1, cfg_.window);
+  if (step % window != 0) return;
+  const int n = count_;
+  auto sums = std::move(sums_);
   sums_ = at::Tensor();
   count_ = 0;
+  if (2 * n < window) return;  // the short first window after a resume: too few steps to judge
+  judged_at_ = step;
+  auto m = (sums / n).cpu();
+  const double real = m[0].item<double>(), fake = m[1].item<double>();
   // bce/minimax report probabilities, lsgan targets 1/0; hinge is saturated when both margins hold on average.
   // rpgan's outputs only mean something relative to each other: saturated when sigmoid(D(x) - D(G(z))) > threshold.
   const bool now = loss_ == "hinge"   ? real > 1.0 && fake < -1.0
@@ -39,9 +45,9 @@ void HealthMonitor::add_step(const at::Tensor& stats) {
     spdlog::warn("health: D is saturating at step {}: mean D(x) {:.3f}, D(G(z)) {:.3f} over the last {} steps "
                  "(threshold {}); G gets little gradient. Try train.lr_d lower than lr_g, train.label_smoothing 0.1, "
                  "train.instance_noise 0.1, model.spectral_norm or train.loss hinge",
-                 steps_, real, fake, cfg_.window, loss_ == "hinge" ? 1.0 : cfg_.saturation);
+                 step, real, fake, n, loss_ == "hinge" ? 1.0 : cfg_.saturation);
   } else if (!now && saturated_) {
-    spdlog::info("health: D no longer saturated at step {}: D(x) {:.3f}, D(G(z)) {:.3f}", steps_, real, fake);
+    spdlog::info("health: D no longer saturated at step {}: D(x) {:.3f}, D(G(z)) {:.3f}", step, real, fake);
   }
   saturated_ = now;
 }

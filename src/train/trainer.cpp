@@ -18,6 +18,7 @@
 
 #include "gan/augment.h"
 #include "gan/checkpoint.h"
+#include "gan/cpu_allocator.h"
 #include "gan/datasets.h"
 #include "gan/distributed.h"
 #include "gan/errors.h"
@@ -548,7 +549,7 @@ void Trainer::loop() {
     interval_images_ += images;
     if (main_) {
       meter_.add(r.stats);
-      health_.add_step(r.stats);
+      health_.add_step(step_, r.stats);
     }
     if (cfg_.train.augment == "ada") update_ada(r.stats);
     train_seconds_ += seconds_since(t0);
@@ -572,6 +573,8 @@ void Trainer::loop() {
       }
     }
     if (metrics_now && main_) write_metrics(log_now, in.noise_std, stepper.loss_scale());
+    if (log_now && main_ && cpu_allocator_stats().installed)
+      spdlog::debug("CPU allocator at step {}: {}", step_, describe(cpu_allocator_stats()));
     if (grid_now && main_) write_grid();
     if (ckpt_now) write_checkpoint();
     if (eval_now) evaluate();
