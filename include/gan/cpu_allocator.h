@@ -33,9 +33,9 @@ constexpr std::size_t kCachedBlockMin = 128 * 1024;
 // time can all be kept as they are (moving pages costs a TLB shoot-down on every core the process runs on: in a VM
 // ~0.5 ms each, which made a small 32x32 step 30% slower when every mismatch moved pages).
 constexpr std::size_t kKeptSlack = 64u << 20;
-// When a step needs more than that to keep a block of every size it uses at once, the slack grows as far as the live
-// peak, at most this (the shipped 64x64 folder config, ngf=ndf=32 bf16 batch 64, needs 86 MiB above a 95 MiB peak; with
-// 64 MiB it moved pages ~100 times a step and ran at half the speed).
+// When a step needs more than that to keep a block of every size it uses at once, the slack grows as far as this
+// (the shipped 64x64 folder config, ngf=ndf=32 bf16 batch 64, needs 86-100 MiB above a 95 MiB peak; with 64 MiB it
+// split and moved pages ~100 times a step and ran at 40% of its speed).
 constexpr std::size_t kKeptSlackMax = 128u << 20;
 
 // Memory the allocator leaves to the rest of the process (small tensors from malloc, data buffers, thread stacks) when
@@ -45,8 +45,8 @@ constexpr std::size_t kRoomReserve = 64u << 20;
 // Installs the caching allocator as c10's CPU allocator (once; later calls do nothing). Blocks of at least
 // kCachedBlockMin bytes are whole pages mapped from the kernel and kept when freed. An allocation takes, in order: a
 // kept block of its size; fresh pages while live + kept + new bytes stay within the peak of live bytes + the slack
-// (kKeptSlack, grown up to the live peak and kKeptSlackMax when needed);
-// the head of the smallest larger kept block; else a new range into which kept blocks' pages are moved (mremap: no
+// (kKeptSlack, grown up to kKeptSlackMax when needed);
+// the head of the smallest larger kept block (its tail kept when at least kCachedBlockMin); else a new range into which kept blocks' pages are moved (mremap: no
 // copy, no page fault) before fresh ones are used. Live + kept bytes so never
 // exceed the live peak + kKeptSlackMax, and a step that repeats its allocations runs without page faults after the
 // first one. Fresh pages are mapped only where memory_room() (the machine's available memory, or the memory cgroup's

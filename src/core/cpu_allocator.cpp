@@ -21,6 +21,7 @@ namespace {
 constexpr std::size_t kPage = 4096;
 constexpr std::size_t kAlignment = 64;     // c10's alignment for CPU tensors (AVX-512 loads)
 constexpr std::size_t kMaxSegments = 20000;  // well below Linux's default vm.max_map_count (65530)
+constexpr std::size_t kMaxKeptBlocks = 1024;  // a step has a few hundred large tensors
 
 // The bookkeeping behind the allocator. A large block is a range of whole pages; its physical pages can be moved to
 // another address without copying or faulting (mremap moves page-table entries). So a freed block serves any later
@@ -61,9 +62,9 @@ class BlockCache {
       // Fresh pages, kept for the next step in their own size: splitting a kept block instead would take a size
       // that the next step asks for again, and mismatches would then move pages every step.
       b = assemble(size, /*use_kept=*/false);
-    } else if (fit != kept_.end()) {  // the head of the smallest larger kept block; the tail stays kept
+    } else if (fit != kept_.end()) {  // the head of the smallest larger kept block; the tail stays kept (keep_tail)
       b = take(fit);
-      keep(split(b, size));
+      keep_tail(split(b, size));
       ++stats_.hits;
     } else {
       b = assemble(size, /*use_kept=*/true);
@@ -137,17 +138,21 @@ class BlockCache {
     return b;
   }
 
-  // Keeps b for reuse; a piece smaller than kCachedBlockMin (a split's tail) goes back to the kernel instead: no
-  // allocation could take it whole, and keeping such pieces let them pile up by the thousand, each later moved
-  // separately (measured: 3,839 kept blocks after 300 steps, the step slower by half).
   void keep(Block b) {
     if (b.size == 0) return;
-    if (b.size < kCachedBlockMin) {
-      unmap(b);
-      return;
-    }
     cached_ += b.size;
     kept_.emplace(b.size, std::move(b));
+  }
+
+  // A split's tail is kept for a later split or move unless it is smaller than kCachedBlockMin (no allocation could
+  // take it whole) or kMaxKeptBlocks are kept already: kept tails of sizes nobody asks for can pile up (measured: 3,839
+  // kept blocks of ~30 KiB after 300 steps of a small model whose step needed more than the slack, each moved
+  // separately, the step at 40% of its speed), and this bounds their number whatever the step does.
+  void keep_tail(Block tail) {
+    if (tail.size < kCachedBlockMin || kept_.size() >= kMaxKeptBlocks)
+      unmap(tail);
+    else
+      keep(std::move(tail));
   }
 
   // Cuts b after `head` bytes; b keeps the head, the tail is returned. A segment spanning the cut becomes two.
@@ -210,7 +215,7 @@ class BlockCache {
       auto it = kept_.lower_bound(size - off);
       if (it == kept_.end()) it = std::prev(kept_.end());  // none large enough: the largest, whole
       Block from = take(it);
-      if (from.size > size - off) keep(split(from, size - off));
+      if (from.size > size - off) keep_tail(split(from, size - off));
       move(from, b.addr + off, b);
       off += from.size;
     }
@@ -257,12 +262,12 @@ class BlockCache {
   }
 
   // Whether fresh pages for `size` keep live + kept within the live peak + the slack. When they do not, the slack
-  // grows to make them fit, up to the live peak (at most kKeptSlackMax): a small model's step then keeps a block of
-  // every size it needs at once, where mismatches would move pages (a TLB shoot-down each) every step.
+  // grows to make them fit, up to kKeptSlackMax: a step then keeps a block of every size it needs at once, where
+  // mismatches would split or move pages (a TLB shoot-down each) every step.
   bool within_slack(std::size_t size) {
     const std::size_t total = live_ + cached_ + size, base = std::max(peak_live_, live_ + size);
     if (total <= base + slack_) return true;
-    const std::size_t cap = std::max(kKeptSlack, std::min(peak_live_, slack_max_));
+    const std::size_t cap = std::max(kKeptSlack, slack_max_);
     if (total - base > cap) return false;
     slack_ = total - base;
     return true;
