@@ -306,7 +306,8 @@ const std::vector<Field>& fields() {
     t.push_back(number("output", "grid_rows", &Config::output, &OutputConfig::grid_rows, 1, 4096,
                        "images per grid row"));
     t.push_back(number("eval", "every", &Config::eval, &EvalConfig::every, 0, kBig,
-                       "evaluate every N steps and at the end (0 = off)"));
+                       "evaluate every N steps and at the end (0 = off; the classifier extractor needs classes: "
+                       "without them, no evaluation and a warning)"));
     t.push_back(number("eval", "samples", &Config::eval, &EvalConfig::samples, 100, 1000000,
                        "generated (and real) images per evaluation"));
     t.push_back(duration("eval", "max_time", &Config::eval, &EvalConfig::max_time,

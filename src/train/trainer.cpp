@@ -222,7 +222,11 @@ Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const Tra
   choose_upconv_forms();
   // Periodic evaluation: the extractor and the real statistics are prepared (or read from the cache) now, so that a
   // bad eval.extractor fails before training starts. Rank 0 evaluates; the others wait for it.
-  if (cfg_.eval.every > 0) {
+  // A dataset without classes cannot train the default extractor (the classifier): such a run trains without
+  // periodic evaluation and says so, rather than refusing, since configs like folder-64.cfg serve folders of either
+  // kind; an extractor given by path is used on any dataset.
+  const bool no_classifier = cfg_.eval.extractor == "classifier" && source_->num_classes() < 2;
+  if (cfg_.eval.every > 0 && !no_classifier) {
     auto prepare = [&] { evaluator_ = std::make_unique<Evaluator>(cfg_, device_, source_.get()); };
     if (dist_) dist_->run_on_main("preparing the evaluation", prepare);
     else prepare();
@@ -251,6 +255,10 @@ Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const Tra
   if (dist_) run = dist_->broadcast_bytes(run);
   folder_ = std::make_unique<RunFolder>(run, main_, cfg_, resume_from.empty() ? -1 : state_.step);
   summary_.run_dir = run;
+  if (cfg_.eval.every > 0 && no_classifier && main_)  // after the folder is made, so that train.log has it too
+    spdlog::warn("eval.every {} but the data ({}) has no classes (sub-folders or labels) to train the FD classifier "
+                 "on: no periodic evaluation and no best.pt; set eval.extractor to a TorchScript feature extractor to "
+                 "score it", cfg_.eval.every, cfg_.data.path.empty() ? cfg_.data.source : cfg_.data.path);
   const std::string best = checkpoint_dir(run) + "/best.pt";
   std::error_code ec;
   if (!resume_from.empty() && main_ && std::filesystem::exists(best, ec)) {  // what a new evaluation must beat
