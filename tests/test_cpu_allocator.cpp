@@ -188,6 +188,33 @@ TEST_F(CpuAllocator, SlackGrowsUpToTheLivePeakSoThatEverySizeIsKept) {
   EXPECT_LE(later.peak_total_bytes, later.peak_live_bytes + later.slack_bytes);
 }
 
+TEST_F(CpuAllocator, ManySizesBeyondTheSlackKeepTheBlockCountAndTheBoundsAndEveryByte) {
+  // Sizes that never repeat exactly, far beyond the (fixed) slack: the case where split tails used to pile up.
+  std::uint64_t seed = 12345;
+  auto next = [&seed] {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    return seed >> 33;
+  };
+  std::vector<at::Tensor> live(40);
+  std::vector<int> fill(live.size(), 0);
+  int wrong = 0;
+  for (int i = 0; i < 3000; ++i) {
+    const std::size_t k = next() % live.size();
+    if (live[k].defined() && !pages_equal(live[k], fill[k])) ++wrong;
+    fill[k] = static_cast<int>(next() % 250) + 1;
+    live[k] = at::Tensor();
+    live[k] = bytes(static_cast<std::int64_t>(kCachedBlockMin + next() % (6 * kMiB)), fill[k]);
+  }
+  for (std::size_t k = 0; k < live.size(); ++k)
+    if (!pages_equal(live[k], fill[k])) ++wrong;
+  const auto s = cpu_allocator_stats();
+  EXPECT_GT(s.assembled, 100) << describe(s);  // the case it is about: pages moved, blocks split
+  EXPECT_EQ(wrong, 0);
+  EXPECT_LE(s.kept_blocks, 1024u) << describe(s);
+  EXPECT_LE(s.peak_total_bytes, s.peak_live_bytes + kKeptSlack) << describe(s);
+  EXPECT_LT(s.segments, 4000u) << describe(s);
+}
+
 TEST_F(CpuAllocator, ThreadsAllocatingAndFreeingTogetherLoseNothing) {
   const auto before = cpu_allocator_stats();
   std::atomic<int> wrong{0};
