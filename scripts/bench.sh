@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Speed table: the trainer's CPU training step against the Python reference (scripts/bench_reference.py, Debian's
 # python3-torch: the same libtorch), each as img/s, ratio and fraction of this machine's measured convolution peak;
-# our step by option (G's and D's convolution forms); peak memory per batch size; step time per image size; the
+# our step by option (G's and D's convolution forms); peak memory per batch size; the shipped folder config in gan-train
+# against glibc's kept heap (the allocator with the trainer's whole allocation pattern); step time per image size; the
 # transposed-convolution forms per layer; data loading.
-#   bash scripts/bench.sh                 everything (~10 minutes on 2 cores)
+#   bash scripts/bench.sh                 everything (~12 minutes on 2 cores)
 # Environment: THREADS (default: all cores), STEPS (timed steps per run, default 8), ROUNDS (times the two sides
 #   alternate in the speed table, each keeping its best; default 3),
 #   BENCH_FOLDER=DIR  time decoding that image folder and streaming its cache instead of a synthetic cache
@@ -91,6 +92,46 @@ for b in 64 128 256; do
     "$(val step.img_per_s <<<"$g")"
   grep '^step.cpu_blocks' <<<"$o" | sed 's/^step.cpu_blocks/             allocator:/'
 done
+echo
+# gan-bench's step lacks gan-train's other allocations (the loader thread, EMA, health checks): this row runs the real
+# trainer, so that an allocator that churns on the shipped folder config shows (it once ran there at 40% speed).
+echo "gan-train on configs/folder-64.cfg (64x64 RGB, ngf=ndf=32, batch 64, amp auto), 300 steps on 2,048 generated"
+echo "images: ours against glibc's kept heap (GAN_KEEP_FREED_MEMORY=heap), and the allocator at the end:"
+folder=$build/bench-folder
+[[ -f $folder/02047.bmp ]] || /usr/bin/python3 - "$folder" <<'EOF'
+import os, random, struct, sys
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+rng = random.Random(7)
+for i in range(2048):  # 64x64 24-bit BMPs: a gradient and a disc or a square
+    c0, c1 = [rng.randrange(256) for _ in range(3)], [rng.randrange(256) for _ in range(3)]
+    cy, cx, r, disc = rng.randrange(12, 52), rng.randrange(12, 52), rng.randrange(6, 14), i % 3 > 0
+    rows = []
+    for y in range(63, -1, -1):  # bottom-up
+        row = bytearray()
+        for x in range(64):
+            inside = (y - cy) ** 2 + (x - cx) ** 2 < r * r if disc else abs(y - cy) < r and abs(x - cx) < r
+            px = c1 if inside else [min(255, c + (x if i % 2 else y)) for c in c0]
+            row += bytes((px[2], px[1], px[0]))
+        rows.append(bytes(row))
+    pixels = b"".join(rows)
+    header = b"BM" + struct.pack("<IHHI", 54 + len(pixels), 0, 0, 54)
+    info = struct.pack("<IiiHHIIiiII", 40, 64, 64, 1, 24, 0, len(pixels), 2835, 2835, 0, 0)
+    with open(f"{out}/{i:05d}.bmp", "wb") as f:
+        f.write(header + info + pixels)
+EOF
+fips=()
+for mode in 1 heap; do
+  rm -rf "$build/bench-runs"
+  log=$(GAN_KEEP_FREED_MEMORY=$mode "$build/gan-train" --config configs/folder-64.cfg --set data.path="$folder" \
+    --steps 300 --set eval.every=0 --set output.log_every=300 --set train.threads="$threads" \
+    --out "$build/bench-runs" --name bench -v 2>&1)
+  fips+=("$(/usr/bin/python3 -c "import json; print(json.load(open('$build/bench-runs/bench/summary.json'))['img_per_s'])")")
+  [[ $mode == 1 ]] && alloc=$(grep -o 'CPU allocator at step 300: .*' <<<"$log" | cut -d: -f2-)
+done
+awk -v o="${fips[0]}" -v h="${fips[1]}" 'BEGIN { printf "  ours %.1f img/s, heap %.1f img/s: %.2fx\n", o, h, o / h }'
+echo "  allocator:$alloc"
+rm -rf "$build/bench-runs"
 echo
 printf '%-28s %12s %12s\n' "step time (RGB, batch 64)" "ms/step" "ms/image"
 for s in 32 64 128; do
