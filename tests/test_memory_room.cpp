@@ -156,7 +156,8 @@ TEST_F(RoomLimitedAllocator, ATensorBeyondTheRoomIsOutOfMemoryNotTheOomKiller) {
   const std::string err = testing::internal::GetCapturedStderr();
   EXPECT_EQ(code, kExitMemory);
   EXPECT_EQ(err.find("gan-test: error: out of memory: the CPU allocator needs 200 MiB of new memory for a tensor of "
-                     "200 MiB, but the test's limit leaves 128 MiB, of which it keeps 64 MiB for the rest of the process"),
+                     "200 MiB, but the test's limit leaves 128 MiB, of which it keeps 64 MiB for the rest of the "
+                     "process"),
             0u)
       << err;
   EXPECT_NE(err.find("lower the batch size"), std::string::npos) << err;

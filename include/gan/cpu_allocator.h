@@ -45,15 +45,15 @@ constexpr std::size_t kRoomReserve = 64u << 20;
 // Installs the caching allocator as c10's CPU allocator (once; later calls do nothing). Blocks of at least
 // kCachedBlockMin bytes are whole pages mapped from the kernel and kept when freed. An allocation takes, in order: a
 // kept block of its size; fresh pages while live + kept + new bytes stay within the peak of live bytes + the slack
-// (kKeptSlack, grown up to kKeptSlackMax when needed);
-// the head of the smallest larger kept block (its tail kept when at least kCachedBlockMin); else a new range into which kept blocks' pages are moved (mremap: no
-// copy, no page fault) before fresh ones are used. Live + kept bytes so never
-// exceed the live peak + kKeptSlackMax, and a step that repeats its allocations runs without page faults after the
-// first one. Fresh pages are mapped only where memory_room() (the machine's available memory, or the memory cgroup's
-// limit: a container's) has room for them and kRoomReserve more; else kept pages are moved in, and when those do not
-// suffice the allocation throws c10::OutOfMemoryError, which the programs turn into one line and exit code 8, where
-// Linux's OOM killer would have ended the process without a word (exit 137). Below the reserve, kept pages the
-// allocation does not take are given back.
+// (kKeptSlack, grown up to kKeptSlackMax when needed); the head of the smallest larger kept block (its tail kept when
+// at least kCachedBlockMin); else a new range into which kept blocks' pages are moved (mremap: no copy, no page
+// fault) before fresh ones are used. Live + kept bytes so never exceed the live peak + kKeptSlackMax, and a step that
+// repeats its allocations runs without page faults after the first one. Fresh pages are mapped only where
+// memory_room() (the machine's available memory, or the memory cgroup's limit: a container's) has room for them and
+// kRoomReserve more; else kept pages are moved in, and when those do not suffice the allocation throws
+// c10::OutOfMemoryError, which the programs turn into one line and exit code 8, where Linux's OOM killer would have
+// ended the process without a word (exit 137). Below the reserve, kept pages the allocation does not take are given
+// back.
 void install_caching_cpu_allocator();
 CpuAllocatorStats cpu_allocator_stats();
 // "live_mib=.. kept_mib=.. kept_blocks=.. peak_live_mib=.. peak_total_mib=.. hits=.. assembled=.. moves=.. moved_mib=..

@@ -94,7 +94,7 @@ class BlockCache {
 
   void release() {
     std::lock_guard<std::mutex> lock(mu_);
-    while (!kept_.empty()) unmap(take(kept_.begin()));
+    unmap_kept();
     peak_live_ = peak_total_ = live_;
     slack_ = kKeptSlack;
   }
@@ -197,7 +197,7 @@ class BlockCache {
     if (room_left_ != kRoomUnknown) room_left_ -= fresh;
     void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {  // give every kept page back and try once more
-      while (!kept_.empty()) unmap(take(kept_.begin()));
+      unmap_kept();
       p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       TORCH_CHECK_WITH(OutOfMemoryError, p != MAP_FAILED, "the CPU allocator could not map ", size >> 20,
                        " MiB for a tensor (", live_ >> 20,
@@ -209,7 +209,7 @@ class BlockCache {
     std::size_t off = 0;
     while (use_kept && off < size && !kept_.empty()) {
       if (segments_ + 8 > kMaxSegments) {  // too many mappings: give the kept pages back instead
-        while (!kept_.empty()) unmap(take(kept_.begin()));
+        unmap_kept();
         break;
       }
       auto it = kept_.lower_bound(size - off);
@@ -291,6 +291,10 @@ class BlockCache {
   void unmap(const Block& b) {
     munmap(b.addr, b.size);
     segments_ -= std::min(segments_, b.segments.size());
+  }
+
+  void unmap_kept() {
+    while (!kept_.empty()) unmap(take(kept_.begin()));
   }
 
   std::mutex mu_;

@@ -581,8 +581,10 @@ void Trainer::loop() {
       }
     }
     if (metrics_now && main_) write_metrics(log_now, in.noise_std, stepper.loss_scale());
-    if (log_now && main_ && cpu_allocator_stats().installed)
-      spdlog::debug("CPU allocator at step {}: {}", step_, describe(cpu_allocator_stats()));
+    if (log_now && main_ && spdlog::should_log(spdlog::level::debug)) {
+      const CpuAllocatorStats cs = cpu_allocator_stats();
+      if (cs.installed) spdlog::debug("CPU allocator at step {}: {}", step_, describe(cs));
+    }
     if (grid_now && main_) write_grid();
     if (ckpt_now) write_checkpoint();
     if (eval_now) evaluate();
