@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Speed table: the trainer's CPU training step against the Python reference (scripts/bench_reference.py, Debian's
 # python3-torch: the same libtorch), each as img/s, ratio and fraction of this machine's measured convolution peak;
-# our step by option (G's and D's convolution forms); peak memory per batch size; the shipped folder config in gan-train
-# against glibc's kept heap (the allocator with the trainer's whole allocation pattern); step time per image size; the
-# transposed-convolution forms per layer; data loading.
-#   bash scripts/bench.sh                 everything (~12 minutes on 2 cores)
+# our step by option (G's and D's convolution forms); peak memory per batch size; the shipped folder and CelebA
+# configs in gan-train against glibc's kept heap (the allocator with the trainer's whole allocation pattern); step time
+# per image size; the transposed-convolution forms per layer; data loading.
+#   bash scripts/bench.sh                 everything (~15 minutes on 2 cores)
 # Environment: THREADS (default: all cores), STEPS (timed steps per run, default 8), ROUNDS (times the two sides
 #   alternate in the speed table, each keeping its best; default 3),
 #   BENCH_FOLDER=DIR  time decoding that image folder and streaming its cache instead of a synthetic cache
@@ -93,10 +93,11 @@ for b in 64 128 256; do
   grep '^step.cpu_blocks' <<<"$o" | sed 's/^step.cpu_blocks/             allocator:/'
 done
 echo
-# gan-bench's step lacks gan-train's other allocations (the loader thread, EMA, health checks): this row runs the real
-# trainer, so that an allocator that churns on the shipped folder config shows (it once ran there at 40% speed).
-echo "gan-train on configs/folder-64.cfg (64x64 RGB, ngf=ndf=32, batch 64, amp auto), 300 steps on 2,048 generated"
-echo "images: ours against glibc's kept heap (GAN_KEEP_FREED_MEMORY=heap), and the allocator at the end:"
+# gan-bench's step lacks gan-train's other allocations (the loader thread, EMA, health checks): these rows run the real
+# trainer, so that an allocator that churns on a shipped config shows (it once ran the folder config at 40% speed).
+# The second half of each run is past warm-up: its moves and time spent moving pages should stay near zero.
+echo "gan-train on shipped configs, on 2,048 generated 64x64 images: ours against glibc's kept heap"
+echo "(GAN_KEEP_FREED_MEMORY=heap), max RSS, and our allocator over the second half of the run:"
 folder=$build/bench-folder
 [[ -f $folder/02047.bmp ]] || /usr/bin/python3 - "$folder" <<'EOF'
 import os, random, struct, sys
@@ -120,17 +121,27 @@ for i in range(2048):  # 64x64 24-bit BMPs: a gradient and a disc or a square
     with open(f"{out}/{i:05d}.bmp", "wb") as f:
         f.write(header + info + pixels)
 EOF
-fips=()
-for mode in 1 heap; do
-  rm -rf "$build/bench-runs"
-  log=$(GAN_KEEP_FREED_MEMORY=$mode "$build/gan-train" --config configs/folder-64.cfg --set data.path="$folder" \
-    --steps 300 --set eval.every=0 --set output.log_every=300 --set train.threads="$threads" \
-    --out "$build/bench-runs" --name bench -v 2>&1)
-  fips+=("$(/usr/bin/python3 -c "import json; print(json.load(open('$build/bench-runs/bench/summary.json'))['img_per_s'])")")
-  [[ $mode == 1 ]] && alloc=$(grep -o 'CPU allocator at step 300: .*' <<<"$log" | cut -d: -f2-)
+printf '  %-44s %9s %9s %6s %9s %9s %14s\n' "" "img/s" "heap" "ratio" "MiB" "heap MiB" "moves/step"
+for spec in "folder-64.cfg 300" "celeba.cfg 60"; do
+  read -r cfg steps <<<"$spec"
+  fips=(); rss=()
+  for mode in 1 heap; do
+    rm -rf "$build/bench-runs"
+    log=$(GAN_KEEP_FREED_MEMORY=$mode /usr/bin/time -f 'maxrss %M' "$build/gan-train" --config "configs/$cfg" \
+      --set data.path="$folder" --steps "$steps" --set eval.every=0 --set output.log_every=$((steps / 2)) \
+      --set train.threads="$threads" --out "$build/bench-runs" --name bench -v 2>&1)
+    fips+=("$(/usr/bin/python3 -c "import json; print(json.load(open('$build/bench-runs/bench/summary.json'))['img_per_s'])")")
+    rss+=("$(awk '/^maxrss/ { printf "%.0f", $2 / 1024 }' <<<"$log")")
+    [[ $mode == 1 ]] && alloc=$(grep -o 'CPU allocator at step .*' <<<"$log")
+  done
+  # moves and ms spent moving between the two allocator lines (steps/2 and steps), per step
+  churn=$(awk -v n=$((steps - steps / 2)) '{ for (i = 1; i <= NF; ++i) { split($i, kv, "="); v[NR, kv[1]] = kv[2] } }
+    END { printf "%.1f (%.1f ms)", (v[2, "moves"] - v[1, "moves"]) / n, (v[2, "moving_ms"] - v[1, "moving_ms"]) / n }' \
+    <<<"$alloc")
+  awk -v l="$cfg, $steps steps" -v o="${fips[0]}" -v h="${fips[1]}" -v r="${rss[0]}" -v hr="${rss[1]}" -v c="$churn" \
+    'BEGIN { printf "  %-44s %9.1f %9.1f %5.2fx %9s %9s %14s\n", l, o, h, o / h, r, hr, c }'
+  echo "    allocator at the end:$(tail -1 <<<"$alloc" | cut -d: -f2-)"
 done
-awk -v o="${fips[0]}" -v h="${fips[1]}" 'BEGIN { printf "  ours %.1f img/s, heap %.1f img/s: %.2fx\n", o, h, o / h }'
-echo "  allocator:$alloc"
 rm -rf "$build/bench-runs"
 echo
 printf '%-28s %12s %12s\n' "step time (RGB, batch 64)" "ms/step" "ms/image"

@@ -27,10 +27,12 @@ constexpr std::size_t kMaxKeptBlocks = 1024;  // a step has a few hundred large 
 // another address without copying or faulting (mremap moves page-table entries). So a freed block serves any later
 // size: the same size as it is; a smaller one by splitting it; a larger one by moving several kept blocks' pages
 // into one new range. New pages are mapped only while live + kept stays within the peak of live bytes + the slack
-// (kKeptSlack, grown up to kKeptSlackMax when a step needs it);
+// (kKeptSlack, grown when a step needs it up to cap_: kKeptSlackMax, raised towards the live peak while moving pages
+// takes more than kMoveShareMax of the time);
 // beyond that kept pages are used first, so live + kept never exceeds that bound.
 class BlockCache {
  public:
+  using Clock = std::chrono::steady_clock;
   // One piece of a block that lies in a single kernel mapping (mremap moves only such pieces).
   struct Segment {
     char* addr;
@@ -97,6 +99,8 @@ class BlockCache {
     unmap_kept();
     peak_live_ = peak_total_ = live_;
     slack_ = kKeptSlack;
+    cap_ = kKeptSlackMax;
+    window_start_ = {};
   }
 
   void set_room_probe(MemoryRoom (*probe)()) {
@@ -108,7 +112,12 @@ class BlockCache {
   void set_slack_max(std::size_t bytes) {
     std::lock_guard<std::mutex> lock(mu_);
     slack_max_ = bytes;
-    slack_ = std::min(slack_, std::max(kKeptSlack, bytes));
+    if (bytes) slack_ = std::min(slack_, std::max(kKeptSlack, bytes));
+  }
+
+  void set_move_share(double share) {
+    std::lock_guard<std::mutex> lock(mu_);
+    move_share_max_ = share;
   }
 
   void set_whole_moves(bool on) {
@@ -206,6 +215,7 @@ class BlockCache {
     Block b;
     b.addr = static_cast<char*>(p);
     b.size = size;
+    const auto started = Clock::now();
     std::size_t off = 0;
     while (use_kept && off < size && !kept_.empty()) {
       if (segments_ + 8 > kMaxSegments) {  // too many mappings: give the kept pages back instead
@@ -226,7 +236,12 @@ class BlockCache {
       ++segments_;
       stats_.fresh_bytes += size - off;
     }
-    if (off > 0) ++stats_.assembled;
+    if (off > 0) {
+      ++stats_.assembled;
+      const auto now = Clock::now();
+      stats_.moving_s += std::chrono::duration<double>(now - started).count();
+      raise_cap(started, now, size);
+    }
     // Short of the reserve: the kept pages this allocation did not take go back to the kernel for the rest of the
     // process (malloc, thread stacks), and the next allocation that needs fresh pages fails cleanly instead.
     while (room_left_ < kRoomReserve && !kept_.empty()) {
@@ -261,13 +276,35 @@ class BlockCache {
     }
   }
 
+  // Moving pages costs TLB shoot-downs on every core the process runs on; keeping more pages costs memory. When
+  // assembling has taken more than move_share_max_ of the time since the window began (counted as at least 1 s; a
+  // window lasts 10 s), cap_ rises by this block's size, up to twice the live peak, and the kept blocks go back to the
+  // kernel: they are what the old bound left (split tails, sizes the step does not ask for as they are), and with
+  // them kept the new room would fill with more of the same (measured: with the bound raised but the blocks kept, the
+  // folder config went on moving pages for a quarter of its time). The next steps then map a block of each size they
+  // need, within the new bound. The window restarts, so the bound rises again only if moving stays costly.
+  void raise_cap(Clock::time_point started, Clock::time_point now, std::size_t size) {
+    if (window_start_ == Clock::time_point{} || now - window_start_ > std::chrono::seconds(10)) {
+      window_start_ = started;
+      window_moving_s_ = 0;
+    }
+    window_moving_s_ += std::chrono::duration<double>(now - started).count();
+    const double elapsed = std::max(1.0, std::chrono::duration<double>(now - window_start_).count());
+    const std::size_t raised = std::min(2 * peak_live_, cap_ + size);
+    if (window_moving_s_ <= move_share_max_ * elapsed || raised <= cap_) return;
+    cap_ = raised;
+    unmap_kept();
+    window_start_ = now;
+    window_moving_s_ = 0;
+  }
+
   // Whether fresh pages for `size` keep live + kept within the live peak + the slack. When they do not, the slack
-  // grows to make them fit, up to kKeptSlackMax: a step then keeps a block of every size it needs at once, where
-  // mismatches would split or move pages (a TLB shoot-down each) every step.
+  // grows to make them fit, up to cap_: a step then keeps a block of every size it needs at once, where mismatches
+  // would split or move pages (a TLB shoot-down each) every step.
   bool within_slack(std::size_t size) {
     const std::size_t total = live_ + cached_ + size, base = std::max(peak_live_, live_ + size);
     if (total <= base + slack_) return true;
-    const std::size_t cap = std::max(kKeptSlack, slack_max_);
+    const std::size_t cap = slack_max_ ? std::max(kKeptSlack, slack_max_) : cap_;
     if (total - base > cap) return false;
     slack_ = total - base;
     return true;
@@ -302,7 +339,11 @@ class BlockCache {
   std::size_t segments_ = 0;  // in all blocks, live and kept
   bool whole_moves_ = true;
   std::size_t slack_ = kKeptSlack;  // grows up to slack_max_ (within_slack)
-  std::size_t slack_max_ = kKeptSlackMax;
+  std::size_t slack_max_ = 0;  // for tests: a fixed bound for the slack instead of cap_ (0: cap_)
+  std::size_t cap_ = kKeptSlackMax;  // how far the slack may grow: raised while moving pages is costly (raise_cap)
+  double move_share_max_ = kMoveShareMax;
+  Clock::time_point window_start_{};  // raise_cap's window
+  double window_moving_s_ = 0;
   MemoryRoom (*probe_)() = &default_room;
   MemoryRoom room_;                 // as last measured
   std::size_t room_left_ = kRoomUnknown;  // room_.bytes less the fresh pages mapped since
@@ -353,11 +394,12 @@ std::string describe(const CpuAllocatorStats& s) {
   char line[400];
   std::snprintf(line, sizeof line,
                 "live_mib=%.0f kept_mib=%.0f kept_blocks=%zu slack_mib=%.0f peak_live_mib=%.0f peak_total_mib=%.0f "
-                "hits=%lld assembled=%lld moves=%lld moved_mib=%.0f fresh_mib=%.0f segments=%zu",
+                "hits=%lld assembled=%lld moves=%lld moved_mib=%.0f moving_ms=%.0f fresh_mib=%.0f segments=%zu",
                 s.live_bytes / 1048576.0, s.cached_bytes / 1048576.0, s.kept_blocks, s.slack_bytes / 1048576.0,
                 s.peak_live_bytes / 1048576.0,
                 s.peak_total_bytes / 1048576.0, static_cast<long long>(s.hits), static_cast<long long>(s.assembled),
-                static_cast<long long>(s.moves), s.moved_bytes / 1048576.0, s.fresh_bytes / 1048576.0, s.segments);
+                static_cast<long long>(s.moves), s.moved_bytes / 1048576.0, s.moving_s * 1e3, s.fresh_bytes / 1048576.0,
+                s.segments);
   return line;
 }
 
@@ -367,6 +409,10 @@ void cpu_allocator_room_probe(MemoryRoom (*probe)()) {
 
 void cpu_allocator_max_slack(std::size_t bytes) {
   if (g_cache) g_cache->set_slack_max(bytes);
+}
+
+void cpu_allocator_move_share(double share) {
+  if (g_cache) g_cache->set_move_share(share);
 }
 
 void cpu_allocator_whole_moves(bool on) {
