@@ -192,7 +192,7 @@ TEST_F(CpuAllocator, SlackGrowsUpToTheLivePeakSoThatEverySizeIsKept) {
   EXPECT_LE(later.peak_total_bytes, later.peak_live_bytes + later.slack_bytes);
 }
 
-TEST_F(CpuAllocator, SlackGrowsBeyondKeptSlackMaxTowardsTheLivePeakOnlyWhileMovingPagesIsCostly) {
+TEST_F(CpuAllocator, SlackGrowsBeyondKeptSlackMaxOnlyWhileMovingPagesIsCostly) {
   // Twice the sizes: 180 MiB above a 200 MiB peak. While moving pages counts as cheap (a share of 1: never costly) the
   // bound stays at kKeptSlackMax and the 180 MiB block is assembled every round (configs/celeba.cfg does the same)...
   cpu_allocator_max_slack(0);

@@ -39,11 +39,11 @@ constexpr std::size_t kKeptSlack = 64u << 20;
 // split and moved pages ~100 times a step and ran at 40% of its speed).
 constexpr std::size_t kKeptSlackMax = 128u << 20;
 // A step that needs still more keeps assembling blocks from kept pages. Memory comes first: the bound rises beyond
-// kKeptSlackMax (by each assembled block's size, up to the live peak) only while moving pages takes more than this
-// share of the time (over windows of 10 s, at least 1 s). configs/celeba.cfg (ngf=ndf=64, batch 128) moves 200 MiB
-// of pages in 13 mremaps a step, 4 ms of its 1.3 s (0.3%; 0.99x the kept heap's img/s at 946 against 1247 MiB);
-// keeping every size would cost it 170 MiB more RSS, and gan-bench step at batch 128 / 256 would then use more
-// memory than the Python reference (951 / 1586 MiB against 862 / 1213).
+// kKeptSlackMax (by each assembled block's size, up to twice the live peak) only while moving pages takes more than
+// this share of the time (over windows of 10 s, at least 1 s). configs/celeba.cfg (ngf=ndf=64, batch 128) moves 200 MiB
+// of pages in 13 mremaps a step, 4 ms of its 1.3 s (0.3%; 0.99x the kept heap's img/s at 946 against 1247 MiB); keeping
+// every size would cost it 170 MiB more RSS, and gan-bench step at batch 128 / 256 would then use more memory than the
+// Python reference (951 / 1586 MiB against 862 / 1213).
 constexpr double kMoveShareMax = 0.02;
 
 // Memory the allocator leaves to the rest of the process (small tensors from malloc, data buffers, thread stacks) when
@@ -53,19 +53,19 @@ constexpr std::size_t kRoomReserve = 64u << 20;
 // Installs the caching allocator as c10's CPU allocator (once; later calls do nothing). Blocks of at least
 // kCachedBlockMin bytes are whole pages mapped from the kernel and kept when freed. An allocation takes, in order: a
 // kept block of its size; fresh pages while live + kept + new bytes stay within the peak of live bytes + the slack
-// (kKeptSlack, grown when needed up to kKeptSlackMax, or towards the live peak while moving pages is costly); the
-// head of the smallest larger kept block (its tail kept when at least kCachedBlockMin); else a new range into which kept blocks' pages are moved (mremap: no copy, no page
-// fault) before fresh ones are used. Live + kept bytes so never exceed the live peak + that bound, and a step that
-// repeats its allocations runs without page faults after the first one. Fresh pages are mapped only where
-// memory_room() (the machine's available memory, or the memory cgroup's limit: a container's) has room for them and
-// kRoomReserve more; else kept pages are moved in, and when those do not suffice the allocation throws
-// c10::OutOfMemoryError, which the programs turn into one line and exit code 8, where Linux's OOM killer would have
-// ended the process without a word (exit 137). Below the reserve, kept pages the allocation does not take are given
-// back.
+// (kKeptSlack, grown when needed up to kKeptSlackMax, or up to twice the live peak while moving pages is costly); the
+// head of the smallest larger kept block (its tail kept when at least kCachedBlockMin); else a new range into which
+// kept blocks' pages are moved (mremap: no copy, no page fault) before fresh ones are used. Live + kept bytes so never
+// exceed the live peak + that bound, and a step that repeats its allocations runs without page faults after the first
+// one. Fresh pages are mapped only where memory_room() (the machine's available memory, or the memory cgroup's limit: a
+// container's) has room for them and kRoomReserve more; else kept pages are moved in, and when those do not suffice the
+// allocation throws c10::OutOfMemoryError, which the programs turn into one line and exit code 8, where Linux's OOM
+// killer would have ended the process without a word (exit 137). Below the reserve, kept pages the allocation does not
+// take are given back.
 void install_caching_cpu_allocator();
 CpuAllocatorStats cpu_allocator_stats();
-// "live_mib=.. kept_mib=.. kept_blocks=.. peak_live_mib=.. peak_total_mib=.. hits=.. assembled=.. moves=.. moved_mib=..
-// fresh_mib=.. segments=.." (gan-bench's step.cpu_blocks line, gan-train's debug log).
+// "live_mib=.. kept_mib=.. kept_blocks=.. slack_mib=.. peak_live_mib=.. peak_total_mib=.. hits=.. assembled=.. moves=..
+// moved_mib=.. moving_ms=.. fresh_mib=.. segments=.." (gan-bench's step.cpu_blocks line, gan-train's debug log).
 std::string describe(const CpuAllocatorStats& s);
 // Gives every kept block back to the kernel and restarts the peaks from the live bytes now (after a start-up
 // measurement whose blocks the training step does not need).

@@ -25,11 +25,11 @@ constexpr std::size_t kMaxKeptBlocks = 1024;  // a step has a few hundred large 
 
 // The bookkeeping behind the allocator. A large block is a range of whole pages; its physical pages can be moved to
 // another address without copying or faulting (mremap moves page-table entries). So a freed block serves any later
-// size: the same size as it is; a smaller one by splitting it; a larger one by moving several kept blocks' pages
-// into one new range. New pages are mapped only while live + kept stays within the peak of live bytes + the slack
-// (kKeptSlack, grown when a step needs it up to cap_: kKeptSlackMax, raised towards the live peak while moving pages
-// takes more than kMoveShareMax of the time);
-// beyond that kept pages are used first, so live + kept never exceeds that bound.
+// size: the same size as it is; a smaller one by splitting it; a larger one by moving several kept blocks' pages into
+// one new range. New pages are mapped only while live + kept stays within the peak of live bytes + the slack
+// (kKeptSlack, grown when a step needs it up to cap_: kKeptSlackMax, raised up to twice the live peak while moving
+// pages takes more than kMoveShareMax of the time); beyond that kept pages are used first, so live + kept never exceeds
+// that bound.
 class BlockCache {
  public:
   using Clock = std::chrono::steady_clock;
