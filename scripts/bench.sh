@@ -14,12 +14,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD_DIR:-build}
 bash scripts/setup.sh --no-tests >/dev/null
-cmake --build "$build" -j "$(nproc)" --target gan-bench gan-data >/dev/null
-[[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c "import torch" 2>/dev/null || {
-  echo "bench: installing python3-torch for the reference"
+cmake --build "$build" -j "$(nproc)" --target gan-bench gan-data gan-train >/dev/null
+# python3-torch for the reference; time (/usr/bin/time) for the gan-train rows' max RSS
+missing=()
+[[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c "import torch" 2>/dev/null || missing+=(python3-torch)
+[[ -x /usr/bin/time ]] || missing+=(time)
+if ((${#missing[@]})); then
+  echo "bench: installing ${missing[*]}"
   sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
-  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-torch >/dev/null
-}
+  $sudo apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 threads=${THREADS:-$(nproc)}
 steps=${STEPS:-8}
 rounds=${ROUNDS:-3}

@@ -239,8 +239,9 @@ class BlockCache {
     if (off > 0) {
       ++stats_.assembled;
       const auto now = Clock::now();
-      stats_.moving_s += std::chrono::duration<double>(now - started).count();
-      raise_cap(started, now, size);
+      const double moving_s = std::chrono::duration<double>(now - started).count();
+      stats_.moving_s += moving_s;
+      raise_cap(now, moving_s, size);
     }
     // Short of the reserve: the kept pages this allocation did not take go back to the kernel for the rest of the
     // process (malloc, thread stacks), and the next allocation that needs fresh pages fails cleanly instead.
@@ -283,12 +284,12 @@ class BlockCache {
   // them kept the new room would fill with more of the same (measured: with the bound raised but the blocks kept, the
   // folder config went on moving pages for a quarter of its time). The next steps then map a block of each size they
   // need, within the new bound. The window restarts, so the bound rises again only if moving stays costly.
-  void raise_cap(Clock::time_point started, Clock::time_point now, std::size_t size) {
+  void raise_cap(Clock::time_point now, double moving_s, std::size_t size) {
     if (window_start_ == Clock::time_point{} || now - window_start_ > std::chrono::seconds(10)) {
-      window_start_ = started;
+      window_start_ = now;
       window_moving_s_ = 0;
     }
-    window_moving_s_ += std::chrono::duration<double>(now - started).count();
+    window_moving_s_ += moving_s;
     const double elapsed = std::max(1.0, std::chrono::duration<double>(now - window_start_).count());
     const std::size_t raised = std::min(2 * peak_live_, cap_ + size);
     if (window_moving_s_ <= move_share_max_ * elapsed || raised <= cap_) return;
@@ -338,7 +339,7 @@ class BlockCache {
   std::size_t live_ = 0, cached_ = 0, peak_live_ = 0, peak_total_ = 0;
   std::size_t segments_ = 0;  // in all blocks, live and kept
   bool whole_moves_ = true;
-  std::size_t slack_ = kKeptSlack;  // grows up to slack_max_ (within_slack)
+  std::size_t slack_ = kKeptSlack;  // grows up to cap_, or to slack_max_ where a test sets one (within_slack)
   std::size_t slack_max_ = 0;  // for tests: a fixed bound for the slack instead of cap_ (0: cap_)
   std::size_t cap_ = kKeptSlackMax;  // how far the slack may grow: raised while moving pages is costly (raise_cap)
   double move_share_max_ = kMoveShareMax;
