@@ -181,6 +181,57 @@ TEST(DistTraining, AugmentationAndTheR3ganObjectiveDoNotDependOnTheWorldSize) {
   EXPECT_LT(diff, 2e-5);
 }
 
+// train.augment auto in a distributed run: rank 0 evaluates while the others wait, tells them whether the FD regressed,
+// and then every rank goes back to best.pt (rank 0 reads it) and goes on with ADA: the same run as one process.
+TEST(DistTraining, AugmentAutoSwitchesEveryRankAtTheSameStep) {
+  if (!gan::gloo_available()) GTEST_SKIP() << "this build has no Gloo (libgloo-dev was missing)";
+  TempDir dir;
+  fixtures::Bytes px, labels;  // 96 images in 4 classes (a bright band per class) for the FD classifier
+  std::uint32_t state = 99;
+  for (int i = 0; i < 96; ++i) {
+    labels.push_back(static_cast<std::uint8_t>(i % 4));
+    for (int k = 0; k < 256; ++k) {
+      state = state * 1664525u + 1013904223u;
+      px.push_back(static_cast<std::uint8_t>((k / 32 == i % 4 ? 200 : 40) + (state >> 27)));
+    }
+  }
+  fixtures::write_file(dir / "b-images-idx3-ubyte", fixtures::idx_images(96, 16, 16, px));
+  fixtures::write_file(dir / "b-labels-idx1-ubyte", fixtures::idx_labels(labels));
+  // Evaluated every step with health.eval_regress 1: the first evaluation that is no better than the best switches.
+  const std::string cfg = write_config(dir, "auto", "  keep_last: 0\neval:\n  every: 1\n  samples: 100\n  cache: " +
+                                                         (dir / "eval-cache") + "\nhealth:\n  eval_regress: 1.0\n",
+                                       6, 2);
+  const std::vector<std::string> sets{"--set", "data.path=" + (dir / "b-images-idx3-ubyte"),
+                                      "--set", "model.d_norm=none", "--set", "model.sync_bn=true",
+                                      "--set", "train.augment=auto", "--set", "train.ada_target=0",
+                                      "--set", "train.ada_kimg=1"};
+  auto args = [&](const std::string& name) {
+    std::vector<std::string> a{"--config", cfg, "--name", name};
+    a.insert(a.end(), sets.begin(), sets.end());
+    return a;
+  };
+  ASSERT_EQ(train(args("a1"), 0, dir / "a1.log"), 0) << slurp(dir / "a1.log");
+  ASSERT_EQ(train(args("a2"), 2, dir / "a2.log"), 0) << slurp(dir / "a2.log");
+  auto switched_at = [&](const std::string& run) {
+    const std::string summary = slurp(dir / ("runs/" + run + "/summary.json"));
+    const auto at = summary.find("\"ada_from_step\": ");
+    return at == std::string::npos ? std::string("none: ") + summary : summary.substr(at, 21);
+  };
+  const std::string log = slurp(dir / "runs/a2/train.log");
+  EXPECT_TRUE(has(log, "train.augment auto: eval FD ")) << log;
+  EXPECT_EQ(switched_at("a2"), switched_at("a1"));
+  EXPECT_FALSE(has(switched_at("a2"), "null")) << switched_at("a2");
+  Nets one = load(dir / "runs/a1/checkpoints/latest.pt"), two = load(dir / "runs/a2/checkpoints/latest.pt");
+  EXPECT_EQ(two.state.step, 6);
+  EXPECT_GE(two.state.ada_from, 1);
+  EXPECT_EQ(two.state.ada_from, one.state.ada_from);
+  EXPECT_GT(two.state.augment_p, 0.0);
+  const double diff = param_diff(one, two);
+  std::printf("augment auto: ADA from step %lld; W=2 vs 1 process after 6 steps: max |parameter difference| %.3g\n",
+              static_cast<long long>(two.state.ada_from), diff);
+  EXPECT_LT(diff, 2e-5);
+}
+
 TEST(DistTraining, OnlyRankZeroWritesAndItLogsAsOneProcessWould) {
   if (!gan::gloo_available()) GTEST_SKIP() << "this build has no Gloo (libgloo-dev was missing)";
   TempDir dir;

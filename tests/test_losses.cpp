@@ -1,5 +1,6 @@
 // Losses, stabilisers, EMA, conditional models and the health monitor: their mathematics, then end to end.
 #include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -17,6 +18,7 @@
 #include "gan/models.h"
 #include "gan/step.h"
 #include "gan/trainer.h"
+#include "checkpoint_fixture.h"
 #include "image_fixtures.h"
 #include "test_util.h"
 
@@ -567,4 +569,98 @@ TEST(LossesEndToEnd, PeriodicEvaluationGoesIntoMetricsAndSummary) {
   auto l = gan::train(longer, r.checkpoint);
   EXPECT_EQ(l.steps, 10);
   EXPECT_NO_THROW(gan::read_checkpoint_eval(best));
+}
+
+// train.augment auto: no augmentation until an evaluation's FD exceeds health.eval_regress x the best; then every
+// rank goes back to best.pt, the run folder forgets the steps after it, and ADA runs from there (kept for a resume).
+TEST(LossesEndToEnd, AugmentAutoGoesBackToBestAndSwitchesAdaOnWhenFdRegresses) {
+  TempDir dir;
+  gan::Config c = evaluated_tiny(dir);
+  c.train.steps = 8;
+  c.train.augment = "auto";
+  c.train.ada_target = 0.0;  // any positive mean sign on the reals raises p
+  c.train.ada_kimg = 1;
+  c.output.checkpoint_every = 2;
+  c.output.keep_last = 0;
+  gan::validate_config(c);
+  // FDs 1.0, 0.5 at steps 2 and 4 (best.pt at 4), then 50 at step 6 (100x: a regression); 0.6 afterwards.
+  auto hooks_for = [](int* regressions) {
+    gan::TrainHooks h;
+    h.eval_fd = [regressions](std::int64_t step, double) {
+      if (step == 6 && (*regressions)++ == 0) return 50.0;
+      return step == 2 ? 1.0 : step == 4 ? 0.5 : 0.6;
+    };
+    return h;
+  };
+  int regressions = 0;
+  gan::TrainHooks hooks = hooks_for(&regressions);
+  c.output.name = "full";
+  spdlog::set_level(spdlog::level::info);  // the augmentation line is an info line of train.log
+  auto s = gan::train(c, "", hooks);
+  spdlog::set_level(spdlog::level::warn);
+  EXPECT_EQ(s.steps, 8);
+  EXPECT_EQ(s.ada_from, 4);
+  EXPECT_EQ(regressions, 2);  // step 6 was evaluated twice: before and after going back
+  const std::string log = slurp(s.run_dir + "/train.log");
+  EXPECT_NE(log.find("none until an evaluation's FD exceeds 1.25x the best"), std::string::npos) << log;
+  EXPECT_NE(log.find("train.augment auto: eval FD 50.000 at step 6 is 100.00x the best, 0.500 at step 4"),
+            std::string::npos) << log;
+  const std::string summary = slurp(s.run_dir + "/summary.json");
+  EXPECT_NE(summary.find("\"ada_from_step\": 4, \"switch\": {\"regressed_step\": 6, \"fd\": 50, \"best_step\": 4"),
+            std::string::npos) << summary;
+  // metrics.jsonl: the regressed steps are gone, every step once and in order, ADA's p only from step 5 on.
+  std::ifstream in(s.run_dir + "/metrics.jsonl");
+  long long prev = 0;
+  int with_p = 0;
+  for (std::string line; std::getline(in, line);) {
+    long long step = -1;
+    ASSERT_EQ(std::sscanf(line.c_str(), "{\"step\": %lld", &step), 1) << line;
+    if (line.find("\"eval\"") != std::string::npos) {
+      EXPECT_EQ(line.find("\"fd\": 50"), std::string::npos) << line;
+      continue;
+    }
+    EXPECT_GT(step, prev) << line;
+    prev = step;
+    if (line.find("\"augment_p\"") != std::string::npos) {
+      ++with_p;
+      EXPECT_GT(step, 4) << line;
+    }
+  }
+  EXPECT_EQ(prev, 8);
+  EXPECT_GT(with_p, 0);
+  // The checkpoints carry ADA: p rose (target 0), and step 4's was rewritten with ada_from = 4.
+  testutil::Nets end = testutil::load_all(s.checkpoint);
+  EXPECT_EQ(end.state.ada_from, 4);
+  EXPECT_GT(end.state.augment_p, 0.0);
+  EXPECT_EQ(testutil::load_all(s.run_dir + "/checkpoints/step_0000004.pt").state.ada_from, 4);
+  EXPECT_EQ(testutil::load_all(s.run_dir + "/checkpoints/best.pt").state.step, 4);
+
+  // Stopped at step 6 (after the switch) and resumed to 8: bitwise the uninterrupted run.
+  regressions = 0;
+  gan::Config part = c;
+  part.output.name = "part";
+  part.train.steps = 6;
+  auto p = gan::train(part, "", hooks);
+  EXPECT_EQ(p.ada_from, 4);
+  EXPECT_EQ(p.steps, 6);
+  gan::Config rest = part;
+  rest.train.steps = 8;
+  auto r = gan::train(rest, p.checkpoint, hooks);
+  EXPECT_EQ(r.ada_from, 4);
+  testutil::Nets resumed = testutil::load_all(r.checkpoint);
+  EXPECT_TRUE(testutil::bitwise_equal(*end.g, *resumed.g));
+  EXPECT_TRUE(testutil::bitwise_equal(*end.d, *resumed.d));
+  EXPECT_EQ(end.state.augment_p, resumed.state.augment_p);
+
+  // A run that cannot evaluate (eval.every 0) has nothing to watch: ADA from step 0, and it says so.
+  gan::Config blind = c;
+  blind.eval.every = 0;
+  blind.output.name = "blind";
+  blind.train.steps = 4;
+  spdlog::set_level(spdlog::level::info);
+  auto b = gan::train(blind);
+  spdlog::set_level(spdlog::level::warn);
+  EXPECT_EQ(b.ada_from, 0);
+  EXPECT_NE(slurp(b.run_dir + "/train.log").find("this run does not evaluate"), std::string::npos);
+  EXPECT_GT(testutil::load_all(b.checkpoint).state.augment_p, 0.0);
 }

@@ -30,6 +30,7 @@ struct TrainingState {
   std::string last_eval;       // the newest evaluation's scores as JSON ("" when none)
   double augment_p = 0;        // train.augment ada: the current probability p
   double ada_sum = 0;          // ada: sum of E[sign(D(real))] over the steps since p last moved
+  std::int64_t ada_from = -1;  // train.augment auto: the step from which ADA runs (-1: not switched on yet)
   std::string upconv_forms;    // train.upconv auto: G's measured forms (tune_upconv), kept so a resume computes alike
   std::string downconv_forms;  // train.downconv auto: D's (tune_downconv), likewise
 };

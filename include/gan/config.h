@@ -60,7 +60,9 @@ struct TrainConfig {
   double gp_weight = 10;         // wgan-gp: gradient penalty weight (lambda)
   double r1_gamma = 0;           // R1 penalty gamma/2 * |grad D(x)|^2 on real images (0 = off)
   double r2_gamma = 0;           // R2 penalty gamma/2 * |grad D(G(z))|^2 on generated images (0 = off)
-  std::string augment = "off";   // augmentation of every image D sees: off | diffaug (always) | ada (adaptive p)
+  std::string augment = "off";   // augmentation of every image D sees: off | diffaug (always) | ada (adaptive p) |
+                                 // auto (none until an evaluation's FD regresses by health.eval_regress, then back to
+                                 // best.pt and ADA from there; ADA from step 0 when the run cannot evaluate)
   std::string augment_policy = "";  // ops, e.g. color,translation,cutout or xflip,rotate90,xint,scale,brightness,
                                     // contrast,saturation ("" = the mode's default)
   double ada_target = 0.6;       // ada: the E[sign(D(real))] that p steers towards

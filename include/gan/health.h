@@ -16,13 +16,19 @@ double batch_diversity(const at::Tensor& images);
 
 class HealthMonitor {
  public:
-  HealthMonitor(const HealthConfig& cfg, const std::string& loss);
+  // `augment` is train.augment: the saturation warning's advice depends on it.
+  HealthMonitor(const HealthConfig& cfg, const std::string& loss, const std::string& augment = "off");
   // Per-step statistics from GanStep ([loss_d, loss_g, D(x), D(G(z)), ...], on the device) of run step `step` (the
   // global count, so a resumed run names the same steps as an uninterrupted one). Reads them back at every multiple of
   // health.window and warns when D saturated over that window (after a resume, its part since the resume).
   void add_step(std::int64_t step, const at::Tensor& stats);
   // The data's diversity (batch_diversity of a real batch), the reference for check_diversity.
   void set_data_diversity(double d) { data_diversity_ = d; }
+  // Drops the open window's sums (the run went back to a checkpoint: its steps are done again).
+  void restart_window() {
+    sums_ = at::Tensor();
+    count_ = 0;
+  }
   // Diversity of the fixed-noise samples at `step`; logs it and warns below health.min_diversity x the data's.
   double check_diversity(std::int64_t step, const at::Tensor& images);
   // An evaluation's Frechet distance at `step`; warns when it exceeds the best so far by health.eval_regress.
@@ -35,7 +41,7 @@ class HealthMonitor {
 
  private:
   HealthConfig cfg_;
-  std::string loss_;
+  std::string loss_, augment_;
   at::Tensor sums_;
   int count_ = 0;
   std::int64_t judged_at_ = 0;

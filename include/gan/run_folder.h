@@ -49,6 +49,7 @@ struct RunSummary {
   std::string versions;      // this program's and LibTorch's versions (JSON)
   std::string health;        // the health monitor's figures (JSON)
   std::string distributed;   // all-reduce figures of a distributed run (JSON; "" for one process)
+  std::string augment;       // train.augment: mode, policy, ADA's p, auto's switch (JSON; "" when off)
 };
 
 class RunFolder {
@@ -76,6 +77,9 @@ class RunFolder {
   // Points checkpoints/latest.pt at a checkpoint just written, then deletes step checkpoints beyond the newest
   // `keep_last` (0 = keep all).
   void publish_checkpoint(const std::string& path, int keep_last);
+  // Takes the run back to `step` (train.augment auto, from best.pt): deletes the step checkpoints after it, drops the
+  // metrics rows after it and tells TensorBoard to forget the steps from step + 1 on, as a resume does.
+  void rewind(std::int64_t step);
   void write_summary(const RunSummary& s);
 
  private:

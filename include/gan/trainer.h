@@ -20,6 +20,7 @@ struct TrainSummary {
   int rollbacks = 0;        // divergence rollbacks done (train.on_nan: rollback)
   int health_warnings = 0;  // warnings of the health monitor (D saturation, diversity collapse, eval regression)
   std::string eval_json;    // the last evaluation's scores as JSON ("" when eval.every is 0)
+  std::int64_t ada_from = -1;  // train.augment auto: the step from which ADA ran (-1: it never switched on)
 };
 
 // Test hooks (not reachable from the command line).
@@ -28,6 +29,8 @@ struct TrainHooks {
   std::function<bool(std::int64_t step)> poison_d_loss;
   // Check for non-finite values as on CUDA (deferred to the next metrics/grid/checkpoint step) on any device.
   bool deferred_divergence_check = false;
+  // Replaces each evaluation's FD by what it returns for (step, FD) (train.augment auto's regression tests).
+  std::function<double(std::int64_t step, double fd)> eval_fd;
 };
 
 class DistContext;

@@ -238,8 +238,8 @@ const std::vector<Field>& fields() {
                        "R1 penalty gamma on real images (0 = off)"));
     t.push_back(number("train", "r2_gamma", &Config::train, &TrainConfig::r2_gamma, 0.0, 1e6,
                        "R2 penalty gamma on generated images (0 = off)"));
-    t.push_back(text("train", "augment", &Config::train, &TrainConfig::augment, {"off", "diffaug", "ada"},
-                     "augment all D sees: off | diffaug | ada (adaptive)"));
+    t.push_back(text("train", "augment", &Config::train, &TrainConfig::augment, {"off", "diffaug", "ada", "auto"},
+                     "augment all D sees: off | diffaug | ada (adaptive) | auto (ADA from best.pt once FD regresses)"));
     t.push_back(text("train", "augment_policy", &Config::train, &TrainConfig::augment_policy, {},
                      "ops, e.g. color,translation,cutout (\"\" = mode default)"));
     t.push_back(number("train", "ada_target", &Config::train, &TrainConfig::ada_target, 0.0, 1.0,
@@ -506,7 +506,7 @@ void validate_config(const Config& cfg) {
   if (t.label_smoothing > 0 && (t.loss == "hinge" || t.loss == "wgan-gp" || t.loss == "rpgan"))
     fail(cfg.origin + ": train.label_smoothing applies to bce, minimax and lsgan, not " + t.loss);
   if (t.augment == "off" && !t.augment_policy.empty())
-    fail(cfg.origin + ": train.augment_policy is set but train.augment is off; set train.augment diffaug or ada");
+    fail(cfg.origin + ": train.augment_policy is set but train.augment is off; set train.augment diffaug, ada or auto");
   if (t.loss == "rpgan" && t.d_steps > 1)
     fail(cfg.origin + ": train.loss rpgan pairs each D update with a G update; use train.d_steps 1");
   if (m.conditional && m.num_classes == 1)

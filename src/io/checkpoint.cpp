@@ -149,6 +149,7 @@ void save_checkpoint(const std::string& path, const Config& cfg, Generator& g, D
   if (!state.upconv_forms.empty()) ar.write("upconv_forms", c10::IValue(state.upconv_forms));
   if (!state.downconv_forms.empty()) ar.write("downconv_forms", c10::IValue(state.downconv_forms));
   ar.write("augment", torch::tensor({state.augment_p, state.ada_sum}, torch::kDouble), /*is_buffer=*/true);
+  if (state.ada_from >= 0) ar.write("ada_from", c10::IValue(state.ada_from));
   ar.write("rng_state", state.rng_state, /*is_buffer=*/true);
   ar.write("fixed_noise", state.fixed_noise.cpu(), /*is_buffer=*/true);
   if (state.fixed_labels.defined()) ar.write("fixed_labels", state.fixed_labels.cpu(), /*is_buffer=*/true);
@@ -242,6 +243,8 @@ void load_checkpoint_bytes(const std::string* bytes, const std::string& path, co
       state->augment_p = aug[0].item<double>();
       state->ada_sum = aug[1].item<double>();
     }
+    c10::IValue from;  // absent unless train.augment auto switched ADA on
+    state->ada_from = ar.try_read("ada_from", from) && from.isInt() ? from.toInt() : -1;
   }
 }
 

@@ -18,7 +18,8 @@ double batch_diversity(const at::Tensor& images) {
   return mean / std::sqrt(static_cast<double>(x.size(1)));
 }
 
-HealthMonitor::HealthMonitor(const HealthConfig& cfg, const std::string& loss) : cfg_(cfg), loss_(loss) {}
+HealthMonitor::HealthMonitor(const HealthConfig& cfg, const std::string& loss, const std::string& augment)
+    : cfg_(cfg), loss_(loss), augment_(augment) {}
 
 void HealthMonitor::add_step(std::int64_t step, const at::Tensor& stats) {
   if (loss_ == "wgan-gp") return;  // a critic's output has no saturation point
@@ -42,11 +43,19 @@ void HealthMonitor::add_step(std::int64_t step, const at::Tensor& stats) {
                                       : real > cfg_.saturation && fake < 1.0 - cfg_.saturation;
   if (now && !saturated_) {
     ++warnings_;
+    // The advice is what measured best on 3,786 images (README "Training quality"), where a lower train.lr_d and
+    // train.label_smoothing made the collapse come sooner.
+    const std::string advice =
+        augment_ == "auto"  ? "train.augment auto switches ADA on from best.pt if an evaluation's FD regresses"
+        : augment_ == "ada" ? "train.augment ada raises p while D stays this sure of the reals; if it lasts, add "
+                              "train.r1_gamma"
+        : augment_ == "diffaug"
+            ? "train.augment diffaug is on; try train.r1_gamma, or ada / auto with train.ada_target 0.9"
+            : "Try train.augment auto with train.ada_target 0.9 (ADA from best.pt once the evaluated FD regresses), "
+              "ada or diffaug, or train.r1_gamma";
     spdlog::warn("health: D is saturating at step {}: mean D(x) {:.3f}, D(G(z)) {:.3f} over the last {} steps "
-                 "(threshold {}); G gets little gradient, and on a small dataset it may collapse later. Try "
-                 "train.augment diffaug, or ada with train.ada_target 0.9 (measured on 3,786 images: both kept G "
-                 "from collapsing where a lower train.lr_d and train.label_smoothing did not), or train.r1_gamma",
-                 step, real, fake, n, loss_ == "hinge" ? 1.0 : cfg_.saturation);
+                 "(threshold {}); G gets little gradient, and on a small dataset it may collapse later. {}",
+                 step, real, fake, n, loss_ == "hinge" ? 1.0 : cfg_.saturation, advice);
   } else if (!now && saturated_) {
     spdlog::info("health: D no longer saturated at step {}: D(x) {:.3f}, D(G(z)) {:.3f}", step, real, fake);
   }
@@ -64,7 +73,7 @@ double HealthMonitor::check_diversity(std::int64_t step, const at::Tensor& image
     ++warnings_;
     spdlog::warn("health: sample diversity collapsed at step {}: {:.4f}, {:.0f}% of the data's {:.4f} (health."
                  "min_diversity {:.0f}%); the generator is covering few modes. Keep an earlier checkpoint "
-                 "(eval.every keeps checkpoints/best.pt); try train.augment diffaug if D was saturating, "
+                 "(eval.every keeps checkpoints/best.pt); try train.augment auto if D was saturating, "
                  "model.minibatch_std or train.ema_decay 0.999",
                  step, last_diversity_, 100 * ratio, data_diversity_, 100 * cfg_.min_diversity);
   }

@@ -203,6 +203,17 @@ void RunFolder::publish_checkpoint(const std::string& path, int keep_last) {
   }
 }
 
+void RunFolder::rewind(std::int64_t step) {
+  if (!writer_) return;
+  for (const auto& path : step_checkpoints(path_)) {
+    long long s = -1;
+    if (std::sscanf(fs::path(path).filename().string().c_str(), "step_%lld", &s) == 1 && s > step)
+      ::unlink(path.c_str());
+  }
+  truncate_metrics(path_ + "/metrics.jsonl", step);
+  events_->restart(step + 1);
+}
+
 void RunFolder::write_summary(const RunSummary& s) {
   if (!writer_) return;
   char head[256];
@@ -216,6 +227,7 @@ void RunFolder::write_summary(const RunSummary& s) {
                      ", \"eval\": " + (s.last_eval.empty() ? "null" : s.last_eval) +
                      ", \"best_eval\": " + (s.best_eval.empty() ? "null" : s.best_eval) +
                      ", \"health\": " + (s.health.empty() ? "null" : s.health) +
+                     ", \"augment\": " + (s.augment.empty() ? "null" : s.augment) +
                      ", \"distributed\": " + (s.distributed.empty() ? "null" : s.distributed) +
                      ", \"versions\": " + (s.versions.empty() ? "null" : s.versions) + "}\n";
   write_file_atomic(path_ + "/summary.json", json);

@@ -133,7 +133,8 @@ StepOptions step_options(const TrainConfig& train, const c10::Device& device, in
   o.r1_gamma = train.r1_gamma;
   o.r2_gamma = train.r2_gamma;
   o.label_smoothing = train.label_smoothing;
-  if (train.augment != "off") o.augment = parse_augment_policy(train.augment_policy, train.augment);
+  if (train.augment != "off")  // auto: ADA's ops, at p = 0 (no augmentation) until the run switches them on
+    o.augment = parse_augment_policy(train.augment_policy, train.augment == "auto" ? "ada" : train.augment);
   if (device.is_cuda() && train.cuda_graphs != "off") {
     const std::string why = cuda_graph_blocker(train, world_size);
     if (why.empty()) {
