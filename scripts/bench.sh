@@ -133,7 +133,8 @@ for spec in "folder-64.cfg 300" "celeba.cfg 60"; do
   for mode in 1 heap; do
     rm -rf "$build/bench-runs"
     log=$(GAN_KEEP_FREED_MEMORY=$mode /usr/bin/time -f 'maxrss %M' "$build/gan-train" --config "configs/$cfg" \
-      --set data.path="$folder" --steps "$steps" --set eval.every=0 --set output.log_every=$((steps / 2)) \
+      --set data.path="$folder" --steps "$steps" --set eval.every=0 --set train.augment=off \
+      --set output.log_every=$((steps / 2)) \
       --set train.threads="$threads" --out "$build/bench-runs" --name bench -v 2>&1)
     fips+=("$(/usr/bin/python3 -c "import json; print(json.load(open('$build/bench-runs/bench/summary.json'))['img_per_s'])")")
     rss+=("$(awk '/^maxrss/ { printf "%.0f", $2 / 1024 }' <<<"$log")")

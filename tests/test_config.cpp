@@ -113,7 +113,8 @@ TEST(Config, CrossFieldChecks) {
   expect_user_error([] { gan::parse_config("train:\n  loss: rpgan\n  label_smoothing: 0.1\n", "g.cfg"); },
                     kExitUsage, {"label_smoothing applies to"});
   expect_user_error([] { gan::parse_config("train:\n  augment: always\n", "g.cfg"); }, kExitUsage,
-                    {"train.augment = 'always'", "off | diffaug | ada"});
+                    {"train.augment = 'always'", "off | diffaug | ada | auto"});
+  EXPECT_EQ(gan::parse_config("train:\n  augment: auto\n  augment_policy: xflip\n", "g.cfg").train.augment, "auto");
   expect_user_error([] { gan::parse_config("train:\n  device: tpu\n", "g.cfg"); }, kExitUsage,
                     {"train.device = 'tpu'"});
   expect_user_error([] { gan::parse_config("data:\n  background: red\n", "g.cfg"); }, kExitUsage,

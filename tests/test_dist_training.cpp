@@ -197,14 +197,15 @@ TEST(DistTraining, AugmentAutoSwitchesEveryRankAtTheSameStep) {
   }
   fixtures::write_file(dir / "b-images-idx3-ubyte", fixtures::idx_images(96, 16, 16, px));
   fixtures::write_file(dir / "b-labels-idx1-ubyte", fixtures::idx_labels(labels));
-  // Evaluated every step with health.eval_regress 1: the first evaluation that is no better than the best switches.
+  // Evaluated every step with health.eval_regress 1 and patience 1: the first evaluation no better than the best
+  // switches.
   const std::string cfg = write_config(dir, "auto", "  keep_last: 0\neval:\n  every: 1\n  samples: 100\n  cache: " +
                                                          (dir / "eval-cache") + "\nhealth:\n  eval_regress: 1.0\n",
                                        6, 2);
   const std::vector<std::string> sets{"--set", "data.path=" + (dir / "b-images-idx3-ubyte"),
                                       "--set", "model.d_norm=none", "--set", "model.sync_bn=true",
                                       "--set", "train.augment=auto", "--set", "train.ada_target=0",
-                                      "--set", "train.ada_kimg=1"};
+                                      "--set", "train.ada_kimg=1", "--set", "train.augment_patience=1"};
   auto args = [&](const std::string& name) {
     std::vector<std::string> a{"--config", cfg, "--name", name};
     a.insert(a.end(), sets.begin(), sets.end());

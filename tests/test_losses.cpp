@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <sstream>
 
@@ -571,42 +572,47 @@ TEST(LossesEndToEnd, PeriodicEvaluationGoesIntoMetricsAndSummary) {
   EXPECT_NO_THROW(gan::read_checkpoint_eval(best));
 }
 
-// train.augment auto: no augmentation until an evaluation's FD exceeds health.eval_regress x the best; then every
-// rank goes back to best.pt, the run folder forgets the steps after it, and ADA runs from there (kept for a resume).
+// train.augment auto: no augmentation until train.augment_patience evaluations in a row have an FD above
+// health.eval_regress x the best; then the run goes back to best.pt, the run folder forgets the steps after it, and
+// ADA runs from there (kept for a resume, as is a streak that has begun).
 TEST(LossesEndToEnd, AugmentAutoGoesBackToBestAndSwitchesAdaOnWhenFdRegresses) {
   TempDir dir;
   gan::Config c = evaluated_tiny(dir);
-  c.train.steps = 8;
+  c.train.steps = 10;
   c.train.augment = "auto";
   c.train.ada_target = 0.0;  // any positive mean sign on the reals raises p
   c.train.ada_kimg = 1;
   c.output.checkpoint_every = 2;
   c.output.keep_last = 0;
   gan::validate_config(c);
-  // FDs 1.0, 0.5 at steps 2 and 4 (best.pt at 4), then 50 at step 6 (100x: a regression); 0.6 afterwards.
-  auto hooks_for = [](int* regressions) {
+  ASSERT_EQ(c.train.augment_patience, 2);
+  // FDs 1.0 and 0.5 at steps 2 and 4 (best.pt at 4), 50 (100x: regressed) at the first evaluations of steps 6 and 8,
+  // 0.6 afterwards (1.2x: within health.eval_regress 1.25).
+  auto hooks_for = [](std::map<std::int64_t, int>* calls) {
     gan::TrainHooks h;
-    h.eval_fd = [regressions](std::int64_t step, double) {
-      if (step == 6 && (*regressions)++ == 0) return 50.0;
+    h.eval_fd = [calls](std::int64_t step, double) {
+      const int n = ++(*calls)[step];
+      if ((step == 6 || step == 8) && n == 1) return 50.0;
       return step == 2 ? 1.0 : step == 4 ? 0.5 : 0.6;
     };
     return h;
   };
-  int regressions = 0;
-  gan::TrainHooks hooks = hooks_for(&regressions);
+  std::map<std::int64_t, int> calls;
   c.output.name = "full";
-  spdlog::set_level(spdlog::level::info);  // the augmentation line is an info line of train.log
-  auto s = gan::train(c, "", hooks);
+  spdlog::set_level(spdlog::level::info);  // the augmentation lines are info lines of train.log
+  auto s = gan::train(c, "", hooks_for(&calls));
   spdlog::set_level(spdlog::level::warn);
-  EXPECT_EQ(s.steps, 8);
+  EXPECT_EQ(s.steps, 10);
   EXPECT_EQ(s.ada_from, 4);
-  EXPECT_EQ(regressions, 2);  // step 6 was evaluated twice: before and after going back
+  EXPECT_EQ(calls[6], 2);  // steps 6 and 8 were evaluated twice: before and after going back
+  EXPECT_EQ(calls[8], 2);
   const std::string log = slurp(s.run_dir + "/train.log");
-  EXPECT_NE(log.find("none until an evaluation's FD exceeds 1.25x the best"), std::string::npos) << log;
-  EXPECT_NE(log.find("train.augment auto: eval FD 50.000 at step 6 is 100.00x the best, 0.500 at step 4"),
+  EXPECT_NE(log.find("none until 2 evaluations in a row have an FD above 1.25x the best"), std::string::npos) << log;
+  EXPECT_NE(log.find("evaluation 1 of 2 in a row with a regressed FD"), std::string::npos) << log;
+  EXPECT_NE(log.find("train.augment auto: eval FD 50.000 at step 8 is 100.00x the best, 0.500 at step 4"),
             std::string::npos) << log;
   const std::string summary = slurp(s.run_dir + "/summary.json");
-  EXPECT_NE(summary.find("\"ada_from_step\": 4, \"switch\": {\"regressed_step\": 6, \"fd\": 50, \"best_step\": 4"),
+  EXPECT_NE(summary.find("\"ada_from_step\": 4, \"switch\": {\"regressed_step\": 8, \"fd\": 50, \"best_step\": 4"),
             std::string::npos) << summary;
   // metrics.jsonl: the regressed steps are gone, every step once and in order, ADA's p only from step 5 on.
   std::ifstream in(s.run_dir + "/metrics.jsonl");
@@ -626,7 +632,7 @@ TEST(LossesEndToEnd, AugmentAutoGoesBackToBestAndSwitchesAdaOnWhenFdRegresses) {
       EXPECT_GT(step, 4) << line;
     }
   }
-  EXPECT_EQ(prev, 8);
+  EXPECT_EQ(prev, 10);
   EXPECT_GT(with_p, 0);
   // The checkpoints carry ADA: p rose (target 0), and step 4's was rewritten with ada_from = 4.
   testutil::Nets end = testutil::load_all(s.checkpoint);
@@ -635,22 +641,34 @@ TEST(LossesEndToEnd, AugmentAutoGoesBackToBestAndSwitchesAdaOnWhenFdRegresses) {
   EXPECT_EQ(testutil::load_all(s.run_dir + "/checkpoints/step_0000004.pt").state.ada_from, 4);
   EXPECT_EQ(testutil::load_all(s.run_dir + "/checkpoints/best.pt").state.step, 4);
 
-  // Stopped at step 6 (after the switch) and resumed to 8: bitwise the uninterrupted run.
-  regressions = 0;
+  // Stopped at step 6, one regressed evaluation into the streak (its checkpoint counts it), resumed to 10: the
+  // second one at step 8 switches, and the run ends bitwise as the uninterrupted one.
+  calls.clear();
   gan::Config part = c;
   part.output.name = "part";
   part.train.steps = 6;
-  auto p = gan::train(part, "", hooks);
-  EXPECT_EQ(p.ada_from, 4);
-  EXPECT_EQ(p.steps, 6);
+  auto p = gan::train(part, "", hooks_for(&calls));
+  EXPECT_EQ(p.ada_from, -1);
+  EXPECT_EQ(testutil::load_all(p.checkpoint).state.ada_regressions, 1);
   gan::Config rest = part;
-  rest.train.steps = 8;
-  auto r = gan::train(rest, p.checkpoint, hooks);
+  rest.train.steps = 10;
+  auto r = gan::train(rest, p.checkpoint, hooks_for(&calls));
   EXPECT_EQ(r.ada_from, 4);
   testutil::Nets resumed = testutil::load_all(r.checkpoint);
   EXPECT_TRUE(testutil::bitwise_equal(*end.g, *resumed.g));
   EXPECT_TRUE(testutil::bitwise_equal(*end.d, *resumed.d));
   EXPECT_EQ(end.state.augment_p, resumed.state.augment_p);
+
+  // A streak that breaks starts again: regressed at 6, better at 8, regressed at 10 is no switch.
+  std::map<std::int64_t, int> more;
+  gan::TrainHooks broken;
+  broken.eval_fd = [&more](std::int64_t step, double) {
+    ++more[step];
+    return step == 2 ? 1.0 : step == 4 ? 0.5 : step == 8 ? 0.55 : 50.0;
+  };
+  gan::Config again = c;
+  again.output.name = "broken";
+  EXPECT_EQ(gan::train(again, "", broken).ada_from, -1);
 
   // A run that cannot evaluate (eval.every 0) has nothing to watch: ADA from step 0, and it says so.
   gan::Config blind = c;

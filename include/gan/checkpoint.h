@@ -31,6 +31,7 @@ struct TrainingState {
   double augment_p = 0;        // train.augment ada: the current probability p
   double ada_sum = 0;          // ada: sum of E[sign(D(real))] over the steps since p last moved
   std::int64_t ada_from = -1;  // train.augment auto: the step from which ADA runs (-1: not switched on yet)
+  int ada_regressions = 0;     // auto: evaluations in a row so far whose FD regressed (train.augment_patience)
   std::string upconv_forms;    // train.upconv auto: G's measured forms (tune_upconv), kept so a resume computes alike
   std::string downconv_forms;  // train.downconv auto: D's (tune_downconv), likewise
 };

@@ -68,6 +68,8 @@ struct TrainConfig {
   double ada_target = 0.6;       // ada: the E[sign(D(real))] that p steers towards
   double ada_kimg = 100;         // ada: thousands of images over which p can move by 1 (StyleGAN2-ADA: 500, for
                                  // runs of millions of images)
+  int augment_patience = 2;      // auto: evaluations in a row whose FD exceeds health.eval_regress x the best before
+                                 // the run goes back to best.pt with ADA (1: the first such evaluation)
   double schedule_kimg = 0;      // cosine schedules below run over this many kimg (0 = the whole run)
   double lr_final = 1;           // learning rates end at this fraction of their start (cosine; 1 = constant)
   double gamma_final = 1;        // r1_gamma and r2_gamma end at this fraction (cosine; 1 = constant)

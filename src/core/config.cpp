@@ -246,6 +246,8 @@ const std::vector<Field>& fields() {
                        "ada: target E[sign(D(real))]"));
     t.push_back(number("train", "ada_kimg", &Config::train, &TrainConfig::ada_kimg, 0.001, 1e9,
                        "ada: kimg for p to move by 1"));
+    t.push_back(number("train", "augment_patience", &Config::train, &TrainConfig::augment_patience, 1, 1000,
+                       "auto: evaluations in a row with a regressed FD before ADA starts from best.pt"));
     t.push_back(number("train", "schedule_kimg", &Config::train, &TrainConfig::schedule_kimg, 0.0, 1e9,
                        "cosine schedules' length in kimg (0 = the run)"));
     t.push_back(number("train", "lr_final", &Config::train, &TrainConfig::lr_final, 0.0, 1.0,

@@ -150,6 +150,8 @@ void save_checkpoint(const std::string& path, const Config& cfg, Generator& g, D
   if (!state.downconv_forms.empty()) ar.write("downconv_forms", c10::IValue(state.downconv_forms));
   ar.write("augment", torch::tensor({state.augment_p, state.ada_sum}, torch::kDouble), /*is_buffer=*/true);
   if (state.ada_from >= 0) ar.write("ada_from", c10::IValue(state.ada_from));
+  if (state.ada_regressions > 0)
+    ar.write("ada_regressions", c10::IValue(static_cast<std::int64_t>(state.ada_regressions)));
   ar.write("rng_state", state.rng_state, /*is_buffer=*/true);
   ar.write("fixed_noise", state.fixed_noise.cpu(), /*is_buffer=*/true);
   if (state.fixed_labels.defined()) ar.write("fixed_labels", state.fixed_labels.cpu(), /*is_buffer=*/true);
@@ -245,6 +247,9 @@ void load_checkpoint_bytes(const std::string* bytes, const std::string& path, co
     }
     c10::IValue from;  // absent unless train.augment auto switched ADA on
     state->ada_from = ar.try_read("ada_from", from) && from.isInt() ? from.toInt() : -1;
+    c10::IValue streak;  // absent when the last evaluations did not regress
+    state->ada_regressions =
+        ar.try_read("ada_regressions", streak) && streak.isInt() ? static_cast<int>(streak.toInt()) : 0;
   }
 }
 

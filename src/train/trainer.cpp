@@ -156,6 +156,7 @@ class Trainer {
   at::Tensor ada_sum_;   // ada: sum of E[sign(D(real))] since p last moved, on the device
   double ada_rt_ = 0;    // ada: the last r_t (for metrics)
   std::int64_t ada_from_ = -1;  // train.augment auto: the step from which ADA runs (-1: not yet)
+  int regressions_ = 0;         // auto: evaluations in a row whose FD regressed (up to train.augment_patience)
   std::string ada_switch_;      // auto: why and where it switched, for summary.json ("" when it has not)
   double gamma_scale_ = 1;  // the cosine schedule's factor on the R1/R2 gammas at the last step
   Clock::time_point start_, interval_start_;
@@ -254,6 +255,7 @@ Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const Tra
   beta2_g0_ = tc.beta2_g >= 0 ? tc.beta2_g : tc.beta2;
   beta2_d0_ = tc.beta2_d >= 0 ? tc.beta2_d : tc.beta2;
   ada_from_ = tc.augment == "auto" ? state_.ada_from : -1;
+  regressions_ = state_.ada_regressions;
   if (tc.augment == "auto" && ada_from_ < 0 && !evaluates_) ada_from_ = state_.step;  // nothing to watch: ADA now
   ada_p_ = tc.augment == "diffaug" ? 1.0 : ada_on() ? state_.augment_p : 0.0;
   if (state_.ada_sum != 0) ada_sum_ = torch::tensor(static_cast<float>(state_.ada_sum)).to(device_);
@@ -461,10 +463,11 @@ void Trainer::log_setup() {
                  "eval.extractor), so nothing can tell when D starts to memorise: ADA ({}) from step {}; {}",
                  augment_policy_text(step_opts_.augment), ada_from_, adapting);
   else if (tc.augment == "auto")
-    spdlog::info("augmentation: auto, none until an evaluation's FD exceeds {}x the best so far (health.eval_regress); "
-                 "then the run goes back to checkpoints/best.pt and continues from there with ADA ({}) towards "
-                 "E[sign(D(x))] = {}", cfg_.health.eval_regress, augment_policy_text(step_opts_.augment),
-                 tc.ada_target);
+    spdlog::info("augmentation: auto, none until {} evaluation{} in a row ha{} an FD above {}x the best so far "
+                 "(train.augment_patience, health.eval_regress); then the run goes back to checkpoints/best.pt and "
+                 "continues from there with ADA ({}) towards E[sign(D(x))] = {}", tc.augment_patience,
+                 tc.augment_patience == 1 ? "" : "s", tc.augment_patience == 1 ? "s" : "ve", cfg_.health.eval_regress,
+                 augment_policy_text(step_opts_.augment), tc.ada_target);
   if (scheduled())
     spdlog::info("cosine schedules over {:g} kimg: learning rates to {} of their start{}{}",
                  tc.schedule_kimg > 0 ? tc.schedule_kimg : images / 1000.0, tc.lr_final,
@@ -607,12 +610,14 @@ void Trainer::loop() {
       if (cs.installed) spdlog::debug("CPU allocator at step {}: {}", step_, describe(cs));
     }
     if (grid_now && main_) write_grid();
-    if (ckpt_now) write_checkpoint();
-    if (eval_now && evaluate()) {  // train.augment auto switched ADA on: the run is back at best.pt's step
+    // Evaluation before the checkpoint, so that the checkpoint of a step holds that step's scores (and auto's count).
+    const bool switched = eval_now && evaluate();
+    if (switched) {  // train.augment auto switched ADA on: the run is back at best.pt's step (and checkpointed)
       stepper.reset_graph();
       graph_reported_ = stepper.graph_state() != "warming up";
       if (!stopping) continue;
     }
+    if (ckpt_now && !switched) write_checkpoint();
     if (stopping) {
       summary_.exit_code = stop_signal == SIGTERM ? kExitTerminated : stop_signal ? kExitInterrupted : kExitTimeLimit;
       if (main_)
@@ -779,6 +784,7 @@ void Trainer::write_checkpoint() {
   state_.augment_p = ada_on() ? ada_p_ : 0.0;
   state_.ada_sum = ada_sum_.defined() ? ada_sum_.item<double>() : 0.0;
   state_.ada_from = ada_from_;
+  state_.ada_regressions = regressions_;
   if (main_) {
     const auto t0 = Clock::now();
     save_snapshot(path, cfg_, nets_, state_, step_, pos_);
@@ -841,7 +847,13 @@ bool Trainer::evaluate() {
   interval_images_ = 0;
   if (!watching) return false;
   if (dist_) regressed = dist_->broadcast_bytes(regressed ? "1" : "0") == "1";
-  if (!regressed) return false;
+  regressions_ = regressed ? regressions_ + 1 : 0;
+  if (regressions_ < cfg_.train.augment_patience) {
+    if (regressed && main_)
+      spdlog::info("train.augment auto: evaluation {} of {} in a row with a regressed FD", regressions_,
+                   cfg_.train.augment_patience);
+    return false;
+  }
   start_ada_from_best(step_, fd);
   return true;
 }
@@ -859,6 +871,7 @@ void Trainer::start_ada_from_best(std::int64_t regressed_step, double fd) {
   meter_ = Meter();
   health_.restart_window();
   ada_from_ = step_;
+  regressions_ = 0;
   ada_p_ = 0;
   ada_sum_ = at::Tensor();
   ada_rt_ = 0;
@@ -866,9 +879,10 @@ void Trainer::start_ada_from_best(std::int64_t regressed_step, double fd) {
   if (main_) {
     folder_->rewind(step_);
     spdlog::warn("train.augment auto: eval FD {:.3f} at step {} is {:.2f}x the best, {:.3f} at step {} (health."
-                 "eval_regress {}): D is likely memorising the data. Back to {} and on from step {} with ADA ({}, "
-                 "towards E[sign(D(x))] = {}); the {} steps after it are trained again",
-                 fd, regressed_step, fd / best_fd, best_fd, step_, cfg_.health.eval_regress, best, step_,
+                 "eval_regress {}; {} evaluation{} in a row): D is likely memorising the data. Back to {} and on from "
+                 "step {} with ADA ({}, towards E[sign(D(x))] = {}); the {} steps after it are trained again",
+                 fd, regressed_step, fd / best_fd, best_fd, step_, cfg_.health.eval_regress,
+                 cfg_.train.augment_patience, cfg_.train.augment_patience == 1 ? "" : "s", best, step_,
                  augment_policy_text(step_opts_.augment), cfg_.train.ada_target, regressed_step - step_);
   }
   char buf[200];
@@ -900,6 +914,7 @@ void Trainer::save_best(const std::string& scores) {
   state_.augment_p = ada_on() ? ada_p_ : 0.0;
   state_.ada_sum = ada_sum_.defined() ? ada_sum_.item<double>() : 0.0;
   state_.ada_from = ada_from_;
+  state_.ada_regressions = regressions_;
   save_snapshot(path, cfg_, nets_, state_, step_, pos_);
   spdlog::info("step {}: best FD so far, saved {}", step_, path);
 }
@@ -986,6 +1001,7 @@ void Trainer::roll_back(char net, std::int64_t at_step) {
   meter_ = Meter();
   health_.restart_window();
   if (cfg_.train.augment == "auto") ada_from_ = state_.ada_from;
+  regressions_ = state_.ada_regressions;
   if (ada_on()) ada_p_ = state_.augment_p;
   ada_sum_ = state_.ada_sum != 0 ? torch::tensor(static_cast<float>(state_.ada_sum)).to(device_) : at::Tensor();
   loader_ = make_loader();
