@@ -250,6 +250,52 @@ TEST(Cuda, TrainingWithCudaGraphsLogsTheCaptureAndResumes) {
   ASSERT_EQ(e.steps, 8);
   const std::string log1 = testutil::slurp(dir / "runs/r1/train.log");
   EXPECT_NE(log1.find("CUDA graphs off: train.r1_gamma"), std::string::npos) << log1;
+  // train.augment auto on data it cannot evaluate (no labels) runs ADA from step 0: nothing to capture.
+  gan::Config au = cfg;
+  au.output.name = "auto";
+  au.train.augment = "auto";
+  ASSERT_EQ(gan::train(au).steps, 8);
+  const std::string log2 = testutil::slurp(dir / "runs/auto/train.log");
+  EXPECT_NE(log2.find("CUDA graphs off: train.augment auto runs ADA from step 0"), std::string::npos) << log2;
+}
+
+// A captured step stops replaying once a step brings augmentation (train.augment auto switching ADA on): the graph
+// holds the step without it. The step then runs eagerly and says why.
+TEST(Cuda, AGraphStopsWhenAugmentationStarts) {
+  if (no_gpu()) GTEST_SKIP() << "no CUDA device";
+  gan::ModelConfig m;
+  m.image_size = 16;
+  m.channels = 3;
+  m.nz = 16;
+  m.ngf = m.ndf = 16;
+  const c10::Device dev(torch::kCUDA, 0);
+  torch::manual_seed(5);
+  gan::Generator g(m);
+  gan::Discriminator d(m);
+  g->to(dev);
+  d->to(dev);
+  gan::TrainConfig tc;
+  tc.augment = "auto";
+  const auto opts = gan::step_options(tc, dev);
+  ASSERT_TRUE(opts.cuda_graph);
+  gan::prepare_models(g, d, opts);
+  gan::DeviceAdam og(g->parameters(), torch::optim::AdamOptions(2e-4).betas({0.5, 0.999}));
+  gan::DeviceAdam od(d->parameters(), torch::optim::AdamOptions(2e-4).betas({0.5, 0.999}));
+  gan::GanStep step(g, d, og, od, opts);
+  gan::StepInput in;
+  in.real.push_back(torch::rand({8, 3, 16, 16}).to(dev) * 2 - 1);
+  in.z.push_back(torch::randn({8, 16}).to(dev));
+  for (int k = 1; k <= gan::kGraphWarmup + 2; ++k) EXPECT_EQ(step.run(in, k).status, gan::StepResult::kOk);
+  EXPECT_EQ(step.graph_state(), "captured");
+  in.augment_p = 0.5;
+  for (int k = gan::kGraphWarmup + 3; k <= gan::kGraphWarmup + 4; ++k) {
+    gan::StepResult r = step.run(in, k);
+    EXPECT_EQ(r.status, gan::StepResult::kOk);
+    EXPECT_TRUE(torch::isfinite(r.stats.cpu()).all().item<bool>());
+  }
+  EXPECT_EQ(step.graph_state(), "off: augmentation is on (its transforms are drawn on the CPU)");
+  step.stop_graph("again");  // stopping a stopped graph keeps the first reason
+  EXPECT_EQ(step.graph_state(), "off: augmentation is on (its transforms are drawn on the CPU)");
 }
 
 TEST(Cuda, NcclWithOneRank) {

@@ -158,6 +158,12 @@ TEST(CudaGraphForm, WhichConfigsCanBeCaptured) {
     }
   }
   EXPECT_NE(gan::cuda_graph_blocker(gan::TrainConfig{}, 2).find("distributed"), std::string::npos);
+  // train.augment auto trains unaugmented until it switches ADA on: captured until then (GanStep::stop_graph).
+  gan::TrainConfig au;
+  au.augment = "auto";
+  EXPECT_EQ(gan::cuda_graph_blocker(au, 1), "");
+  EXPECT_TRUE(gan::step_options(au, cuda).cuda_graph);
+  EXPECT_FALSE(gan::step_options(au, cuda).augment.empty());  // ADA's ops, at p = 0 until then
 }
 
 TEST(CudaGraphForm, DeviceAdamFollowsAChangingLearningRateBitwise) {

@@ -49,7 +49,8 @@ struct StepOptions {
 constexpr int kGraphWarmup = 3;
 
 // Why `train` cannot be captured as a CUDA graph ("" when it can): the gradient penalties' double backward, fp16 loss
-// scaling (decided on the host), augmentation (drawn on the CPU), a beta2 schedule, or `world_size` > 1 processes.
+// scaling (decided on the host), augmentation (drawn on the CPU; train.augment auto is captured until it switches ADA
+// on), a beta2 schedule, or `world_size` > 1 processes.
 std::string cuda_graph_blocker(const TrainConfig& train, int world_size);
 
 // The losses of train.loss, from D's logits. `smoothing` lowers the real target (bce, minimax, lsgan).
@@ -152,6 +153,9 @@ class GanStep {
   // Drops a captured graph (after weights or optimizer states were reloaded: it would replay on the old tensors);
   // the next steps warm up and capture again.
   void reset_graph();
+  // Drops a captured graph for good: the step runs eagerly from now on and graph_state() says "off: <why>" (train.augment
+  // auto switching ADA on; also done by run() for any step with augment_p > 0).
+  void stop_graph(const std::string& why);
   ~GanStep();
 
  private:

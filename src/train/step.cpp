@@ -87,7 +87,9 @@ std::string cuda_graph_blocker(const TrainConfig& train, int world_size) {
   if (train.r1_gamma > 0) return "train.r1_gamma (R1 differentiates twice)";
   if (train.r2_gamma > 0) return "train.r2_gamma (R2 differentiates twice)";
   if (train.amp == "fp16") return "train.amp fp16 (its loss scale is decided on the host)";
-  if (train.augment != "off") return "train.augment (its transforms are drawn on the CPU)";
+  // (auto runs unaugmented until it switches ADA on: captured until then, see GanStep::stop_graph)
+  if (train.augment == "diffaug" || train.augment == "ada")
+    return "train.augment " + train.augment + " (its transforms are drawn on the CPU)";
   if (train.beta2_final >= 0) return "train.beta2_final (the beta2 schedule is a host number)";
   if (world_size > 1) return "a distributed run (the gradient all-reduce runs outside the step)";
   return "";
@@ -330,7 +332,15 @@ void GanStep::fill_device_scalars(const StepInput& in, std::int64_t step) {
   step_t_.fill_(step);
 }
 
+void GanStep::stop_graph(const std::string& why) {
+  if (!graph_ || !graph_->off.empty()) return;
+  reset_graph();
+  graph_->off = why;
+}
+
 StepResult GanStep::run(const StepInput& in, std::int64_t step, bool poison_d) {
+  // A graph replays the step it captured: one without augmentation (the trainer stops it when auto switches ADA on).
+  if (in.augment_p > 0) stop_graph("augmentation is on (its transforms are drawn on the CPU)");
   if (opts_.device_scalars) fill_device_scalars(in, step);
   if (graph_ && graph_->off.empty() && !poison_d) return graphed(in, step);
   return eager(in, step, poison_d);

@@ -139,6 +139,7 @@ class Trainer {
   // The learning rates and beta2 at the start of the cosine schedules (train.lr_final, beta2_final).
   double lr_g0_ = 0, lr_d0_ = 0, beta2_g0_ = 0, beta2_d0_ = 0;
   bool graph_reported_ = false;  // train.cuda_graphs: the capture (or why not) has been logged
+  std::string graph_blocker_;    // why the step is not captured when cuda_graph_blocker() does not say it
   std::vector<std::string> forms_report_;  // train.upconv/downconv auto: the forms as measured (or resumed), for the log
 
   // Where it is.
@@ -258,6 +259,10 @@ Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const Tra
   regressions_ = state_.ada_regressions;
   if (tc.augment == "auto" && ada_from_ < 0 && !evaluates_) ada_from_ = state_.step;  // nothing to watch: ADA now
   ada_p_ = tc.augment == "diffaug" ? 1.0 : ada_on() ? state_.augment_p : 0.0;
+  if (tc.augment == "auto" && ada_on() && step_opts_.cuda_graph) {  // augmenting from the start: nothing to capture
+    step_opts_.cuda_graph = false;
+    graph_blocker_ = fmt::format("train.augment auto runs ADA from step {}", ada_from_);
+  }
   if (state_.ada_sum != 0) ada_sum_ = torch::tensor(static_cast<float>(state_.ada_sum)).to(device_);
 
   // The run folder: created only once everything above has been checked. Rank 0 names it (a new run's name has the
@@ -418,10 +423,11 @@ void Trainer::log_setup() {
                                : penalty ? "direct (gradient penalty)"
                                          : "direct (bf16 through oneDNN)";
   std::string graphs;  // train.cuda_graphs on CUDA: captured after the warm-up steps, or why not
+  const std::string blocker = graph_blocker_.empty() ? cuda_graph_blocker(tc, world_) : graph_blocker_;
   if (device_.is_cuda())
     graphs = step_opts_.cuda_graph        ? fmt::format(", CUDA graph captured after {} eager steps", kGraphWarmup)
              : tc.cuda_graphs == "off"   ? ", CUDA graphs off (train.cuda_graphs)"
-                                         : ", CUDA graphs off: " + cuda_graph_blocker(tc, world_);
+                                         : ", CUDA graphs off: " + blocker;
   if (!step_opts_.amp_note.empty()) spdlog::warn("{}", step_opts_.amp_note);
   for (const auto& line : forms_report_) spdlog::info("{}", line);
   spdlog::info("step: upconv {}, downconv {}, channels_last {}, amp {}{}{}{}", tc.upconv, downconv,
@@ -613,8 +619,8 @@ void Trainer::loop() {
     // Evaluation before the checkpoint, so that the checkpoint of a step holds that step's scores (and auto's count).
     const bool switched = eval_now && evaluate();
     if (switched) {  // train.augment auto switched ADA on: the run is back at best.pt's step (and checkpointed)
-      stepper.reset_graph();
-      graph_reported_ = stepper.graph_state() != "warming up";
+      stepper.stop_graph(fmt::format("train.augment auto switched ADA on at step {}", step_));
+      graph_reported_ = false;  // the log says so (on CUDA with graphs)
       if (!stopping) continue;
     }
     if (ckpt_now && !switched) write_checkpoint();
