@@ -659,16 +659,20 @@ TEST(LossesEndToEnd, AugmentAutoGoesBackToBestAndSwitchesAdaOnWhenFdRegresses) {
   EXPECT_TRUE(testutil::bitwise_equal(*end.d, *resumed.d));
   EXPECT_EQ(end.state.augment_p, resumed.state.augment_p);
 
-  // A streak that breaks starts again: regressed at 6, better at 8, regressed at 10 is no switch.
-  std::map<std::int64_t, int> more;
+  // A streak that breaks starts again: regressed at 6, a new best at 8 (its best.pt counts no streak), regressed at
+  // 10 is no switch.
   gan::TrainHooks broken;
-  broken.eval_fd = [&more](std::int64_t step, double) {
-    ++more[step];
-    return step == 2 ? 1.0 : step == 4 ? 0.5 : step == 8 ? 0.55 : 50.0;
+  broken.eval_fd = [](std::int64_t step, double) {
+    return step == 2 ? 1.0 : step == 4 ? 0.5 : step == 8 ? 0.45 : 50.0;
   };
   gan::Config again = c;
   again.output.name = "broken";
-  EXPECT_EQ(gan::train(again, "", broken).ada_from, -1);
+  auto a = gan::train(again, "", broken);
+  EXPECT_EQ(a.ada_from, -1);
+  testutil::Nets best8 = testutil::load_all(a.run_dir + "/checkpoints/best.pt");
+  EXPECT_EQ(best8.state.step, 8);
+  EXPECT_EQ(best8.state.ada_regressions, 0);
+  EXPECT_EQ(testutil::load_all(a.checkpoint).state.ada_regressions, 1);
 
   // A run that cannot evaluate (eval.every 0) has nothing to watch: ADA from step 0, and it says so.
   gan::Config blind = c;

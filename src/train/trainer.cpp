@@ -920,7 +920,7 @@ void Trainer::save_best(const std::string& scores) {
   state_.augment_p = ada_on() ? ada_p_ : 0.0;
   state_.ada_sum = ada_sum_.defined() ? ada_sum_.item<double>() : 0.0;
   state_.ada_from = ada_from_;
-  state_.ada_regressions = regressions_;
+  state_.ada_regressions = 0;  // a new best ends any streak of regressed evaluations
   save_snapshot(path, cfg_, nets_, state_, step_, pos_);
   spdlog::info("step {}: best FD so far, saved {}", step_, path);
 }
