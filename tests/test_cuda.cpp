@@ -19,6 +19,15 @@ namespace {
 
 bool no_gpu() { return !torch::cuda::is_available(); }
 
+// An RGB DCGAN of size x size images with nz = ngf = ndf = width.
+gan::ModelConfig rgb_model(int size, int width) {
+  gan::ModelConfig m;
+  m.image_size = size;
+  m.channels = 3;
+  m.nz = m.ngf = m.ndf = width;
+  return m;
+}
+
 double max_diff(torch::nn::Module& a, torch::nn::Module& b) {
   double worst = 0;
   auto pb = b.named_parameters();
@@ -59,11 +68,7 @@ double resumed_vs_uninterrupted(const gan::Config& cfg, const std::string& check
 TEST(Cuda, StepEqualsTheCpuStepForEachConvolutionForm) {
   if (no_gpu()) GTEST_SKIP() << "no CUDA device";
   // float64 so that the comparison measures the forms, not float32 rounding (see step_fixture.h).
-  gan::ModelConfig m;
-  m.image_size = 32;
-  m.channels = 3;
-  m.nz = 16;
-  m.ngf = m.ndf = 16;
+  const gan::ModelConfig m = rgb_model(32, 16);
   for (const char* up : {"auto", "phase", "gemm", "transposed"})
     for (const char* down : {"auto", "direct"}) {
       gan::TrainConfig tc;
@@ -80,11 +85,7 @@ TEST(Cuda, StepEqualsTheCpuStepForEachConvolutionForm) {
 
 TEST(Cuda, MixedPrecisionStepsAreFiniteAndCloseToFloat32) {
   if (no_gpu()) GTEST_SKIP() << "no CUDA device";
-  gan::ModelConfig m;
-  m.image_size = 32;
-  m.channels = 3;
-  m.nz = 32;
-  m.ngf = m.ndf = 32;
+  const gan::ModelConfig m = rgb_model(32, 32);
   auto run = [&](const std::string& amp) {
     torch::manual_seed(3);
     gan::Generator g(m);
@@ -158,11 +159,7 @@ TEST(Cuda, ACheckpointTrainedOnCudaSamplesOnTheCpuAndResumesOnCuda) {
 // noise, a learning rate that changes every step, two D updates per step), on the same inputs.
 TEST(Cuda, GraphedStepEqualsTheEagerStep) {
   if (no_gpu()) GTEST_SKIP() << "no CUDA device";
-  gan::ModelConfig m;
-  m.image_size = 32;
-  m.channels = 3;
-  m.nz = 32;
-  m.ngf = m.ndf = 32;
+  const gan::ModelConfig m = rgb_model(32, 32);
   const c10::Device dev(torch::kCUDA, 0);
   at::globalContext().setDeterministicCuDNN(true);  // so that the comparison measures the graph, not cuDNN's atomics
   struct Out {
@@ -263,11 +260,7 @@ TEST(Cuda, TrainingWithCudaGraphsLogsTheCaptureAndResumes) {
 // holds the step without it. The step then runs eagerly and says why.
 TEST(Cuda, AGraphStopsWhenAugmentationStarts) {
   if (no_gpu()) GTEST_SKIP() << "no CUDA device";
-  gan::ModelConfig m;
-  m.image_size = 16;
-  m.channels = 3;
-  m.nz = 16;
-  m.ngf = m.ndf = 16;
+  const gan::ModelConfig m = rgb_model(16, 16);
   const c10::Device dev(torch::kCUDA, 0);
   torch::manual_seed(5);
   gan::Generator g(m);

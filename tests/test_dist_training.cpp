@@ -119,6 +119,14 @@ std::vector<pid_t> workers_of(pid_t launcher, int n) {
 
 bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
+// gan-train's arguments for run `name` of config `cfg`, with `sets` (--set pairs) after them.
+std::vector<std::string> run_args(const std::string& cfg, const std::string& name,
+                                  const std::vector<std::string>& sets) {
+  std::vector<std::string> a{"--config", cfg, "--name", name};
+  a.insert(a.end(), sets.begin(), sets.end());
+  return a;
+}
+
 }  // namespace
 
 TEST(DistTraining, WorldSizeIsADeploymentDetailWithABatchIndependentModel) {
@@ -167,13 +175,8 @@ TEST(DistTraining, AugmentationAndTheR3ganObjectiveDoNotDependOnTheWorldSize) {
                                       "--set", "train.augment=diffaug", "--set", "data.xflip=true",
                                       "--set", "train.loss=rpgan", "--set", "train.r1_gamma=0.1",
                                       "--set", "train.r2_gamma=0.1", "--set", "train.beta1=0"};
-  auto args = [&](const std::string& name) {
-    std::vector<std::string> a{"--config", cfg, "--name", name};
-    a.insert(a.end(), sets.begin(), sets.end());
-    return a;
-  };
-  ASSERT_EQ(train(args("a1"), 0, dir / "a1.log"), 0) << slurp(dir / "a1.log");
-  ASSERT_EQ(train(args("a2"), 2, dir / "a2.log"), 0) << slurp(dir / "a2.log");
+  ASSERT_EQ(train(run_args(cfg, "a1", sets), 0, dir / "a1.log"), 0) << slurp(dir / "a1.log");
+  ASSERT_EQ(train(run_args(cfg, "a2", sets), 2, dir / "a2.log"), 0) << slurp(dir / "a2.log");
   Nets one = load(dir / "runs/a1/checkpoints/latest.pt"), two = load(dir / "runs/a2/checkpoints/latest.pt");
   const double diff = param_diff(one, two);
   std::printf("DiffAugment + xflip + RpGAN + R1 + R2, W=2 vs 1 process after 8 steps: max |parameter difference| %.3g\n",
@@ -206,13 +209,8 @@ TEST(DistTraining, AugmentAutoSwitchesEveryRankAtTheSameStep) {
                                       "--set", "model.d_norm=none", "--set", "model.sync_bn=true",
                                       "--set", "train.augment=auto", "--set", "train.ada_target=0",
                                       "--set", "train.ada_kimg=1", "--set", "train.augment_patience=1"};
-  auto args = [&](const std::string& name) {
-    std::vector<std::string> a{"--config", cfg, "--name", name};
-    a.insert(a.end(), sets.begin(), sets.end());
-    return a;
-  };
-  ASSERT_EQ(train(args("a1"), 0, dir / "a1.log"), 0) << slurp(dir / "a1.log");
-  ASSERT_EQ(train(args("a2"), 2, dir / "a2.log"), 0) << slurp(dir / "a2.log");
+  ASSERT_EQ(train(run_args(cfg, "a1", sets), 0, dir / "a1.log"), 0) << slurp(dir / "a1.log");
+  ASSERT_EQ(train(run_args(cfg, "a2", sets), 2, dir / "a2.log"), 0) << slurp(dir / "a2.log");
   auto switched_at = [&](const std::string& run) {
     const std::string summary = slurp(dir / ("runs/" + run + "/summary.json"));
     const auto at = summary.find("\"ada_from_step\": ");

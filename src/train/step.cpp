@@ -340,7 +340,8 @@ void GanStep::stop_graph(const std::string& why) {
 
 StepResult GanStep::run(const StepInput& in, std::int64_t step, bool poison_d) {
   // A graph replays the step it captured: one without augmentation (the trainer stops it when auto switches ADA on).
-  if (in.augment_p > 0) stop_graph("augmentation is on (its transforms are drawn on the CPU)");
+  if (in.augment_p > 0 && graph_ && graph_->off.empty())
+    stop_graph("augmentation is on (its transforms are drawn on the CPU)");
   if (opts_.device_scalars) fill_device_scalars(in, step);
   if (graph_ && graph_->off.empty() && !poison_d) return graphed(in, step);
   return eager(in, step, poison_d);

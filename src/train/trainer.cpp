@@ -111,6 +111,8 @@ class Trainer {
   void update_ada(const at::Tensor& stats);
   bool ada_on() const { return cfg_.train.augment == "ada" || (cfg_.train.augment == "auto" && ada_from_ >= 0); }
   void start_ada_from_best(std::int64_t regressed_step, double fd);
+  void load_augment_state();
+  void store_augment_state(int regressions);
   std::string augment_json() const;
   void save_best(const std::string& scores);
 
@@ -255,15 +257,11 @@ Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const Tra
   lr_d0_ = tc.lr_d > 0 ? tc.lr_d : tc.lr;
   beta2_g0_ = tc.beta2_g >= 0 ? tc.beta2_g : tc.beta2;
   beta2_d0_ = tc.beta2_d >= 0 ? tc.beta2_d : tc.beta2;
-  ada_from_ = tc.augment == "auto" ? state_.ada_from : -1;
-  regressions_ = state_.ada_regressions;
-  if (tc.augment == "auto" && ada_from_ < 0 && !evaluates_) ada_from_ = state_.step;  // nothing to watch: ADA now
-  ada_p_ = tc.augment == "diffaug" ? 1.0 : ada_on() ? state_.augment_p : 0.0;
+  load_augment_state();
   if (tc.augment == "auto" && ada_on() && step_opts_.cuda_graph) {  // augmenting from the start: nothing to capture
     step_opts_.cuda_graph = false;
     graph_blocker_ = fmt::format("train.augment auto runs ADA from step {}", ada_from_);
   }
-  if (state_.ada_sum != 0) ada_sum_ = torch::tensor(static_cast<float>(state_.ada_sum)).to(device_);
 
   // The run folder: created only once everything above has been checked. Rank 0 names it (a new run's name has the
   // time in it) and alone writes into it.
@@ -787,10 +785,7 @@ void Trainer::write_grid() {
 void Trainer::write_checkpoint() {
   const std::string path = folder_->checkpoint_path(step_);
   if (dist_) check_replicas();
-  state_.augment_p = ada_on() ? ada_p_ : 0.0;
-  state_.ada_sum = ada_sum_.defined() ? ada_sum_.item<double>() : 0.0;
-  state_.ada_from = ada_from_;
-  state_.ada_regressions = regressions_;
+  store_augment_state(regressions_);
   if (main_) {
     const auto t0 = Clock::now();
     save_snapshot(path, cfg_, nets_, state_, step_, pos_);
@@ -917,10 +912,7 @@ void Trainer::save_best(const std::string& scores) {
   const std::string path = checkpoint_dir(folder_->path()) + "/best.pt";
   best_eval_ = "{\"step\": " + std::to_string(step_) + ", \"checkpoint\": " + json_quote(path) +
                ", \"scores\": " + scores + "}";
-  state_.augment_p = ada_on() ? ada_p_ : 0.0;
-  state_.ada_sum = ada_sum_.defined() ? ada_sum_.item<double>() : 0.0;
-  state_.ada_from = ada_from_;
-  state_.ada_regressions = 0;  // a new best ends any streak of regressed evaluations
+  store_augment_state(/*regressions=*/0);  // a new best ends any streak of regressed evaluations
   save_snapshot(path, cfg_, nets_, state_, step_, pos_);
   spdlog::info("step {}: best FD so far, saved {}", step_, path);
 }
@@ -1006,11 +998,25 @@ void Trainer::roll_back(char net, std::int64_t at_step) {
   pos_ = state_.data;
   meter_ = Meter();
   health_.restart_window();
-  if (cfg_.train.augment == "auto") ada_from_ = state_.ada_from;
-  regressions_ = state_.ada_regressions;
-  if (ada_on()) ada_p_ = state_.augment_p;
-  ada_sum_ = state_.ada_sum != 0 ? torch::tensor(static_cast<float>(state_.ada_sum)).to(device_) : at::Tensor();
+  load_augment_state();
   loader_ = make_loader();
+}
+
+// The augmentation state from the checkpoint just restored (state_), and back into state_ before one is saved.
+void Trainer::load_augment_state() {
+  const std::string& mode = cfg_.train.augment;
+  ada_from_ = mode == "auto" ? state_.ada_from : -1;
+  if (mode == "auto" && ada_from_ < 0 && !evaluates_) ada_from_ = state_.step;  // nothing to watch: ADA now
+  regressions_ = state_.ada_regressions;
+  ada_p_ = mode == "diffaug" ? 1.0 : ada_on() ? state_.augment_p : 0.0;
+  ada_sum_ = state_.ada_sum != 0 ? torch::tensor(static_cast<float>(state_.ada_sum)).to(device_) : at::Tensor();
+}
+
+void Trainer::store_augment_state(int regressions) {
+  state_.augment_p = ada_on() ? ada_p_ : 0.0;
+  state_.ada_sum = ada_sum_.defined() ? ada_sum_.item<double>() : 0.0;
+  state_.ada_from = ada_from_;
+  state_.ada_regressions = regressions;
 }
 
 }  // namespace
