@@ -150,6 +150,23 @@ for spec in "folder-64.cfg 300" "celeba.cfg 60"; do
 done
 rm -rf "$build/bench-runs"
 echo
+# Augmentation: the folder config's model (ngf=ndf=32, float32) unaugmented, with DiffAugment and with ADA at p 0.5,
+# alternated (best of the rounds); then ADA's ops alone, fused against the op-by-op definition, in one run.
+echo "augmentation (train.augment), 64x64 RGB batch 64, ngf=ndf=32, float32:"
+declare -A aug_best=()
+for ((r = 0; r < rounds; ++r)); do
+  for a in off diffaug ada; do
+    x=$(ours --image-size 64 --batch 64 --ngf 32 --ndf 32 --steps "$steps" --augment "$a" | val step.img_per_s)
+    aug_best[$a]=$(awk -v a="${aug_best[$a]:-0}" -v b="$x" 'BEGIN {print (b > a ? b : a)}')
+  done
+done
+for a in off diffaug ada; do
+  awk -v l="$a$([[ $a == ada ]] && echo ' p 0.5')" -v x="${aug_best[$a]}" -v o="${aug_best[off]}" \
+    'BEGIN { printf "  %-20s %9.1f img/s %6.2fx unaugmented\n", l, x, x / o }'
+done
+"$bench" augment --threads "$threads" --image-size 64 --batch 64 --augment ada --augment-p 0.5 |
+  grep -E '^augment\.(op_by_op|fused|speedup)' | sed 's/^/  /'
+echo
 printf '%-28s %12s %12s\n' "step time (RGB, batch 64)" "ms/step" "ms/image"
 for s in 32 64 128; do
   ms=$(ours --image-size "$s" --batch 64 --steps 3 --warmup 1 | val step.ms)

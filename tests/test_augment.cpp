@@ -174,6 +174,69 @@ TEST(Augment, ProbabilityZeroIsTheIdentityAndDrawsAreForTheGlobalBatch) {
   EXPECT_NEAR(touched, 0.5, 0.08);
 }
 
+TEST(Augment, FusedRunsEqualTheOpsOneByOne) {
+  // augment() applies runs of geometric ops as one gather and runs of colour ops as one channel matrix; the
+  // definition is each op in turn on the images it touches (augment_op_by_op), from the same draws.
+  const at::Tensor x = torch::randn({16, 3, 12, 12}, torch::kDouble);
+  const std::vector<std::string> policies = {
+      "xflip,rotate90,xint,scale,brightness,contrast,saturation",  // ADA's default order
+      "scale,xint,rotate90,xflip",                                 // scale first: its four taps go through the rest
+      "rotate90,scale,xflip,saturation,brightness,contrast",       // scale in the middle, colour ops reordered
+      "brightness,xflip,contrast,xint,saturation,scale,cutout",    // runs of one op between the others
+      "color,translation,cutout,xflip,rotate90"};                  // DiffAugment's ops, then two geometric
+  for (const std::string& policy : policies) {
+    const std::vector<gan::AugOp> ops = gan::parse_augment_policy(policy, "ada");
+    // Colour runs round differently, and so does scale (its taps are summed with products of weights). Runs of
+    // flips, rotations and integer shifts read the same pixels: equal.
+    const bool rounding = policy.find("saturation") != std::string::npos || policy.find("scale") != std::string::npos;
+    for (double p : {0.2, 0.6, 1.0}) {
+      torch::manual_seed(21);
+      const at::Tensor fused = gan::augment(x, ops, p);
+      const at::Tensor after = torch::rand({1});
+      torch::manual_seed(21);
+      const at::Tensor reference = gan::augment_op_by_op(x, ops, p);
+      EXPECT_TRUE(torch::rand({1}).equal(after)) << policy << ": both draw the same numbers";
+      EXPECT_FALSE(fused.equal(x)) << policy << " p " << p;
+      const double diff = (fused - reference).abs().max().item<double>();
+      if (rounding) {
+        EXPECT_LT(diff, 1e-12) << policy << " p " << p;
+      } else {
+        EXPECT_EQ(diff, 0.0) << policy << " p " << p;
+      }
+    }
+  }
+  // In float, with a global batch split across two processes: each half is what one process gives those rows.
+  const std::vector<gan::AugOp> ada = gan::parse_augment_policy("", "ada");
+  const at::Tensor xf = x.to(torch::kFloat);
+  torch::manual_seed(3);
+  const at::Tensor whole = gan::augment(xf, ada, 0.5);
+  torch::manual_seed(3);
+  const at::Tensor whole_ref = gan::augment_op_by_op(xf, ada, 0.5);
+  EXPECT_LT((whole - whole_ref).abs().max().item<double>(), 1e-5);
+  for (std::int64_t begin : {0, 8}) {
+    torch::manual_seed(3);
+    EXPECT_TRUE(gan::augment(xf.narrow(0, begin, 8), ada, 0.5, begin, 16).equal(whole.narrow(0, begin, 8))) << begin;
+  }
+}
+
+TEST(Augment, FusedRunsDifferentiateToSecondOrder) {
+  // G learns through the fused sampling and the channel matrix; R1 differentiates D(augment(x)) in x, then again.
+  const std::vector<gan::AugOp> ada = gan::parse_augment_policy("", "ada");
+  at::Tensor x = torch::randn({6, 3, 8, 8}, torch::kDouble).requires_grad_(true);
+  const at::Tensor w = torch::randn({6, 3, 8, 8}, torch::kDouble);
+  auto f = [&](const at::Tensor& v, bool fused) {
+    torch::manual_seed(4);
+    return (w * (fused ? gan::augment(v, ada, 0.7) : gan::augment_op_by_op(v, ada, 0.7)).pow(2)).sum();
+  };
+  at::Tensor g = torch::autograd::grad({f(x, true)}, {x}, {}, true, true)[0];
+  at::Tensor g_ref = torch::autograd::grad({f(x, false)}, {x}, {}, true, true)[0];
+  EXPECT_LT((g - g_ref).abs().max().item<double>(), 1e-10);
+  EXPECT_GT(g.abs().sum().item<double>(), 0.0);
+  at::Tensor gg = torch::autograd::grad({g.pow(2).sum()}, {x})[0];
+  at::Tensor gg_ref = torch::autograd::grad({g_ref.pow(2).sum()}, {x})[0];
+  EXPECT_LT((gg - gg_ref).abs().max().item<double>(), 1e-9 * std::max(1.0, gg_ref.abs().max().item<double>()));
+}
+
 TEST(Augment, PolicyNamesAreChecked) {
   EXPECT_EQ(gan::augment_policy_text(gan::parse_augment_policy("", "diffaug")), "color,translation,cutout");
   EXPECT_EQ(gan::augment_policy_text(gan::parse_augment_policy("", "ada")),

@@ -33,9 +33,16 @@ std::string augment_policy_text(const std::vector<AugOp>& ops);
 // Augments `x`, this process's rows [row_begin, row_begin + B) of a global batch of `global` images (0 = B): each op
 // is applied to each image with probability `p` (1 for DiffAugment). The random numbers come from torch's default CPU
 // generator (seeded and checkpointed with the run), drawn for the whole global batch, so that every process of a
-// distributed run draws what one process would. p = 0 returns x and draws nothing.
+// distributed run draws what one process would. p = 0 returns x and draws nothing. A run of consecutive geometric
+// ops (xflip, rotate90, xint, scale) is applied as one sampling (one gather of x) and a run of colour ops
+// (brightness, contrast, saturation) as one per-image channel matrix, the untouched images with the ops'
+// identities: the result is augment_op_by_op's (geometric: the same values; colour: to rounding).
 at::Tensor augment(const at::Tensor& x, const std::vector<AugOp>& ops, double p, std::int64_t row_begin = 0,
                    std::int64_t global = 0);
+// The definition: each op in turn on the images it touches, from the same draws. augment is tested and benchmarked
+// (gan-bench augment) against it.
+at::Tensor augment_op_by_op(const at::Tensor& x, const std::vector<AugOp>& ops, double p, std::int64_t row_begin = 0,
+                            std::int64_t global = 0);
 
 // The ops with explicit per-image parameters ([B] tensors on any device), as `augment` applies them.
 // out(i, j) = x(i - ty, j - tx); outside the image 0 (zero padding) or the mirror image (reflect).

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "gan/adam.h"
+#include "gan/augment.h"
 #include "gan/cli.h"
 #include "gan/cpu_allocator.h"
 #include "gan/errors.h"
@@ -47,7 +48,11 @@ struct StepArgs {
   int image_size = 64, channels = 3, batch = 64, ngf = 64, ndf = 64, steps = 10, warmup = 3, threads = 0;
   std::string upconv = "auto", downconv = "auto", channels_last = "off", device = "cpu", amp = "off";
   std::string cuda_graphs = "auto";
+  std::string augment = "off", policy;  // train.augment (off | diffaug | ada) and train.augment_policy
+  double augment_p = -1;                // -1: 1 for diffaug, 0.5 for ada
 };
+
+double augment_p_of(const StepArgs& a) { return a.augment_p >= 0 ? a.augment_p : a.augment == "diffaug" ? 1.0 : 0.5; }
 
 // Waits for the device's queued work (CUDA kernels run asynchronously); nothing to wait for on the CPU.
 void sync(const c10::Device& dev) {
@@ -87,6 +92,8 @@ int run_step(const StepArgs& a) {
   tc.channels_last = a.channels_last;
   tc.amp = a.amp;
   tc.cuda_graphs = a.cuda_graphs;
+  tc.augment = a.augment;
+  tc.augment_policy = a.policy;
   torch::manual_seed(1);
   Generator g(mc);
   Discriminator d(mc);
@@ -111,8 +118,11 @@ int run_step(const StepArgs& a) {
   at::Tensor real = (torch::rand({a.batch, mc.channels, mc.image_size, mc.image_size}) * 2 - 1).to(dev);  // [B, C, S, S]
   at::Tensor sum = torch::zeros({}, torch::TensorOptions().device(dev));
   auto one = [&](std::int64_t i) {
-    at::Tensor z = torch::randn({a.batch, mc.nz}, torch::TensorOptions().device(dev));  // [B, nz]
-    auto r = stepper.run(real, z, i);
+    StepInput in;
+    in.real = {real};
+    in.z = {torch::randn({a.batch, mc.nz}, torch::TensorOptions().device(dev))};  // [B, nz]
+    in.augment_p = a.augment == "off" ? 0.0 : augment_p_of(a);
+    auto r = stepper.run(in, i);
     if (r.status == StepResult::kSkipped) return;  // fp16 overflow: the scale is lowered, as in training
     if (r.status != StepResult::kOk) throw UserError(kExitInternal, "benchmark step diverged");
     sum += r.stats[0];
@@ -130,10 +140,12 @@ int run_step(const StepArgs& a) {
   const double ips = a.steps * a.batch / dt;
   const ModelFlops f = model_flops(mc);
   std::printf("step.config %dx%d nc=%d batch=%d ngf=%d ndf=%d threads=%d upconv=%s downconv=%s channels_last=%s "
-              "device=%s amp=%s\n",
+              "device=%s amp=%s augment=%s\n",
               a.image_size, a.image_size, a.channels, a.batch, a.ngf, a.ndf, threads, a.upconv.c_str(),
-              a.downconv.c_str(),
-              opts.channels_last ? "on" : "off", dev.str().c_str(), opts.amp.c_str());
+              a.downconv.c_str(), opts.channels_last ? "on" : "off", dev.str().c_str(), opts.amp.c_str(),
+              a.augment == "off" ? "off"
+                                 : (a.augment + " p=" + std::to_string(augment_p_of(a)).substr(0, 4) + " policy=" +
+                                    augment_policy_text(opts.augment)).c_str());
   if (!forms.empty()) std::printf("step.upconv_forms %s\n", forms.c_str());
   if (!dforms.empty()) std::printf("step.downconv_forms %s\n", dforms.c_str());
   if (dev.is_cuda()) std::printf("step.cuda_graph %s\n", stepper.graph_state().c_str());
@@ -169,6 +181,44 @@ int run_peak(int threads_arg, int reps) {
     best = std::max(best, flops / t / 1e9);
   }
   std::printf("peak.conv_gflop_per_s %.1f\n", best);
+  return 0;
+}
+
+// The augmentation of one batch (train.augment at p) as the step uses it: forward, and forward + backward (G learns
+// through it), fused (augment) against op by op (augment_op_by_op, the definition), from the same draws.
+int run_augment(const StepArgs& a, int reps) {
+  configure_threads(a.threads);
+  const std::string mode = a.augment == "off" ? "ada" : a.augment;
+  const std::vector<AugOp> ops = parse_augment_policy(a.policy, mode);
+  const double p = augment_p_of(a);
+  torch::manual_seed(1);
+  const at::Tensor x = torch::rand({a.batch, a.channels, a.image_size, a.image_size}) * 2 - 1;  // [B, C, S, S]
+  const at::Tensor w = torch::randn_like(x);
+  std::printf("augment.config %dx%d nc=%d batch=%d mode=%s policy=%s p=%.2f\n", a.image_size, a.image_size,
+              a.channels, a.batch, mode.c_str(), augment_policy_text(ops).c_str(), p);
+  double ms[2][2];
+  for (int fused = 0; fused < 2; ++fused) {
+    auto f = fused ? augment : augment_op_by_op;
+    ms[fused][0] = 1000 * best_time([&] {
+      torch::NoGradGuard no_grad;
+      torch::manual_seed(2);
+      (void)f(x, ops, p, 0, 0);
+    }, reps);
+    ms[fused][1] = 1000 * best_time([&] {
+      at::Tensor in = x.detach().requires_grad_();
+      torch::manual_seed(2);
+      (f(in, ops, p, 0, 0) * w).sum().backward();
+    }, reps);
+  }
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(2);
+  const at::Tensor one = augment(x, ops, p);
+  torch::manual_seed(2);
+  const double diff = (one - augment_op_by_op(x, ops, p)).abs().max().item<double>();
+  std::printf("augment.op_by_op_ms forward %.2f forward_backward %.2f\n", ms[0][0], ms[0][1]);
+  std::printf("augment.fused_ms forward %.2f forward_backward %.2f\n", ms[1][0], ms[1][1]);
+  std::printf("augment.speedup forward %.2fx forward_backward %.2fx\n", ms[0][0] / ms[1][0], ms[0][1] / ms[1][1]);
+  std::printf("augment.max_abs_difference %.3g\n", diff);
   return 0;
 }
 
@@ -269,11 +319,23 @@ int bench_main(int argc, char** argv) {
     step->add_option("--device", a.device, "cpu | cuda | cuda:N | auto");
     step->add_option("--amp", a.amp, "train.amp: off | bf16 (CUDA, or a CPU with native bf16) | fp16 (CUDA) | auto")
         ->check(CLI::IsMember({"off", "bf16", "fp16", "auto"}));
+    auto add_augment = [&](CLI::App* c) {
+      c->add_option("--augment", a.augment, "train.augment: off | diffaug | ada")
+          ->check(CLI::IsMember({"off", "diffaug", "ada"}));
+      c->add_option("--augment-policy", a.policy, "train.augment_policy (\"\": the mode's default)");
+      c->add_option("--augment-p", a.augment_p, "probability of each op (default: 1 diffaug, 0.5 ada)")
+          ->check(CLI::Range(0.0, 1.0));
+    };
+    add_augment(step);
     step->add_option("--cuda-graphs", a.cuda_graphs, "CUDA: replay the step as one graph (after warm-up): auto|on|off")
         ->check(CLI::IsMember({"auto", "on", "off"}));
     auto* layers = app.add_subcommand("layers", "each generator layer: transposed vs phase form, forward+backward");
     add_model(layers);
     layers->add_option("--reps", reps)->check(CLI::Range(1, 1000));
+    auto* aug = app.add_subcommand("augment", "train.augment's ops on one batch: fused vs op by op (default ada)");
+    add_model(aug);
+    add_augment(aug);
+    aug->add_option("--reps", reps)->check(CLI::Range(1, 1000));
     app.add_subcommand("blas", "prints the OPENBLAS_CORETYPE this program runs with (empty: OpenBLAS's own choice)");
     auto* peak = app.add_subcommand("peak", "GEMM and convolution GFLOP/s");
     peak->add_option("--threads", a.threads)->check(CLI::Range(0, 1024));
@@ -287,6 +349,7 @@ int bench_main(int argc, char** argv) {
     std::printf("bench.blas %s\n", blas.c_str());
     if (*step) return run_step(a);
     if (*layers) return run_layers(a, reps);
+    if (*aug) return run_augment(a, reps);
     return run_peak(a.threads, reps);
   });
 }

@@ -149,58 +149,235 @@ at::Tensor aug_saturation(const at::Tensor& x, const at::Tensor& s) {
   return (x - m) * per_image(s, x) + m;
 }
 
-at::Tensor augment(const at::Tensor& input, const std::vector<AugOp>& ops, double p, std::int64_t row_begin,
-                   std::int64_t global) {
-  if (p <= 0 || ops.empty()) return input;
-  const std::int64_t b = input.size(0), n = global > 0 ? global : b, size = input.size(2);
+namespace {
+
+std::int64_t cutout_side(std::int64_t size) { return static_cast<std::int64_t>(size * 0.5 + 0.5); }  // DiffAugment's
+
+// One op's draws for the whole global batch: which images it touches and its parameters ([n] each, CPU).
+struct Drawn {
+  AugOp op;
+  at::Tensor on;                // [n] bool
+  std::vector<at::Tensor> q;    // [n] each
+};
+
+// The draws of every op, in the policy's order (each op: which images, then its parameters), from torch's default
+// CPU generator. Both ways of applying them (augment, augment_op_by_op) take the same numbers from the stream.
+std::vector<Drawn> draw(const std::vector<AugOp>& ops, double p, std::int64_t n, std::int64_t size) {
   auto uniform = [&] { return torch::rand({n}, torch::kFloat); };  // [n] on the CPU generator
   auto normal = [&] { return torch::randn({n}, torch::kFloat); };
   auto ints = [&](std::int64_t lo, std::int64_t hi) { return torch::randint(lo, hi, {n}, torch::kLong); };  // [lo, hi)
   const std::int64_t shift = static_cast<std::int64_t>(size * 0.125 + 0.5);   // DiffAugment's translation
-  const std::int64_t side = static_cast<std::int64_t>(size * 0.5 + 0.5);      // DiffAugment's cutout
+  const std::int64_t side = cutout_side(size);
   const double most = 0.125 * size;                                           // ADA's integer translation
-  at::Tensor x = input;
+  std::vector<Drawn> out;
   for (AugOp op : ops) {
-    // Which images the op touches (all for p >= 1, else each with probability p) and its parameters, drawn for the
-    // whole global batch: every process draws the same stream. The op then runs on this process's touched rows only,
-    // so that its cost follows p.
-    const at::Tensor on = p >= 1 ? torch::ones({n}, torch::kBool) : uniform() < p;  // [n]
-    std::vector<at::Tensor> q;  // the op's parameters, [n] each
+    Drawn d{op, p >= 1 ? torch::ones({n}, torch::kBool) : uniform() < p, {}};  // [n]
     switch (op) {
-      case AugOp::kColor: q = {uniform() - 0.5, uniform() * 2, uniform() + 0.5}; break;
-      case AugOp::kTranslation: q = {ints(-shift, shift + 1), ints(-shift, shift + 1)}; break;
-      case AugOp::kCutout: q = {ints(0, size + (1 - side % 2)), ints(0, size + (1 - side % 2))}; break;
-      case AugOp::kXflip: q = {uniform() < 0.5}; break;
-      case AugOp::kRotate90: q = {ints(0, 4)}; break;
+      case AugOp::kColor: d.q = {uniform() - 0.5, uniform() * 2, uniform() + 0.5}; break;
+      case AugOp::kTranslation: d.q = {ints(-shift, shift + 1), ints(-shift, shift + 1)}; break;
+      case AugOp::kCutout: d.q = {ints(0, size + (1 - side % 2)), ints(0, size + (1 - side % 2))}; break;
+      case AugOp::kXflip: d.q = {uniform() < 0.5}; break;
+      case AugOp::kRotate90: d.q = {ints(0, 4)}; break;
       case AugOp::kXint:
-        q = {((uniform() * 2 - 1) * most).round().to(torch::kLong), ((uniform() * 2 - 1) * most).round().to(torch::kLong)};
+        d.q = {((uniform() * 2 - 1) * most).round().to(torch::kLong), ((uniform() * 2 - 1) * most).round().to(torch::kLong)};
         break;
-      case AugOp::kScale: q = {torch::exp2(normal() * 0.2)}; break;
-      case AugOp::kBrightness: q = {normal() * 0.2}; break;
-      case AugOp::kContrast: q = {torch::exp2(normal() * 0.5)}; break;
-      case AugOp::kSaturation: q = {torch::exp2(normal())}; break;
+      case AugOp::kScale: d.q = {torch::exp2(normal() * 0.2)}; break;
+      case AugOp::kBrightness: d.q = {normal() * 0.2}; break;
+      case AugOp::kContrast: d.q = {torch::exp2(normal() * 0.5)}; break;
+      case AugOp::kSaturation: d.q = {torch::exp2(normal())}; break;
     }
-    const at::Tensor idx = on.narrow(0, row_begin, b).nonzero().view({-1});  // [k] this process's touched rows
-    if (idx.numel() == 0) continue;
-    const bool all = idx.numel() == b;
-    for (auto& t : q) t = all ? t.narrow(0, row_begin, b) : t.narrow(0, row_begin, b).index_select(0, idx);
-    const at::Tensor dev_idx = idx.to(x.device());
-    at::Tensor sub = all ? x : x.index_select(0, dev_idx);  // [k, C, S, S]
-    switch (op) {
-      case AugOp::kColor:
-        sub = aug_contrast(aug_saturation(aug_brightness(sub, q[0]), q[1]), q[2], /*about_mean=*/true);
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+// Applies one op to the images it touches among rows [row_begin, row_begin + B) of x's global batch: computed for all
+// B rows and kept where it touches them. (Not on the touched rows only: their number changes every step, and so would
+// the sizes of the step's tensors, which the caching allocator keeps by size; done that way, ADA at p 0.5 ran at
+// 0.46x the unaugmented step's img/s on the 64x64 folder model: docs/PERFORMANCE.md "Augmentation".)
+at::Tensor apply_one(const at::Tensor& x, const Drawn& d, std::int64_t row_begin) {
+  const std::int64_t b = x.size(0);
+  const at::Tensor on = d.on.narrow(0, row_begin, b);  // [B]
+  if (!on.any().item<bool>()) return x;
+  std::vector<at::Tensor> q = d.q;
+  for (auto& t : q) t = t.narrow(0, row_begin, b);
+  at::Tensor y;
+  switch (d.op) {
+    case AugOp::kColor:
+      y = aug_contrast(aug_saturation(aug_brightness(x, q[0]), q[1]), q[2], /*about_mean=*/true);
+      break;
+    case AugOp::kTranslation: y = aug_translate(x, q[0], q[1], /*reflect=*/false); break;
+    case AugOp::kCutout: y = aug_cutout(x, q[0], q[1], cutout_side(x.size(2))); break;
+    case AugOp::kXflip: y = aug_xflip(x, q[0]); break;
+    case AugOp::kRotate90: y = aug_rotate90(x, q[0]); break;
+    case AugOp::kXint: y = aug_translate(x, q[0], q[1], /*reflect=*/true); break;
+    case AugOp::kScale: y = aug_scale(x, q[0]); break;
+    case AugOp::kBrightness: y = aug_brightness(x, q[0]); break;
+    case AugOp::kContrast: y = aug_contrast(x, q[0], /*about_mean=*/false); break;
+    case AugOp::kSaturation: y = aug_saturation(x, q[0]); break;
+  }
+  if (on.all().item<bool>()) return y;
+  return torch::where(on.to(x.device()).view({b, 1, 1, 1}), y, x);
+}
+
+bool is_geometric(AugOp op) {
+  return op == AugOp::kXflip || op == AugOp::kRotate90 || op == AugOp::kXint || op == AugOp::kScale;
+}
+bool is_colour_matrix(AugOp op) {
+  return op == AugOp::kBrightness || op == AugOp::kContrast || op == AugOp::kSaturation;
+}
+
+// Parameter `i` of op `d` for this process's rows, [B] on the CPU, with `identity` where the op is off.
+at::Tensor local(const Drawn& d, size_t i, std::int64_t row_begin, std::int64_t b, double identity) {
+  const at::Tensor on = d.on.narrow(0, row_begin, b), v = d.q[i].narrow(0, row_begin, b);
+  return torch::where(on, v, torch::full({}, identity, v.options()));
+}
+
+bool touches(const Drawn& d, std::int64_t row_begin, std::int64_t b) {
+  return d.on.narrow(0, row_begin, b).any().item<bool>();
+}
+
+// A run of ADA's geometric ops (xflip, rotate90, xint, scale) as one sampling of x. Each op moves rows and columns
+// as wholes (rotate90 also swaps the two), so an output pixel (i, j) reads its source row from a table over one of
+// i, j and its source column from a table over the other: tu[i] and tv[j], with `swap` saying which of the two is
+// the row. Walking the ops from the last to the first maps the tables ([B, N] per tap) to the ops' inputs; scale (at
+// most once) splits each table into its two bilinear taps with their weights. x is then read by one gather of every
+// tap. Untouched images get the ops' identities (no flip, k = 0, shift 0, s = 1: weights 0). The result is
+// augment_op_by_op's: the same pixels, and with scale the same to rounding (its four taps are summed with their
+// products of weights).
+at::Tensor apply_geometric(const at::Tensor& x, const std::vector<const Drawn*>& run, std::int64_t row_begin) {
+  const std::int64_t b = x.size(0), c = x.size(1), n = x.size(2);
+  TORCH_CHECK(x.size(3) == n, "augment: square images");
+  auto per = [&](const at::Tensor& v) { return v.view({b, 1, 1}); };  // [B] -> [B, 1, 1] against [B, T, N] tables
+  at::Tensor tu = torch::arange(n, torch::kLong).view({1, 1, n}).expand({b, 1, n});  // [B, T, N], T taps (1 or 2)
+  at::Tensor tv = tu;
+  at::Tensor swap = torch::zeros({b}, torch::kBool);  // [B]: the row is read from tv
+  at::Tensor wu, wv;                                  // bilinear weights [B, N] (scale only)
+  for (auto it = run.rbegin(); it != run.rend(); ++it) {
+    const Drawn& d = **it;
+    switch (d.op) {
+      case AugOp::kXflip: {  // the column table: n - 1 - j
+        const at::Tensor f = local(d, 0, row_begin, b, 0);
+        tu = torch::where(per(f & swap), n - 1 - tu, tu);
+        tv = torch::where(per(f & ~swap), n - 1 - tv, tv);
         break;
-      case AugOp::kTranslation: sub = aug_translate(sub, q[0], q[1], /*reflect=*/false); break;
-      case AugOp::kCutout: sub = aug_cutout(sub, q[0], q[1], side); break;
-      case AugOp::kXflip: sub = aug_xflip(sub, q[0]); break;
-      case AugOp::kRotate90: sub = aug_rotate90(sub, q[0]); break;
-      case AugOp::kXint: sub = aug_translate(sub, q[0], q[1], /*reflect=*/true); break;
-      case AugOp::kScale: sub = aug_scale(sub, q[0]); break;
-      case AugOp::kBrightness: sub = aug_brightness(sub, q[0]); break;
-      case AugOp::kContrast: sub = aug_contrast(sub, q[0], /*about_mean=*/false); break;
-      case AugOp::kSaturation: sub = aug_saturation(sub, q[0]); break;
+      }
+      case AugOp::kRotate90: {  // as aug_rotate90: k = 2 mirrors both; k = 1, 3 mirror one and swap them
+        const at::Tensor k = local(d, 0, row_begin, b, 0).remainder(4);
+        const at::Tensor half = k == 2, odd = (k == 1) | (k == 3);
+        const at::Tensor mirror_row = half | ((k == 1) & ~swap) | ((k == 3) & swap);  // tu mirrored
+        const at::Tensor mirror_col = half | ((k == 1) & swap) | ((k == 3) & ~swap);  // tv mirrored
+        tu = torch::where(per(mirror_row), n - 1 - tu, tu);
+        tv = torch::where(per(mirror_col), n - 1 - tv, tv);
+        swap = swap ^ odd;
+        break;
+      }
+      case AugOp::kXint: {  // the row table shifts by ty, the column table by tx, mirrored at the border
+        const at::Tensor tx = local(d, 0, row_begin, b, 0), ty = local(d, 1, row_begin, b, 0);
+        tu = reflect(tu - per(torch::where(swap, tx, ty)), n);
+        tv = reflect(tv - per(torch::where(swap, ty, tx)), n);
+        break;
+      }
+      case AugOp::kScale: {  // as aug_scale (isotropic: both tables alike)
+        const at::Tensor inv = 1.0 / per(local(d, 0, row_begin, b, 1).to(torch::kFloat));  // [B, 1, 1]
+        const double centre = (n - 1) / 2.0;
+        auto split = [&](at::Tensor& t, at::Tensor& weight) {
+          const at::Tensor y = (t.to(torch::kFloat) - centre) * inv + centre;  // [B, 1, N] source positions
+          const at::Tensor y0 = y.floor();
+          weight = (y - y0).to(x.scalar_type()).view({b, n});
+          const at::Tensor i0 = y0.to(torch::kLong);
+          t = torch::cat({reflect(i0, n), reflect(i0 + 1, n)}, 1);  // [B, 2, N]
+        };
+        split(tu, wu);
+        split(tv, wv);
+        break;
+      }
+      default: TORCH_CHECK(false, "apply_geometric: not a geometric op");
     }
-    x = all ? sub : x.index_copy(0, dev_idx, sub);
+  }
+  // Flat source index of tap (a, e) at (i, j): row * n + column, the row being tu[a][i] or tv[e][j].
+  const at::Tensor sw = per(swap);
+  const at::Tensor au = torch::where(sw, tu, tu * n), av = torch::where(sw, tv * n, tv);  // [B, T, N]
+  const std::int64_t t = tu.size(1);
+  at::Tensor idx = au.view({b, t, 1, n, 1}) + av.view({b, 1, t, 1, n});  // [B, T, T, N, N]
+  idx = idx.view({b, 1, t * t * n * n}).expand({b, c, t * t * n * n}).to(x.device());
+  at::Tensor v = x.reshape({b, c, n * n}).gather(2, idx);  // [B, C, T x T x N x N]
+  if (t == 1) return v.view({b, c, n, n});                 // [B, C, N, N]
+  // The four taps' weights (1 - wy)(1 - wx), (1 - wy) wx, wy (1 - wx), wy wx, and their sum. (Not four selects of v
+  // combined: each select's backward would fill a zero tensor the size of v.)
+  const at::Tensor wy = torch::stack({1 - wu, wu}, 1).view({b, 2, 1, n, 1});  // [B, 2, 1, N, 1]
+  const at::Tensor wx = torch::stack({1 - wv, wv}, 1).view({b, 1, 2, 1, n});  // [B, 1, 2, 1, N]
+  const at::Tensor weight = (wy * wx).view({b, 1, 4, n, n}).to(x.device());  // [B, 1, 4, N, N]
+  return (v.view({b, c, 4, n, n}) * weight).sum(2);                            // [B, C, N, N]
+}
+
+// A run of ADA's colour ops (brightness, contrast, saturation) as one per-image affine map of the channels,
+// out = M x + o: brightness adds b to o; contrast scales M and o by c; saturation multiplies both by
+// s I + (1 - s) / C (the channel mean's matrix). Untouched images get b = 0, c = 1, s = 1 (M = I, o = 0).
+at::Tensor apply_colour(const at::Tensor& x, const std::vector<const Drawn*>& run, std::int64_t row_begin) {
+  const std::int64_t b = x.size(0), c = x.size(1);
+  auto o64 = torch::TensorOptions().dtype(torch::kDouble);
+  at::Tensor m = torch::eye(c, o64).expand({b, c, c}).clone(), o = torch::zeros({b, c, 1}, o64);  // [B, C, C], [B, C, 1]
+  for (const Drawn* d : run) {
+    switch (d->op) {
+      case AugOp::kBrightness: o = o + local(*d, 0, row_begin, b, 0).to(torch::kDouble).view({b, 1, 1}); break;
+      case AugOp::kContrast: {
+        const at::Tensor k = local(*d, 0, row_begin, b, 1).to(torch::kDouble).view({b, 1, 1});
+        m = m * k;
+        o = o * k;
+        break;
+      }
+      case AugOp::kSaturation: {
+        const at::Tensor s = local(*d, 0, row_begin, b, 1).to(torch::kDouble).view({b, 1, 1});
+        const at::Tensor sat = torch::eye(c, o64) * s + (1 - s) / static_cast<double>(c);  // [B, C, C]
+        m = torch::bmm(sat, m);
+        o = torch::bmm(sat, o);
+        break;
+      }
+      default: TORCH_CHECK(false, "apply_colour: not a colour op");
+    }
+  }
+  const auto opts = x.options();
+  at::Tensor flat = x.reshape({b, c, -1});                                          // [B, C, H x W]
+  at::Tensor out = torch::baddbmm(o.to(opts), m.to(opts), flat);                   // [B, C, H x W]
+  return out.view(x.sizes());                                                       // [B, C, H, W]
+}
+
+}  // namespace
+
+at::Tensor augment_op_by_op(const at::Tensor& input, const std::vector<AugOp>& ops, double p, std::int64_t row_begin,
+                            std::int64_t global) {
+  if (p <= 0 || ops.empty()) return input;
+  const std::int64_t n = global > 0 ? global : input.size(0);
+  at::Tensor x = input;
+  for (const Drawn& d : draw(ops, p, n, input.size(2))) x = apply_one(x, d, row_begin);
+  return x;
+}
+
+at::Tensor augment(const at::Tensor& input, const std::vector<AugOp>& ops, double p, std::int64_t row_begin,
+                   std::int64_t global) {
+  if (p <= 0 || ops.empty()) return input;
+  const std::int64_t b = input.size(0), n = global > 0 ? global : b;
+  const std::vector<Drawn> drawn = draw(ops, p, n, input.size(2));
+  at::Tensor x = input;
+  for (size_t i = 0; i < drawn.size();) {
+    // A run of consecutive geometric (or colour-matrix) ops that touches some of this process's images is applied
+    // as one; any other op, or a run of one op, is applied by itself to the images it touches.
+    auto same_kind = [&](size_t j) {
+      return is_geometric(drawn[i].op) ? is_geometric(drawn[j].op) : is_colour_matrix(drawn[j].op);
+    };
+    size_t e = i + 1;
+    if (is_geometric(drawn[i].op) || is_colour_matrix(drawn[i].op))
+      while (e < drawn.size() && same_kind(e)) ++e;
+    std::vector<const Drawn*> run;
+    for (size_t j = i; j < e; ++j)
+      if (touches(drawn[j], row_begin, b)) run.push_back(&drawn[j]);
+    if (run.size() == 1) {
+      x = apply_one(x, *run[0], row_begin);
+    } else if (run.size() > 1) {
+      x = is_geometric(drawn[i].op) ? apply_geometric(x, run, row_begin) : apply_colour(x, run, row_begin);
+    }
+    i = e;
   }
   return x;
 }
