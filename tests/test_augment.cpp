@@ -1,7 +1,9 @@
 // Augmentation of D's inputs (train.augment): each op against its formula on crafted images, gradients through every
 // op (first and second order, against finite differences), p = 0 is the identity, draws for a global batch, ADA's
 // controller, and runs with augmentation that resume bitwise.
+#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
+#include <torch/version.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -217,6 +219,29 @@ TEST(Augment, FusedRunsEqualTheOpsOneByOne) {
     torch::manual_seed(3);
     EXPECT_TRUE(gan::augment(xf.narrow(0, begin, 8), ada, 0.5, begin, 16).equal(whole.narrow(0, begin, 8))) << begin;
   }
+}
+
+TEST(Augment, AutocastLeavesTheOpsInTheImagesDtype) {
+  // The step augments inside its autocast scope; bf16 autocast would run the colour matrix in bf16.
+  const std::vector<gan::AugOp> ada = gan::parse_augment_policy("", "ada");
+  const at::Tensor x = torch::randn({8, 3, 16, 16});
+  torch::manual_seed(6);
+  const at::Tensor plain = gan::augment(x, ada, 1.0);
+  auto cpu_autocast = [](bool on) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCPU, on);
+#else
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_cpu_enabled(on);
+#endif
+  };
+  cpu_autocast(true);
+  torch::manual_seed(6);
+  const at::Tensor autocast = gan::augment(x, ada, 1.0);
+  cpu_autocast(false);
+  EXPECT_EQ(autocast.scalar_type(), at::kFloat);
+  EXPECT_TRUE(autocast.equal(plain));
 }
 
 TEST(Augment, FusedRunsDifferentiateToSecondOrder) {

@@ -1,5 +1,6 @@
 #include "gan/augment.h"
 
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -357,6 +358,9 @@ at::Tensor augment_op_by_op(const at::Tensor& input, const std::vector<AugOp>& o
 at::Tensor augment(const at::Tensor& input, const std::vector<AugOp>& ops, double p, std::int64_t row_begin,
                    std::int64_t global) {
   if (p <= 0 || ops.empty()) return input;
+  // In x's dtype whatever autocast is on (the step augments inside its bf16/fp16 scope): autocast would run the
+  // colour matrix's baddbmm in bf16, where the ops one by one were elementwise in x's dtype.
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   const std::int64_t b = input.size(0), n = global > 0 ? global : b;
   const std::vector<Drawn> drawn = draw(ops, p, n, input.size(2));
   at::Tensor x = input;
