@@ -1,6 +1,7 @@
 // The training loop. Its parts live elsewhere, one concern per file: the run folder and what is written into it
 // (run_folder.cpp), checkpoints of the trainable state (snapshot.cpp), the step itself (step.cpp), the processes of a
-// distributed run (distributed.cpp). This file sets them up and runs the loop, which reads top to bottom in
+// distributed run (distributed.cpp), evaluation during training and what it decides (trainer_eval.cpp; the Trainer
+// class is declared in trainer_impl.h). This file sets them up and runs the loop, which reads top to bottom in
 // Trainer::run(). In a distributed run every rank runs this same loop on its slice of each global batch; rank 0 alone
 // writes the run folder, draws grids and evaluates.
 #include "gan/trainer.h"
@@ -36,11 +37,12 @@
 #include "gan/snapshot.h"
 #include "gan/step.h"
 #include "gan/weights.h"
+#include "trainer_impl.h"
 
 namespace gan {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using detail::Clock;
 
 std::atomic<int> g_stop_signal{0};
 
@@ -54,23 +56,6 @@ std::string duration(double seconds) {
   return buf;
 }
 
-// Interval sums of per-step scalars, kept on the device so that steps never wait for the host.
-struct Meter {
-  at::Tensor sums;  // [loss_d, loss_g, d_real, d_fake, d_fake_after, penalty]
-  int count = 0;
-  void add(const at::Tensor& values) {
-    sums = sums.defined() ? sums + values : values.clone();
-    ++count;
-  }
-  std::vector<double> mean_and_reset() {
-    auto v = (sums / std::max(count, 1)).cpu();
-    std::vector<double> out(v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
-    sums = at::Tensor();
-    count = 0;
-    return out;
-  }
-};
-
 std::string health_json(const HealthMonitor& health) {
   char h[160];
   std::snprintf(h, sizeof h, "{\"warnings\": %d, \"sample_diversity\": %.5f}", health.warnings(),
@@ -78,101 +63,16 @@ std::string health_json(const HealthMonitor& health) {
   return h;
 }
 
-class Trainer {
- public:
-  Trainer(const Config& cfg, const std::string& resume_from, const TrainHooks& hooks, DistContext* dist,
-          const InitWeights& init);
-  TrainSummary run();
-
- private:
-  void loop();
-  void end(int code, const std::string& message);
-  void draw_progress();
-  void open_data();
-  void restore(const std::string& path, std::uint64_t reseed);
-  void share_weights();
-  void choose_upconv_forms();
-  std::unique_ptr<BatchLoader> make_loader();
-  void log_setup();
-  StepInput next_input(LoaderPosition& after, Clock::time_point& t0);
-  void write_metrics(bool log_now, double noise_std, double loss_scale);
-  void write_grid();
-  void write_checkpoint();
-  bool evaluate();
-  void roll_back(char net, std::int64_t at_step);
-  void check_replicas();
-  std::string distributed_json() const;
-  void apply_schedule(GanStep& stepper);
-  void report_graph(const GanStep& stepper);
-  bool scheduled() const {
-    return cfg_.train.lr_final < 1 || cfg_.train.gamma_final < 1 || cfg_.train.beta2_final >= 0;
-  }
-  std::string schedule_json() const;
-  void update_ada(const at::Tensor& stats);
-  bool ada_on() const { return cfg_.train.augment == "ada" || (cfg_.train.augment == "auto" && ada_from_ >= 0); }
-  void start_ada_from_best(std::int64_t regressed_step, double fd);
-  void load_augment_state();
-  void store_augment_state(int regressions);
-  std::string augment_json() const;
-  void save_best(const std::string& scores);
-
-  // What the run is.
-  Config cfg_;
-  const TrainHooks& hooks_;
-  DistContext* dist_;  // null for one process
-  const bool main_;    // this process writes the run folder, logs, draws grids and evaluates
-  const int rank_, world_;
-  const c10::Device device_;
-  const int threads_;
-  const double max_seconds_;
-  std::unique_ptr<ImageSource> source_;
-  StepOptions step_opts_;
-  Networks nets_;
-  TrainingState state_;
-  at::Tensor fixed_noise_, fixed_labels_;  // on the device
-  std::unique_ptr<Evaluator> evaluator_;  // rank 0's (the others wait while it evaluates)
-  bool evaluates_ = false;                 // the run evaluates every eval.every steps (every rank knows)
-  std::unique_ptr<BatchLoader> loader_;
-  std::unique_ptr<RunFolder> folder_;
-  std::unique_ptr<GradientReducer> reducer_;  // distributed: averages the gradients
-  std::unique_ptr<StepVote> vote_;             // distributed: averages the statistics, agrees on stopping
-  std::int64_t total_ = 0, per_epoch_ = 0;
-  std::int64_t per_step_ = 0;  // real images per step (the global batch times train.d_steps)
-  // The learning rates and beta2 at the start of the cosine schedules (train.lr_final, beta2_final).
-  double lr_g0_ = 0, lr_d0_ = 0, beta2_g0_ = 0, beta2_d0_ = 0;
-  bool graph_reported_ = false;  // train.cuda_graphs: the capture (or why not) has been logged
-  std::string graph_blocker_;    // why the step is not captured when cuda_graph_blocker() does not say it
-  std::vector<std::string> forms_report_;  // train.upconv/downconv auto: the forms as measured (or resumed), for the log
-
-  // Where it is.
-  std::int64_t step_ = 0;
-  LoaderPosition pos_;
-  TrainSummary summary_;
-  HealthMonitor health_;
-  bool data_diversity_known_ = false;
-  std::string last_row_, last_eval_;  // the newest metrics row and evaluation, for summary.json
-  std::string best_eval_;             // the evaluation with the lowest FD so far, with its step
-  std::pair<double, double> last_losses_{NAN, NAN};  // D and G loss of the newest metrics row, for the bar
-  double best_fd_ = 0;
-  Meter meter_;
-  double ada_p_ = 0;     // train.augment ada: the probability of each op; 1 for diffaug
-  at::Tensor ada_sum_;   // ada: sum of E[sign(D(real))] since p last moved, on the device
-  double ada_rt_ = 0;    // ada: the last r_t (for metrics)
-  std::int64_t ada_from_ = -1;  // train.augment auto: the step from which ADA runs (-1: not yet)
-  int regressions_ = 0;         // auto: evaluations in a row whose FD regressed (up to train.augment_patience)
-  std::string ada_switch_;      // auto: why and where it switched, for summary.json ("" when it has not)
-  double gamma_scale_ = 1;  // the cosine schedule's factor on the R1/R2 gammas at the last step
-  Clock::time_point start_, interval_start_;
-  std::int64_t interval_images_ = 0, images_done_ = 0, first_step_ = 0;
-  double train_seconds_ = 0;
-};
-
 // Torch's CPU threads and the data loader's: all cores by default, shared by the processes on this machine.
 int default_threads(int configured, DistContext* dist) {
   if (configured > 0) return configured;
   const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   return std::max(1, cores / (dist ? dist->local_world_size() : 1));
 }
+
+}  // namespace
+
+namespace detail {
 
 Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const TrainHooks& hooks, DistContext* dist,
                  const InitWeights& init)
@@ -810,113 +710,6 @@ void Trainer::check_replicas() {
                                        " (they must stay equal; a bug: please report it with the config)");
 }
 
-// Evaluates (rank 0; the others wait). Returns true when train.augment auto took the run back to best.pt with ADA on.
-bool Trainer::evaluate() {
-  const bool watching = cfg_.train.augment == "auto" && ada_from_ < 0;
-  bool regressed = false;
-  double fd = NAN;
-  auto work = [&] {
-    Generator& shown = nets_.shown();
-    shown->eval();
-    EvalResult r = evaluator_->evaluate(generator_sampler(shown, cfg_.model, device_, /*seed=*/0));
-    if (!nets_.g_ema) nets_.g->train();
-    if (hooks_.eval_fd) r.fd = hooks_.eval_fd(step_, r.fd);
-    fd = r.fd;
-    regressed = watching && !best_eval_.empty() && r.fd > best_fd_ * cfg_.health.eval_regress;
-    last_eval_ = eval_json(r);
-    state_.last_eval = last_eval_;  // into the next checkpoint
-    if (best_eval_.empty() || r.fd < best_fd_) {
-      best_fd_ = r.fd;
-      save_best(last_eval_);
-    }
-    folder_->append_metrics("{\"step\": " + std::to_string(step_) + ", \"eval\": " + last_eval_ + "}");
-    std::vector<std::pair<std::string, double>> scores{{"eval/fd", r.fd},       {"eval/fd_floor", r.fd_floor},
-                                                       {"eval/kid", r.kid},     {"eval/kid_floor", r.kid_floor},
-                                                       {"eval/precision", r.precision}, {"eval/recall", r.recall}};
-    if (!r.class_hist.empty()) {
-      scores.emplace_back("eval/classes_covered", r.classes_covered);
-      scores.emplace_back("eval/class_entropy", r.class_entropy);
-    }
-    folder_->add_scalars(step_, scores);
-    spdlog::info("eval at step {} ({}{}):\n{}", step_, nets_.g_ema ? "EMA generator" : "generator",
-                 r.capped ? ", capped by eval.max_time" : "", eval_table(r));
-    health_.check_eval(step_, r.fd);
-  };
-  if (dist_) dist_->run_on_main("evaluating at step " + std::to_string(step_), work);  // the others wait
-  else work();
-  interval_start_ = Clock::now();  // evaluation time is not training speed
-  interval_images_ = 0;
-  if (!watching) return false;
-  if (dist_) regressed = dist_->broadcast_bytes(regressed ? "1" : "0") == "1";
-  regressions_ = regressed ? regressions_ + 1 : 0;
-  if (regressions_ < cfg_.train.augment_patience) {
-    if (regressed && main_)
-      spdlog::info("train.augment auto: evaluation {} of {} in a row with a regressed FD", regressions_,
-                   cfg_.train.augment_patience);
-    return false;
-  }
-  start_ada_from_best(step_, fd);
-  return true;
-}
-
-// train.augment auto, on an FD regression: D has begun to memorise the data (on 3,786 emoji the unaugmented run went
-// from FD 0.235 to 49.1 and one category). Every rank goes back to checkpoints/best.pt (rank 0 reads it) and goes on
-// from there with ADA; the run folder forgets the steps after it, and a step checkpoint there keeps ADA for a resume.
-void Trainer::start_ada_from_best(std::int64_t regressed_step, double fd) {
-  const std::string best = checkpoint_dir(folder_->path()) + "/best.pt";
-  const double best_fd = best_fd_;
-  loader_.reset();  // stop its thread before restoring the position
-  restore(best, 0);
-  step_ = state_.step;
-  pos_ = state_.data;
-  meter_ = Meter();
-  health_.restart_window();
-  ada_from_ = step_;
-  regressions_ = 0;
-  ada_p_ = 0;
-  ada_sum_ = at::Tensor();
-  ada_rt_ = 0;
-  loader_ = make_loader();
-  if (main_) {
-    folder_->rewind(step_);
-    spdlog::warn("train.augment auto: eval FD {:.3f} at step {} is {:.2f}x the best, {:.3f} at step {} (health."
-                 "eval_regress {}; {} evaluation{} in a row): D is likely memorising the data. Back to {} and on from "
-                 "step {} with ADA ({}, towards E[sign(D(x))] = {}); the {} steps after it are trained again",
-                 fd, regressed_step, fd / best_fd, best_fd, step_, cfg_.health.eval_regress,
-                 cfg_.train.augment_patience, cfg_.train.augment_patience == 1 ? "" : "s", best, step_,
-                 augment_policy_text(step_opts_.augment), cfg_.train.ada_target, regressed_step - step_);
-  }
-  char buf[200];
-  std::snprintf(buf, sizeof buf, "{\"regressed_step\": %lld, \"fd\": %.6g, \"best_step\": %lld, \"best_fd\": %.6g}",
-                static_cast<long long>(regressed_step), fd, static_cast<long long>(step_), best_fd);
-  ada_switch_ = buf;
-  write_checkpoint();
-}
-
-// summary.json's "augment": the mode, ADA's p at the end, and for auto where ADA started ("" when off).
-std::string Trainer::augment_json() const {
-  const std::string& mode = cfg_.train.augment;
-  if (mode == "off") return "";
-  std::string json = "{\"mode\": " + json_quote(mode) + ", \"policy\": " +
-                     json_quote(augment_policy_text(step_opts_.augment));
-  if (ada_on()) json += fmt::format(", \"p\": {:.5f}", ada_p_);
-  if (mode == "auto")
-    json += ", \"ada_from_step\": " + (ada_from_ >= 0 ? std::to_string(ada_from_) : std::string("null")) +
-            ", \"switch\": " + (ada_switch_.empty() ? std::string("null") : ada_switch_);
-  return json + "}";
-}
-
-// checkpoints/best.pt: the run at its lowest FD so far (a full checkpoint: it samples, exports and resumes). Not a
-// step checkpoint, so output.keep_last never deletes it.
-void Trainer::save_best(const std::string& scores) {
-  const std::string path = checkpoint_dir(folder_->path()) + "/best.pt";
-  best_eval_ = "{\"step\": " + std::to_string(step_) + ", \"checkpoint\": " + json_quote(path) +
-               ", \"scores\": " + scores + "}";
-  store_augment_state(/*regressions=*/0);  // a new best ends any streak of regressed evaluations
-  save_snapshot(path, cfg_, nets_, state_, step_, pos_);
-  spdlog::info("step {}: best FD so far, saved {}", step_, path);
-}
-
 // Cosine schedules (R3GAN): learning rates, R1/R2 gamma and beta2 go from their start to their final value over
 // train.schedule_kimg (or the run), as a function of the step alone, so that a resumed run follows the same curve.
 void Trainer::apply_schedule(GanStep& stepper) {
@@ -958,18 +751,6 @@ std::string Trainer::schedule_json() const {
   return buf;
 }
 
-// ADA: every 4 steps p moves towards the point where D's sign on the reals averages train.ada_target (the statistics
-// are the global batch's: the step vote averaged them). Reads one value from the device every 4 steps.
-void Trainer::update_ada(const at::Tensor& stats) {
-  constexpr int kInterval = 4;
-  const at::Tensor r = stats.narrow(0, 6, 1).squeeze();
-  ada_sum_ = ada_sum_.defined() ? ada_sum_ + r : r.clone();
-  if (step_ % kInterval != 0) return;
-  ada_rt_ = ada_sum_.item<double>() / kInterval;
-  ada_p_ = ada_update(ada_p_, ada_rt_, cfg_.train.ada_target, kInterval * per_step_, cfg_.train.ada_kimg);
-  ada_sum_ = at::Tensor();
-}
-
 // Divergence: a non-finite loss or gradient is caught before the optimizer applies it (on CUDA, where a per-step
 // check would stall the GPU, at the next point where statistics are read; no checkpoint is written before that).
 // Stops (train.on_nan: stop) or goes back to the last checkpoint with new noise (rollback).
@@ -1002,31 +783,14 @@ void Trainer::roll_back(char net, std::int64_t at_step) {
   loader_ = make_loader();
 }
 
-// The augmentation state from the checkpoint just restored (state_), and back into state_ before one is saved.
-void Trainer::load_augment_state() {
-  const std::string& mode = cfg_.train.augment;
-  ada_from_ = mode == "auto" ? state_.ada_from : -1;
-  if (mode == "auto" && ada_from_ < 0 && !evaluates_) ada_from_ = state_.step;  // nothing to watch: ADA now
-  regressions_ = state_.ada_regressions;
-  ada_p_ = mode == "diffaug" ? 1.0 : ada_on() ? state_.augment_p : 0.0;
-  ada_sum_ = state_.ada_sum != 0 ? torch::tensor(static_cast<float>(state_.ada_sum)).to(device_) : at::Tensor();
-}
-
-void Trainer::store_augment_state(int regressions) {
-  state_.augment_p = ada_on() ? ada_p_ : 0.0;
-  state_.ada_sum = ada_sum_.defined() ? ada_sum_.item<double>() : 0.0;
-  state_.ada_from = ada_from_;
-  state_.ada_regressions = regressions;
-}
-
-}  // namespace
+}  // namespace detail
 
 void request_stop(int signal_number) { g_stop_signal.store(signal_number); }
 
 TrainSummary train(const Config& cfg, const std::string& resume_from, const TrainHooks& hooks, DistContext* dist,
                    const InitWeights& init) {
   g_stop_signal.store(0);
-  Trainer trainer(cfg, resume_from, hooks, dist, init);
+  detail::Trainer trainer(cfg, resume_from, hooks, dist, init);
   return trainer.run();
 }
 
