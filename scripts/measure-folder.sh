@@ -2,8 +2,9 @@
 # A real RGB folder: configs/folder-64.cfg without augmentation and with DiffAugment (color,translation,cutout on
 # every image D sees), trained at the same time with one thread each for the same wall time, then scored with gan-eval (5,000 samples, latent seed 0; the folder's class sub-folders train
 # gan-eval's classifier, cached like the Fashion-MNIST one).
-#   bash scripts/measure-folder.sh DIR          e.g. the 64x64 icons of the npm package emoji-datasource-google,
-#                                               one sub-folder per emoji.json category (README "Training quality")
+#   bash scripts/measure-folder.sh DIR          e.g. data/emoji/by-category from scripts/emoji-folder.sh: the 64x64
+#                                               icons of the npm package emoji-datasource-google, one sub-folder per
+#                                               emoji.json category (README "Training quality")
 # Environment: MINUTES (default 30), OUT (default runs/measure-folder), EXTRA (more --set arguments for both runs),
 #   VARIANT (the second run's --set arguments; default "--set train.augment=diffaug").
 set -euo pipefail

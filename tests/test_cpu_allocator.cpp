@@ -89,12 +89,13 @@ TEST_F(CpuAllocator, ARepeatedPatternRunsOnKeptPagesWithinTheLivePeak) {
       at::Tensor c = bytes(11 * m, 6);
       keep.clear();
       at::Tensor d = bytes(2 * m + 8192, 7);
-      return c.sum().item<std::int64_t>() + d.sum().item<std::int64_t>();
+      // Checked without allocating: c.sum() on uint8 may widen c to int64 first (704 MiB at scale 8 on an AVX-512
+      // AMD EPYC), a temporary that is not the pattern's.
+      return pages_equal(c, 6) && pages_equal(d, 7);
     };
-    const std::int64_t expected = 11 * m * 6 + (2 * m + 8192) * 7;
-    for (int i = 0; i < 3; ++i) EXPECT_EQ(round(), expected);  // the cache grows to what the pattern needs
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(round());  // the cache grows to what the pattern needs
     const auto first = cpu_allocator_stats();
-    for (int i = 0; i < 4; ++i) EXPECT_EQ(round(), expected);
+    for (int i = 0; i < 4; ++i) EXPECT_TRUE(round());
     const auto later = cpu_allocator_stats();
     EXPECT_EQ(later.fresh_bytes, first.fresh_bytes) << "later rounds mapped new pages";
     EXPECT_GT(later.hits + later.assembled, first.hits + first.assembled);
