@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "gan/adam.h"
+#include "gan/augment.h"
 #include "gan/checkpoint.h"
 #include "gan/distributed.h"
 #include "gan/models.h"
@@ -138,6 +139,30 @@ TEST(Cuda, DeviceAdamOnTheGpuFollowsTheCpu) {
   const double d = (run(torch::kCPU) - run(c10::Device(torch::kCUDA, 0))).abs().max().item<double>();
   std::printf("CUDA DeviceAdam vs CPU after 20 steps: max |diff| %.2e\n", d);
   EXPECT_LT(d, 1e-5);
+}
+
+TEST(Cuda, AugmentationOnTheGpuEqualsTheCpu) {
+  // ADA's fused ops (one sampling, one colour matrix) and DiffAugment's, drawn on the CPU, applied on the device,
+  // forward and the gradient G gets through them.
+  if (no_gpu()) GTEST_SKIP() << "no CUDA device";
+  const at::Tensor x = torch::rand({16, 3, 32, 32}) * 2 - 1, w = torch::randn({16, 3, 32, 32});
+  for (const char* mode : {"ada", "diffaug"}) {
+    const std::vector<gan::AugOp> ops = gan::parse_augment_policy("", mode);
+    auto run = [&](const c10::Device& dev) {
+      at::Tensor in = x.to(dev).requires_grad_(true);
+      torch::manual_seed(8);
+      at::Tensor y = gan::augment(in, ops, std::string(mode) == "ada" ? 0.6 : 1.0);
+      (y * w.to(dev)).sum().backward();
+      return std::make_pair(y.detach().cpu(), in.grad().cpu());
+    };
+    const auto [cpu_y, cpu_g] = run(torch::kCPU);
+    const auto [gpu_y, gpu_g] = run(c10::Device(torch::kCUDA, 0));
+    const double dy = (cpu_y - gpu_y).abs().max().item<double>(), dg = (cpu_g - gpu_g).abs().max().item<double>();
+    std::printf("augment %s on CUDA vs CPU: max |diff| images %.2e, gradients %.2e\n", mode, dy, dg);
+    EXPECT_LT(dy, 1e-5) << mode;
+    EXPECT_LT(dg, 1e-4) << mode;
+    EXPECT_FALSE(cpu_y.equal(x)) << mode;
+  }
 }
 
 TEST(Cuda, ACheckpointTrainedOnCudaSamplesOnTheCpuAndResumesOnCuda) {

@@ -297,18 +297,19 @@ at::Tensor apply_geometric(const at::Tensor& x, const std::vector<const Drawn*>&
     }
   }
   // Flat source index of tap (a, e) at (i, j): row * n + column, the row being tu[a][i] or tv[e][j].
+  // The tables are small and built on the CPU; the index itself is formed on x's device.
   const at::Tensor sw = per(swap);
-  const at::Tensor au = torch::where(sw, tu, tu * n), av = torch::where(sw, tv * n, tv);  // [B, T, N]
-  const std::int64_t t = tu.size(1);
+  const at::Tensor au = torch::where(sw, tu, tu * n).to(x.device()), av = torch::where(sw, tv * n, tv).to(x.device());
+  const std::int64_t t = tu.size(1);                                      // [B, T, N] each
   at::Tensor idx = au.view({b, t, 1, n, 1}) + av.view({b, 1, t, 1, n});  // [B, T, T, N, N]
-  idx = idx.view({b, 1, t * t * n * n}).expand({b, c, t * t * n * n}).to(x.device());
+  idx = idx.view({b, 1, t * t * n * n}).expand({b, c, t * t * n * n});
   at::Tensor v = x.reshape({b, c, n * n}).gather(2, idx);  // [B, C, T x T x N x N]
   if (t == 1) return v.view({b, c, n, n});                 // [B, C, N, N]
   // The four taps' weights (1 - wy)(1 - wx), (1 - wy) wx, wy (1 - wx), wy wx, and their sum. (Not four selects of v
   // combined: each select's backward would fill a zero tensor the size of v.)
-  const at::Tensor wy = torch::stack({1 - wu, wu}, 1).view({b, 2, 1, n, 1});  // [B, 2, 1, N, 1]
-  const at::Tensor wx = torch::stack({1 - wv, wv}, 1).view({b, 1, 2, 1, n});  // [B, 1, 2, 1, N]
-  const at::Tensor weight = (wy * wx).view({b, 1, 4, n, n}).to(x.device());  // [B, 1, 4, N, N]
+  const at::Tensor wy = torch::stack({1 - wu, wu}, 1).to(x.device()).view({b, 2, 1, n, 1});  // [B, 2, 1, N, 1]
+  const at::Tensor wx = torch::stack({1 - wv, wv}, 1).to(x.device()).view({b, 1, 2, 1, n});  // [B, 1, 2, 1, N]
+  const at::Tensor weight = (wy * wx).view({b, 1, 4, n, n});                                // [B, 1, 4, N, N]
   return (v.view({b, c, 4, n, n}) * weight).sum(2);                            // [B, C, N, N]
 }
 
