@@ -12,11 +12,15 @@ command -v npm >/dev/null || { echo "emoji-folder: npm is missing (Debian: apt-g
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 if [[ ! -f $out/package/emoji.json ]]; then
-  tmp=$(mktemp -d)
+  # Unpacked next to the output and moved into place whole, so that an interrupted run leaves no half package.
+  tmp=$(mktemp -d "$out/.download.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
-  (cd "$tmp" && npm pack --silent "emoji-datasource-google@$version" >/dev/null)
-  tar -xzf "$tmp/emoji-datasource-google-$version.tgz" -C "$out" package/emoji.json package/img/google/64 \
+  (cd "$tmp" && npm pack --silent "emoji-datasource-google@$version" >/dev/null) ||
+    { echo "emoji-folder: npm pack emoji-datasource-google@$version failed (is the npm registry reachable?)" >&2; exit 1; }
+  tar -xzf "$tmp/emoji-datasource-google-$version.tgz" -C "$tmp" package/emoji.json package/img/google/64 \
     package/LICENSE
+  rm -rf "$out/package"
+  mv "$tmp/package" "$out/package"
 fi
 python3 - "$out" <<'EOF'
 import json, os, sys

@@ -36,7 +36,8 @@ std::string augment_policy_text(const std::vector<AugOp>& ops);
 // distributed run draws what one process would. p = 0 returns x and draws nothing. A run of consecutive geometric
 // ops (xflip, rotate90, xint, scale) is applied as one sampling (one gather of x) and a run of colour ops
 // (brightness, contrast, saturation) as one per-image channel matrix, the untouched images with the ops'
-// identities: the result is augment_op_by_op's (geometric: the same values; colour: to rounding).
+// identities: the result is augment_op_by_op's (flips, quarter turns and shifts: the same values; with scale or the
+// colour ops: the same to rounding).
 at::Tensor augment(const at::Tensor& x, const std::vector<AugOp>& ops, double p, std::int64_t row_begin = 0,
                    std::int64_t global = 0);
 // The definition: each op in turn on the images it touches, from the same draws. augment is tested and benchmarked

@@ -139,13 +139,14 @@ int run_step(const StepArgs& a) {
     throw UserError(kExitInternal, "benchmark step diverged");
   const double ips = a.steps * a.batch / dt;
   const ModelFlops f = model_flops(mc);
+  char augment[200] = "off";
+  if (a.augment != "off")
+    std::snprintf(augment, sizeof augment, "%s p=%.2f policy=%s", a.augment.c_str(), augment_p_of(a),
+                  augment_policy_text(opts.augment).c_str());
   std::printf("step.config %dx%d nc=%d batch=%d ngf=%d ndf=%d threads=%d upconv=%s downconv=%s channels_last=%s "
               "device=%s amp=%s augment=%s\n",
               a.image_size, a.image_size, a.channels, a.batch, a.ngf, a.ndf, threads, a.upconv.c_str(),
-              a.downconv.c_str(), opts.channels_last ? "on" : "off", dev.str().c_str(), opts.amp.c_str(),
-              a.augment == "off" ? "off"
-                                 : (a.augment + " p=" + std::to_string(augment_p_of(a)).substr(0, 4) + " policy=" +
-                                    augment_policy_text(opts.augment)).c_str());
+              a.downconv.c_str(), opts.channels_last ? "on" : "off", dev.str().c_str(), opts.amp.c_str(), augment);
   if (!forms.empty()) std::printf("step.upconv_forms %s\n", forms.c_str());
   if (!dforms.empty()) std::printf("step.downconv_forms %s\n", dforms.c_str());
   if (dev.is_cuda()) std::printf("step.cuda_graph %s\n", stepper.graph_state().c_str());
