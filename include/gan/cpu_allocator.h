@@ -73,7 +73,7 @@ void release_cached_cpu_blocks();
 // For tests: where the allocator learns the room left (memory_room by default; nullptr restores that).
 void cpu_allocator_room_probe(MemoryRoom (*probe)());
 // For tests: how far the slack may grow (0, the default: kKeptSlackMax, raised while moving pages takes more than
-// the move share of the time; kKeptSlack: it stays fixed).
+// the move share of the time; any other value: a fixed bound, never raised, the move share then plays no part).
 void cpu_allocator_max_slack(std::size_t bytes);
 // For tests: the share of the time moving pages may take before the bound rises (kMoveShareMax by default; 0: every
 // assembly raises it; 1: never).
