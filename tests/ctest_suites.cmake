@@ -1,7 +1,7 @@
 # Registers one ctest test per GoogleTest suite of gan-tests (run after each build of gan-tests, see CMakeLists.txt).
 #   cmake -D EXE=<gan-tests> -D OUT=<file to write> -D SLOW=<suite>,<suite>,... -P tests/ctest_suites.cmake
 # Why per suite and not per test (gtest_discover_tests): each start of the test binary costs 0.65-1 s of LibTorch's
-# static initialisers; 273 tests paid that 273 times (~220 of the suite's ~650 CPU seconds), 57 suites pay it 57 times.
+# static initialisers; 273 tests paid that 273 times (~220 of the suite's ~650 CPU seconds), 52 suites pay it 52 times.
 # A suite runs in one process, its tests in order; `gan-tests --gtest_filter=Suite.Test` runs one test alone.
 # COST orders a parallel ctest (higher first): the number of tests, times 10 for the suites in SLOW (those that start
 # other processes: the long ones, which should not be the last to begin). A suite whose tests were all skipped (no GPU,
