@@ -1,48 +1,60 @@
 #!/usr/bin/env bash
-# Checks the project against LibTorch 2.x without a GPU: debootstraps Debian trixie (LibTorch 2.6) into a folder and
+# Checks the project against LibTorch 2.x without a GPU: debootstraps Debian trixie (LibTorch 2.6) or sid (the newest
+# LibTorch Debian has: 2.14.1 on 2026-12-02) into a folder and
 #   cpu   builds there against trixie's libtorch-dev 2.6 and runs the whole test suite (scripts/test.sh, no fuzzing);
+#   sid   the same against sid's libtorch-dev (newer than the GPU machines' PyTorch, 2.11 there in 2026-11), so API
+#         drift shows here before a GPU session spends its minutes on a build that fails;
 #   cuda  builds there against trixie's CUDA LibTorch 2.6 (contrib libtorch-cuda-dev, with nvidia-cuda-toolkit 12.4
 #         from non-free, libnccl-dev and libgloo-cuda-dev): every target compiles and links, CUDA- and NCCL-guarded code
 #         included. Nothing runs (no GPU here, no
 #         cuDNN), so the tests are discovered at ctest time rather than after the build.
-#   bash scripts/check_libtorch2.sh [cpu|cuda|all]     (default all; needs root; the first run took 18 min and the chroot holds 12 GiB)
-# Environment: ROOT (the chroot folder, default /var/tmp/gan-trixie; kept between runs, so a rerun only rebuilds),
-#   MIRROR (default http://deb.debian.org/debian).
+#   bash scripts/check_libtorch2.sh [cpu|cuda|sid|all]   (default all = cpu, cuda, sid; needs root; the first trixie run
+#                                                         took 18 min and its chroot holds 12 GiB)
+# Environment: ROOT (the trixie chroot folder, default /var/tmp/gan-trixie), SID_ROOT (default /var/tmp/gan-sid); both
+#   are kept between runs, so a rerun only rebuilds. MIRROR (default http://deb.debian.org/debian).
 # Debian does not ship cuDNN (its nvidia-cudnn package downloads it from NVIDIA at install time), so the cuda check
 # installs an empty stand-in for that package and links with --allow-shlib-undefined: the symbols that libtorch_cuda
 # takes from cuDNN stay unresolved, which only matters at run time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
-[[ "$what" =~ ^(cpu|cuda|all)$ ]] || { echo "usage: $0 [cpu|cuda|all]" >&2; exit 2; }
+[[ "$what" =~ ^(cpu|cuda|sid|all)$ ]] || { echo "usage: $0 [cpu|cuda|sid|all]" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "check_libtorch2: needs root (debootstrap, chroot, mounts)" >&2; exit 2; }
-root=${ROOT:-/var/tmp/gan-trixie}
 mirror=${MIRROR:-http://deb.debian.org/debian}
-
-if [[ ! -x "$root/usr/bin/apt-get" ]]; then
-  command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
-  echo "check_libtorch2: debootstrap trixie into $root"
-  debootstrap --variant=minbase --components=main,contrib,non-free trixie "$root" "$mirror" >"$root.debootstrap.log" 2>&1 ||
-    { tail -20 "$root.debootstrap.log" >&2; exit 1; }
-fi
 mounted=()
 cleanup() { for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null || true; done; }
 trap cleanup EXIT
-for m in proc dev dev/pts sys; do
-  mountpoint -q "$root/$m" && continue
-  if [[ $m == proc ]]; then mount -t proc proc "$root/proc"; else mount --bind "/$m" "$root/$m"; fi
-  mounted=("$root/$m" "${mounted[@]}")
-done
-cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
-in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 bash -c "$1"; }
 
-# The working tree (tracked and untracked files that git does not ignore) as it is now.
-rm -rf "$root/work/gan.new" && mkdir -p "$root/work/gan.new"
-git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$root/work/gan.new"
-mkdir -p "$root/work/gan"
-# Replace the sources but keep the build folders, so that a rerun only rebuilds what changed.
-find "$root/work/gan" -mindepth 1 -maxdepth 1 ! -name 'build-*' -exec rm -rf {} +
-cp -a "$root/work/gan.new/." "$root/work/gan/" && rm -rf "$root/work/gan.new"
+# A chroot of Debian $1 in $2 with /proc, /dev and /sys mounted and the working tree (tracked and untracked files that
+# git does not ignore, as they are now) in $2/work/gan; its build folders are kept, so a rerun only rebuilds.
+prepare_root() {
+  local suite=$1 root=$2
+  if [[ ! -x "$root/usr/bin/apt-get" ]]; then
+    command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
+    echo "check_libtorch2: debootstrap $suite into $root"
+    debootstrap --variant=minbase --components=main,contrib,non-free "$suite" "$root" "$mirror" >"$root.debootstrap.log" 2>&1 ||
+      { tail -20 "$root.debootstrap.log" >&2; exit 1; }
+  fi
+  for m in proc dev dev/pts sys; do
+    mountpoint -q "$root/$m" && continue
+    if [[ $m == proc ]]; then mount -t proc proc "$root/proc"; else mount --bind "/$m" "$root/$m"; fi
+    mounted=("$root/$m" "${mounted[@]}")
+  done
+  cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+  # sid's Release file is valid for a week only; a mirror that lags behind (as the one reachable here) serves an
+  # expired one, which apt refuses by default.
+  echo 'Acquire::Check-Valid-Until "false";' >"$root/etc/apt/apt.conf.d/99gan-no-valid-until"
+  rm -rf "$root/work/gan.new" && mkdir -p "$root/work/gan.new"
+  git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$root/work/gan.new"
+  mkdir -p "$root/work/gan"
+  find "$root/work/gan" -mindepth 1 -maxdepth 1 ! -name 'build-*' -exec rm -rf {} +
+  cp -a "$root/work/gan.new/." "$root/work/gan/" && rm -rf "$root/work/gan.new"
+}
+in_chroot() { chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 bash -c "$2"; }
+
+root=${ROOT:-/var/tmp/gan-trixie}
+in_root() { in_chroot "$root" "$1"; }
+[[ $what == sid ]] || prepare_root trixie "$root"
 
 status=0
 if [[ $what == cpu || $what == all ]]; then
@@ -92,6 +104,20 @@ if [[ $what == cuda || $what == all ]]; then
     status=1
     echo "check_libtorch2: cuda: FAILED (last lines of $root/cuda.log):" >&2
     tail -30 "$root/cuda.log" >&2
+  fi
+fi
+if [[ $what == sid || $what == all ]]; then
+  sid_root=${SID_ROOT:-/var/tmp/gan-sid}
+  prepare_root sid "$sid_root"
+  echo "check_libtorch2: sid: build against sid's libtorch-dev and run the tests"
+  # scripts/test.sh installs what it needs (libtorch-dev among them) and runs the whole suite, as in CI.
+  if in_chroot "$sid_root" "apt-get update -qq && cd /work/gan && FUZZ_SECONDS=0 BUILD_DIR=build-cpu bash scripts/test.sh" \
+       >"$sid_root/cpu.log" 2>&1; then
+    echo "check_libtorch2: sid: $(in_chroot "$sid_root" "dpkg-query -W -f='libtorch-dev \${Version}, g++ ' libtorch-dev; g++ -dumpfullversion"): $(grep -E 'tests passed|tests failed' "$sid_root/cpu.log")"
+  else
+    status=1
+    echo "check_libtorch2: sid: FAILED (last lines of $sid_root/cpu.log):" >&2
+    tail -30 "$sid_root/cpu.log" >&2
   fi
 fi
 exit $status

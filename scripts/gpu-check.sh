@@ -51,6 +51,9 @@ python=${PYTHON:-python3}
 build=${BUILD_DIR:-build-gpu}
 t0=$(date +%s)
 elapsed() { echo $(($(date +%s) - t0)); }
+# With OUT set (the device tool's folder that comes back), each step's log is copied there as soon as it exists, so a
+# run stopped at its time limit still brings back what it did.
+save_out() { [[ -n "${OUT:-}" ]] || return 0; for f in "$@"; do cp "$build/$f" "$OUT/" 2>/dev/null || true; done; }
 [[ -d "$deps/usr/include" ]] || { echo "gpu-check: no $deps/: run scripts/gpu-check.sh --prepare where Debian's packages can be downloaded, and bring $deps along" >&2; exit 2; }
 if [[ $device == cuda* ]]; then
   "$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' ||
@@ -62,22 +65,37 @@ torch_version=$("$python" -c 'import torch; print(torch.__version__)')
 echo "gpu-check: $gpu, driver ${driver:--}, torch $torch_version, $(nproc) CPU cores"
 
 # 1. Build against this Python's LibTorch, with the prepared packages instead of a registry.
-GAN_DEPS=$deps BUILD_DIR=$build PYTHON=$python bash scripts/setup-pytorch.sh
+mkdir -p "$build"
+GAN_DEPS=$deps BUILD_DIR=$build PYTHON=$python bash scripts/setup-pytorch.sh 2>&1 | tee "$build/build.log" ||
+  { save_out build.log configure.log; echo "gpu-check: the build failed ($(elapsed) s)" >&2; exit 1; }
 build_s=$(elapsed)
+save_out configure.log
 
 # 2. The test suite; the CUDA tests (tests/test_cuda.cpp) run where a GPU is visible. The two tests that need
-#    Debian's Fashion-MNIST package are left out (it is not among the prepared packages).
+#    Debian's Fashion-MNIST package are left out (it is not among the prepared packages). The tests run in shards
+#    (GoogleTest's GTEST_TOTAL_SHARDS/GTEST_SHARD_INDEX), one process each, side by side: one process in a row took
+#    several minutes, more than this script's budget allows. Every test makes its own folders and ports.
 export LD_LIBRARY_PATH="$PWD/$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 filter='-Idx.FashionMnistFromDebianPackage'
 ((quick)) && filter="Cuda.*:DeviceAdam.*:Distributed.*:$filter"
-set +e
-"$build/gan-tests" --gtest_filter="$filter" >"$build/tests.log" 2>&1
-tests_rc=$?
-set -e
+cores=$(nproc)
+shards=${TEST_SHARDS:-$((cores >= 16 ? 8 : cores > 2 ? cores / 2 : 1))}
+echo "gpu-check: tests in $shards shards ($(elapsed) s)"
+pids=()
+for ((i = 0; i < shards; ++i)); do
+  GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$i OMP_NUM_THREADS=$(((cores + shards - 1) / shards)) \
+    "$build/gan-tests" --gtest_filter="$filter" >"$build/tests.$i.log" 2>&1 &
+  pids+=($!)
+done
+tests_rc=0
+for p in "${pids[@]}"; do wait "$p" || tests_rc=$?; done
+for ((i = 0; i < shards; ++i)); do cat "$build/tests.$i.log"; done >"$build/tests.log"
 count() { grep -cE "^\[ *$1 *\] $2.* \([0-9]+ ms\)$" "$build/tests.log" || true; }  # result lines with a duration
 tests_line="$(count OK '') passed, $(count FAILED '') failed, $(count SKIPPED '') skipped"
 cuda_line="CUDA tests $(count OK 'Cuda\.') passed, $(count FAILED 'Cuda\.') failed, $(count SKIPPED 'Cuda\.') skipped"
 grep -E '^(cuda|CUDA) ' "$build/tests.log" || true  # the CUDA tests' printed figures
+grep -E '^\[  FAILED  \] .*\([0-9]+ ms\)$' "$build/tests.log" || true
+save_out tests.log
 tests_s=$(elapsed)
 
 # 3. 300 training steps of 64x64 RGB on generated images (coloured discs and squares on gradients).
@@ -116,12 +134,15 @@ set +e
 sample_rc=$?
 set -e
 train_s=$(elapsed)
+save_out train.log sample.log
 
 # 4. Speed against the Python eager reference on the same device, and peak memory.
-bench_env=(BUILD_DIR="$build" PYTHON="$python" DEVICE="$device")
+bench_env=(BUILD_DIR="$build" PYTHON="$python" DEVICE="$device" ROUNDS="${ROUNDS:-2}")
 ((quick)) && bench_env+=(ROUNDS=1 STEPS=1 WARMUP=1)
+echo "gpu-check: speed table ($(elapsed) s)"
 env "${bench_env[@]}" bash scripts/bench_gpu.sh | tee "$build/bench.txt"
 bench_s=$(elapsed)
+save_out bench.txt
 
 # The table.
 table=$build/gpu-check.md

@@ -437,7 +437,8 @@ Config parse_config(const std::string& yaml_text, const std::string& origin, boo
     if (!sec.second.IsMap()) fail(where(origin, sec.second) + ": section '" + section + "' must be a mapping of keys");
     for (const auto& kv : sec.second) {
       std::string key = key_name(kv.first);
-      const Field& f = find_field(section, key, where(origin, kv.first));
+      const std::string at = where(origin, kv.first);  // named: g++ 14 warns of a reference from a call given a temporary
+      const Field& f = find_field(section, key, at);
       f.set(cfg, kv.second, where(origin, kv.second));
     }
   }
