@@ -3,7 +3,8 @@
 # LibTorch Debian has: 2.14.1 on 2026-12-02) into a folder and
 #   cpu   builds there against trixie's libtorch-dev 2.6 and runs the whole test suite (scripts/test.sh, no fuzzing);
 #   sid   the same against sid's libtorch-dev (newer than the GPU machines' PyTorch, 2.11 there in 2026-11), so API
-#         drift shows here before a GPU session spends its minutes on a build that fails;
+#         drift shows here before a GPU session spends its minutes on a build that fails; then compiles the CUDA- and
+#         NCCL-guarded files against the CUDA headers that sid's libtorch-dev ships (compile only, no link);
 #   cuda  builds there against trixie's CUDA LibTorch 2.6 (contrib libtorch-cuda-dev, with nvidia-cuda-toolkit 12.4
 #         from non-free, libnccl-dev and libgloo-cuda-dev): every target compiles and links, CUDA- and NCCL-guarded code
 #         included. Nothing runs (no GPU here, no
@@ -118,6 +119,38 @@ if [[ $what == sid || $what == all ]]; then
     status=1
     echo "check_libtorch2: sid: FAILED (last lines of $sid_root/cpu.log):" >&2
     tail -30 "$sid_root/cpu.log" >&2
+  fi
+  # sid's CUDA LibTorch lags behind (contrib's libtorch-cuda-dev is 2.6), but its CPU libtorch-dev ships the CUDA
+  # headers (ATen/cuda, c10/cuda, ProcessGroupNCCL.hpp): the CUDA- and NCCL-guarded files are compiled against them
+  # (syntax only: nothing links) with the CUDA runtime's headers from nvidia-cuda-dev and libcu++-dev and nccl.h from
+  # libnccl-dev, unpacked rather than installed (the packages hold 3 GB of libraries), plus a stand-in for the one
+  # header a CUDA build of LibTorch generates.
+  echo "check_libtorch2: sid: the CUDA- and NCCL-guarded files against sid's LibTorch headers (compile only)"
+  if in_chroot "$sid_root" '
+      set -e
+      inc=/opt/cuda-include
+      if [[ ! -f $inc/nccl.h || ! -f $inc/nv/target ]]; then
+        rm -rf /tmp/cuda-debs $inc && mkdir -p /tmp/cuda-debs/x && cd /tmp/cuda-debs
+        apt-get download -qq -o APT::Sandbox::User=root nvidia-cuda-dev libcu++-dev libnccl-dev
+        for d in *.deb; do dpkg-deb --fsys-tarfile "$d" | tar -x -C x --wildcards "./usr/include/*"; done
+        mv x/usr/include $inc && cd / && rm -rf /tmp/cuda-debs
+        mkdir -p $inc/c10/cuda/impl
+        echo "#define C10_CUDA_BUILD_SHARED_LIBS" >$inc/c10/cuda/impl/cuda_cmake_macros.h
+      fi
+      cd /work/gan
+      flags=$(sed -n "s/^CXX_\(DEFINES\|INCLUDES\|FLAGS\) = //p" build-cpu/CMakeFiles/gan.dir/flags.make | tr "\n" " ")
+      rc=0
+      for f in src/train/cuda_graph.cpp src/apps/bench.cpp src/train/distributed.cpp src/train/step.cpp; do
+        if g++ $flags -fsyntax-only -isystem $inc -DUSE_CUDA -DUSE_C10D_NCCL -DGAN_WITH_CUDA -DGAN_WITH_GLOO "$f" \
+             2>/tmp/cuda-syntax.txt; then echo "  compiles: $f"
+        else rc=1; echo "  FAILED: $f"; grep -E "error" /tmp/cuda-syntax.txt | head -10; fi
+      done
+      exit $rc' >"$sid_root/cuda-syntax.log" 2>&1; then
+    cat "$sid_root/cuda-syntax.log"
+  else
+    status=1
+    echo "check_libtorch2: sid: the CUDA-guarded files FAILED to compile ($sid_root/cuda-syntax.log):" >&2
+    tail -30 "$sid_root/cuda-syntax.log" >&2
   fi
 fi
 exit $status
