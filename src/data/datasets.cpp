@@ -50,7 +50,7 @@ bool folder_labels(const std::string& dir, const std::vector<std::string>& files
 namespace {
 
 // All images of one or more IDX files, converted once to [N, channels, size, size] bytes.
-class IdxSource : public ImageSource {
+class IdxSource final : public ImageSource {
  public:
   IdxSource(const std::vector<std::string>& files, std::int64_t max_images, int size, int channels, const Rgb& bg)
       : ImageSource(size, channels), files_(files) {
@@ -171,7 +171,7 @@ std::vector<std::string> idx_files(const DataConfig& data) {
 
 // The label file of an IDX images file: data.labels when set, else the name with "images-idx3" -> "labels-idx1".
 // Missing label files leave the source unlabelled (a conditional model then refuses it).
-void attach_idx_labels(ImageSource& src, const std::vector<std::string>& image_files, const DataConfig& data) {
+void attach_idx_labels(IdxSource& src, const std::vector<std::string>& image_files, const DataConfig& data) {
   std::vector<std::int32_t> labels;
   int max_label = -1;
   for (const auto& f : image_files) {
