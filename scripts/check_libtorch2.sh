@@ -51,7 +51,13 @@ prepare_root() {
   find "$root/work/gan" -mindepth 1 -maxdepth 1 ! -name 'build-*' -exec rm -rf {} +
   cp -a "$root/work/gan.new/." "$root/work/gan/" && rm -rf "$root/work/gan.new"
 }
-in_chroot() { chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 bash -c "$2"; }
+# A clean environment, except the machine's OpenBLAS settings (a VM may preset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
+# because the kernel OpenBLAS picks by itself misbehaves there; the chroot must run as the machine does).
+in_chroot() {
+  local blas_env=()
+  while IFS= read -r v; do blas_env+=("$v"); done < <(env | grep -E '^OPENBLAS_[A-Z0-9_]+=' || true)
+  chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "${blas_env[@]}" bash -c "$2"
+}
 
 root=${ROOT:-/var/tmp/gan-trixie}
 in_root() { in_chroot "$root" "$1"; }
