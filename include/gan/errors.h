@@ -16,6 +16,7 @@ enum ExitCode : int {
   kExitDiverged = 6,    // non-finite loss or gradient (train.on_nan), last good checkpoint named
   kExitDistributed = 7,  // a distributed run lost a peer (it stopped responding) or could not rendezvous
   kExitMemory = 8,      // out of memory for a tensor (CPU or GPU): lower the batch or image size
+  kExitMaths = 9,       // LibTorch's float32 maths on this machine fails the start-up check against float64
   kExitTimeLimit = 75,  // stopped at train.max_time after saving; run again with --resume auto
   kExitInterrupted = 130,  // SIGINT: stopped cleanly after saving
   kExitTerminated = 143,   // SIGTERM: stopped cleanly after saving

@@ -16,6 +16,7 @@
 #include "gan/errors.h"
 #include "gan/models.h"
 #include "gan/platform.h"
+#include "gan/self_check.h"
 #include "gan/step.h"
 
 #ifdef GAN_WITH_CUDA  // set by CMakeLists.txt when the LibTorch has CUDA (Debian's has no CUDA headers)
@@ -81,6 +82,8 @@ int run_step(const StepArgs& a) {
     throw UserError(kExitUsage, "--device " + a.device + " is not usable here: use cpu, auto, or a CUDA device that "
                                 "this build and machine have");
   }
+  if (const std::string note = ensure_sound_device_maths(dev); !note.empty())
+    std::fprintf(stderr, "gan-bench: warning: %s\n", note.c_str());
   ModelConfig mc;
   mc.image_size = a.image_size;
   mc.channels = a.channels;
@@ -348,6 +351,8 @@ int bench_main(int argc, char** argv) {
       return 0;
     }
     std::printf("bench.blas %s\n", blas.c_str());
+    if (const std::string note = ensure_sound_cpu_maths(argv); !note.empty())
+      std::fprintf(stderr, "gan-bench: warning: %s\n", note.c_str());
     if (*step) return run_step(a);
     if (*layers) return run_layers(a, reps);
     if (*aug) return run_augment(a, reps);

@@ -24,6 +24,7 @@
 #include "gan/platform.h"
 #include "gan/progress.h"
 #include "gan/sampler.h"
+#include "gan/self_check.h"
 #include "gan/trainer.h"
 
 namespace gan {
@@ -268,6 +269,7 @@ int train_main(int argc, char** argv) {
     // The progress bar on a terminal, for the process that logs (rank 0 of a distributed run).
     if (launch.rank == 0) ProgressBar::enable(!quiet);
     spdlog::info("{}", blas);
+    ensure_sound_cpu_maths(argv);  // may restart the program; the trainer logs what it found (cpu_maths_note)
     g_worker = launch.present;
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
@@ -336,6 +338,7 @@ int sample_main(int argc, char** argv) {
     app.add_option("--fps", o.fps, "GIF frames per second (default 10)")->check(CLI::Range(0.1, 50.0));
     app.add_option("--arithmetic", o.arithmetic, "latent arithmetic on seeds, e.g. \"[1,2,3]-[4,5,6]+[7,8,9]\"");
     if (int code = parse_command_line(app, argc, argv, "gan-sample"); code >= 0) return code;
+    if (const std::string note = ensure_sound_cpu_maths(argv); !note.empty()) spdlog::warn("{}", note);
     if (!info.empty()) {
       std::cout << describe_checkpoint(resolve_checkpoint_arg(info)) << std::flush;
       return kExitOk;
@@ -377,7 +380,9 @@ int eval_main(int argc, char** argv) {
     if (!config_path.empty() && !real_only)
       throw UserError(kExitUsage, "--config is for --real-only; with --checkpoint the stored config is used "
                                   "(change it with --set)");
+    if (const std::string note = ensure_sound_cpu_maths(argv); !note.empty()) spdlog::warn("{}", note);
     const c10::Device dev = resolve_device(device);
+    if (const std::string note = ensure_sound_device_maths(dev); !note.empty()) spdlog::warn("{}", note);
     Config cfg = config_path.empty() ? Config{} : load_config(config_path, /*validate=*/false);  // after --set
     SamplingModel model;
     if (!checkpoint.empty()) {

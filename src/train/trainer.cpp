@@ -34,6 +34,7 @@
 #include "gan/progress.h"
 #include "gan/report.h"
 #include "gan/run_folder.h"
+#include "gan/self_check.h"
 #include "gan/snapshot.h"
 #include "gan/step.h"
 #include "gan/weights.h"
@@ -99,6 +100,7 @@ Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const Tra
                                       " classes; set it to 0 (from the data)");
   }
   step_opts_ = step_options(cfg_.train, device_, world_);
+  device_maths_note_ = ensure_sound_device_maths(device_);  // CUDA; the CPU was checked at start (cli.cpp)
   if (hooks_.deferred_divergence_check) step_opts_.check_every_step = false;
   nets_ = build_networks(cfg_, device_, step_opts_);
   if (dist_ && mc.sync_bn) {  // BatchNorm over the global batch
@@ -326,6 +328,8 @@ void Trainer::log_setup() {
     graphs = step_opts_.cuda_graph        ? fmt::format(", CUDA graph captured after {} eager steps", kGraphWarmup)
              : tc.cuda_graphs == "off"   ? ", CUDA graphs off (train.cuda_graphs)"
                                          : ", CUDA graphs off: " + blocker;
+  if (!cpu_maths_note().empty()) spdlog::warn("{}", cpu_maths_note());
+  if (!device_maths_note_.empty()) spdlog::warn("{}", device_maths_note_);
   if (!step_opts_.amp_note.empty()) spdlog::warn("{}", step_opts_.amp_note);
   for (const auto& line : forms_report_) spdlog::info("{}", line);
   spdlog::info("step: upconv {}, downconv {}, channels_last {}, amp {}{}{}{}", tc.upconv, downconv,

@@ -112,6 +112,7 @@ class Trainer {
   double lr_g0_ = 0, lr_d0_ = 0, beta2_g0_ = 0, beta2_d0_ = 0;
   bool graph_reported_ = false;  // train.cuda_graphs: the capture (or why not) has been logged
   std::string graph_blocker_;    // why the step is not captured when cuda_graph_blocker() does not say it
+  std::string device_maths_note_;  // ensure_sound_device_maths: "" or what was wrong on the device, for the log
   std::vector<std::string> forms_report_;  // train.upconv/downconv auto: the forms as measured (or resumed), for the log
 
   // Where it is.
