@@ -29,16 +29,18 @@ using MathsTamper = std::function<void(const std::string& what, at::Tensor& resu
 
 // Computes small convolutions (D's 4x4 stride 2 among them), a transposed convolution (G's), a linear layer and a
 // training-mode batch norm, forward and backward, contiguous and channels_last, in float32 on `device` and in float64
-// on the CPU, and compares every output and gradient (40 results; 3 ms on a 2-vCPU AMD EPYC). Uses no random generator.
+// on the CPU, and compares every output and gradient (64 results; ~5 ms on a 2-vCPU AMD EPYC). Uses no random generator.
 MathsCheck check_float32_maths(c10::Device device, const MathsTamper& tamper = {});
 
 // The library versions for a message: "LibTorch 2.6.0, oneDNN v3.7.2".
 std::string maths_libraries();
 
 // The CPU check, run by the programs before they compute anything. When it fails and oneDNN does the convolutions:
-// 1. on a CPU above AVX2 with ONEDNN_MAX_CPU_ISA unset, restarts the program (`restart`, default execv of
-//    /proc/self/exe with `argv`) with ONEDNN_MAX_CPU_ISA=AVX2, the remedy for the fault above;
-// 2. otherwise turns oneDNN off for this process (LibTorch's own kernels: slower convolutions) and checks again.
+// 1. unless the user set ONEDNN_MAX_CPU_ISA, restarts the program (`restart`, default execv of /proc/self/exe with
+//    `argv`) with oneDNN capped at the next lower instruction set this CPU has: AVX2, then AVX, then SSE41 (other
+//    kernels; the fault above is right from AVX down). GAN_ONEDNN_CAPPED_FROM carries what each start saw;
+// 2. when no lower cap is left, turns oneDNN off for this process (LibTorch's own kernels: slower convolutions) and
+//    checks again.
 // Returns "" when all was right first time, else a warning line saying what was wrong and what is used instead.
 // Throws UserError(kExitMaths) naming the wrong result and the libraries when nothing passes.
 // GAN_SELF_CHECK=0 skips the check (returns "").

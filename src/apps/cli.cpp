@@ -268,8 +268,8 @@ int train_main(int argc, char** argv) {
       for (auto& sink : spdlog::default_logger()->sinks()) sink->set_level(spdlog::level::warn);
     // The progress bar on a terminal, for the process that logs (rank 0 of a distributed run).
     if (launch.rank == 0) ProgressBar::enable(!quiet);
-    spdlog::info("{}", blas);
     ensure_sound_cpu_maths(argv);  // may restart the program; the trainer logs what it found (cpu_maths_note)
+    spdlog::info("{}", blas);
     g_worker = launch.present;
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
@@ -338,7 +338,9 @@ int sample_main(int argc, char** argv) {
     app.add_option("--fps", o.fps, "GIF frames per second (default 10)")->check(CLI::Range(0.1, 50.0));
     app.add_option("--arithmetic", o.arithmetic, "latent arithmetic on seeds, e.g. \"[1,2,3]-[4,5,6]+[7,8,9]\"");
     if (int code = parse_command_line(app, argc, argv, "gan-sample"); code >= 0) return code;
-    if (const std::string note = ensure_sound_cpu_maths(argv); !note.empty()) spdlog::warn("{}", note);
+    // Sampling computes no gradients, where the faults seen so far are: the note is a debug line, so that an
+    // error stays one line.
+    if (const std::string note = ensure_sound_cpu_maths(argv); !note.empty()) spdlog::debug("{}", note);
     if (!info.empty()) {
       std::cout << describe_checkpoint(resolve_checkpoint_arg(info)) << std::flush;
       return kExitOk;

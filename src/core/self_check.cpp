@@ -9,6 +9,7 @@
 #include <limits>
 #include <regex>
 #include <sstream>
+#include <tuple>
 #include <vector>
 
 #include "gan/errors.h"
@@ -49,6 +50,19 @@ std::vector<MathsCase> maths_cases() {
                    {{2, 8, 8, 8}, {16, 8, 4, 4}},
                    [](const std::vector<Tensor>& in) { return torch::conv2d(in[0], in[1], {}, 2, 1); },
                    true});  // out [2, 16, 4, 4]: D's downsampling convolution
+  // The backward-data kernels of trixie's oneDNN 3.7.2 are wrong for some shapes and right for others, also when
+  // capped at AVX2 (~23% of 2,048 small shapes; docs/PERFORMANCE.md): these four are wrong there with and without the
+  // cap, so the check sees the fault whichever kernel family oneDNN picks.
+  for (const auto& [shape, k, pad, cout] : std::vector<std::tuple<std::vector<std::int64_t>, int, int, int>>{
+           {{2, 1, 4, 4}, 2, 0, 5}, {{2, 8, 4, 4}, 2, 1, 20}, {{2, 3, 8, 8}, 4, 1, 5}, {{2, 4, 8, 8}, 4, 0, 4}}) {
+    const std::int64_t p = pad;
+    cases.push_back({"conv2d [" + std::to_string(shape[0]) + ", " + std::to_string(shape[1]) + ", " +
+                         std::to_string(shape[2]) + ", " + std::to_string(shape[3]) + "] k" + std::to_string(k) +
+                         " s1 p" + std::to_string(pad),
+                     {shape, {cout, shape[1], k, k}},
+                     [p](const std::vector<Tensor>& in) { return torch::conv2d(in[0], in[1], {}, 1, p); },
+                     true});  // k2 p1 is G's phase form (a 2x2 convolution to 4x the channels)
+  }
   cases.push_back({"conv_transpose2d [2, 16, 4, 4] k4 s2 p1",
                    {{2, 16, 4, 4}, {16, 8, 4, 4}},
                    [](const std::vector<Tensor>& in) { return torch::conv_transpose2d(in[0], in[1], {}, 2, 1); },
@@ -158,44 +172,76 @@ std::string ensure_sound_cpu_maths(char** argv, const MathsTamper& tamper, const
 }
 
 namespace {
+// The ladder of oneDNN instruction-set caps tried in turn, fastest first.
+const char* const kIsaLadder[] = {"AVX2", "AVX", "SSE41"};
+
+// The next cap below `current` (one of the ladder, or "" for none), for this CPU: "" when there is none.
+std::string next_isa_cap(const std::string& current) {
+  __builtin_cpu_init();
+  int i = 0;
+  if (!current.empty()) {
+    while (i < 3 && current != kIsaLadder[i]) ++i;
+    ++i;
+  } else if (__builtin_cpu_supports("avx512f")) {
+    i = 0;
+  } else if (__builtin_cpu_supports("avx2")) {
+    i = 1;
+  } else if (__builtin_cpu_supports("avx")) {
+    i = 2;
+  } else {
+    i = 3;
+  }
+  return i < 3 ? kIsaLadder[i] : "";
+}
+
+std::string env_or_empty(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
 std::string cpu_maths_verdict(char** argv, const MathsTamper& tamper, const std::function<void()>& restart) {
   if (check_disabled()) return "";
-  const MathsCheck first = check_float32_maths(torch::kCPU, tamper);
-  const char* capped_from = std::getenv("GAN_ONEDNN_CAPPED_FROM");  // set by the restart below
-  if (first.ok) {
-    if (!capped_from) return "";
-    return "oneDNN " + onednn_version() + " computed wrong float32 results on this CPU with its default instructions (" +
-           capped_from + ", against float64); restarted with ONEDNN_MAX_CPU_ISA=AVX2, with which they are right "
-           "(export it to skip the restart)";
+  const MathsCheck r = check_float32_maths(torch::kCPU, tamper);
+  // What earlier starts of this program saw ("" when this is the first): set with the cap before each restart.
+  const std::string history = env_or_empty("GAN_ONEDNN_CAPPED_FROM");
+  const bool ours = !history.empty();  // the cap in ONEDNN_MAX_CPU_ISA is this program's, not the user's
+  std::string isa = env_or_empty("ONEDNN_MAX_CPU_ISA");
+  if (isa.empty()) isa = env_or_empty("DNNL_MAX_CPU_ISA");
+  if (r.ok) {
+    if (!ours) return "";
+    return "oneDNN " + onednn_version() + " computed wrong float32 results on this CPU (" + history +
+           ", against float64); restarted with ONEDNN_MAX_CPU_ISA=" + isa +
+           ", with which they are right (export it to skip the restarts)";
   }
-  if (!onednn_in_use())
-    throw UserError(kExitMaths, "LibTorch's float32 maths on this CPU fails the start-up check against float64 (" +
-                                    first.failure + "; " + maths_libraries() +
-                                    "): training would diverge or learn nothing. Use another LibTorch build, or set "
-                                    "GAN_SELF_CHECK=0 to run anyway");
-  __builtin_cpu_init();
-  if (!std::getenv("ONEDNN_MAX_CPU_ISA") && !std::getenv("DNNL_MAX_CPU_ISA") && !capped_from &&
-      __builtin_cpu_supports("avx512f")) {
-    setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
-    setenv("GAN_ONEDNN_CAPPED_FROM", first.failure.c_str(), 1);
-    if (restart) restart();
-    else execv("/proc/self/exe", argv);
-    // The restart failed (or a test's restart returned): go on in this process, without oneDNN.
-    unsetenv("ONEDNN_MAX_CPU_ISA");
-    unsetenv("GAN_ONEDNN_CAPPED_FROM");
+  const std::string seen =
+      (ours ? history + "; " : "") + (isa.empty() ? "" : "with ONEDNN_MAX_CPU_ISA=" + isa + ": ") + r.failure;
+  auto fail = [&](const std::string& what) {
+    return UserError(kExitMaths, "LibTorch's float32 maths on this CPU fails the start-up check against float64 (" +
+                                     what + "; " + maths_libraries() +
+                                     "): training would diverge or learn nothing. Use another LibTorch build, or set "
+                                     "GAN_SELF_CHECK=0 to run anyway");
+  };
+  if (!onednn_in_use()) throw fail(seen);
+  // A lower instruction set takes other oneDNN kernels; oneDNN reads the cap once, so it takes a restart. A cap the
+  // user set is theirs: then oneDNN is turned off instead.
+  if (isa.empty() || ours) {
+    const std::string next = next_isa_cap(isa);
+    if (!next.empty()) {
+      setenv("ONEDNN_MAX_CPU_ISA", next.c_str(), 1);
+      setenv("GAN_ONEDNN_CAPPED_FROM", seen.c_str(), 1);
+      if (restart) restart();
+      else execv("/proc/self/exe", argv);
+      // The restart failed (or a test's restart returned): go on in this process, without oneDNN.
+      if (isa.empty()) unsetenv("ONEDNN_MAX_CPU_ISA");
+      else setenv("ONEDNN_MAX_CPU_ISA", isa.c_str(), 1);
+      if (ours) setenv("GAN_ONEDNN_CAPPED_FROM", history.c_str(), 1);
+      else unsetenv("GAN_ONEDNN_CAPPED_FROM");
+    }
   }
   at::globalContext().setUserEnabledMkldnn(false);
-  const MathsCheck second = check_float32_maths(torch::kCPU, tamper);
-  const char* isa = std::getenv("ONEDNN_MAX_CPU_ISA");
-  const std::string what =
-      capped_from ? std::string(capped_from) + "; with ONEDNN_MAX_CPU_ISA=" + (isa ? isa : "AVX2") + ": " + first.failure
-                  : first.failure;
-  if (!second.ok)
-    throw UserError(kExitMaths, "LibTorch's float32 maths on this CPU fails the start-up check against float64 (" +
-                                    what + "; without oneDNN: " + second.failure + "; " + maths_libraries() +
-                                    "): training would diverge or learn nothing. Use another LibTorch build, or set "
-                                    "GAN_SELF_CHECK=0 to run anyway");
-  return "oneDNN " + onednn_version() + " computes wrong float32 results on this CPU (" + what +
+  const MathsCheck without = check_float32_maths(torch::kCPU, tamper);
+  if (!without.ok) throw fail(seen + "; without oneDNN: " + without.failure);
+  return "oneDNN " + onednn_version() + " computes wrong float32 results on this CPU (" + seen +
          ", against float64); using LibTorch's own CPU kernels instead, which are right but slower for convolutions";
 }
 }  // namespace

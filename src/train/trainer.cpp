@@ -328,8 +328,9 @@ void Trainer::log_setup() {
     graphs = step_opts_.cuda_graph        ? fmt::format(", CUDA graph captured after {} eager steps", kGraphWarmup)
              : tc.cuda_graphs == "off"   ? ", CUDA graphs off (train.cuda_graphs)"
                                          : ", CUDA graphs off: " + blocker;
-  if (!cpu_maths_note().empty()) spdlog::warn("{}", cpu_maths_note());
-  if (!device_maths_note_.empty()) spdlog::warn("{}", device_maths_note_);
+  // Every process finds the same on one machine: rank 0 says it (the others' warnings would reach the console too).
+  for (const std::string& note : {cpu_maths_note(), device_maths_note_})
+    if (!note.empty()) main_ ? spdlog::warn("{}", note) : spdlog::debug("{}", note);
   if (!step_opts_.amp_note.empty()) spdlog::warn("{}", step_opts_.amp_note);
   for (const auto& line : forms_report_) spdlog::info("{}", line);
   spdlog::info("step: upconv {}, downconv {}, channels_last {}, amp {}{}{}{}", tc.upconv, downconv,
