@@ -9,6 +9,7 @@
 #include "gan/checkpoint.h"
 #include "gan/distributed.h"
 #include "gan/models.h"
+#include "gan/self_check.h"
 #include "gan/step.h"
 #include "gan/trainer.h"
 #include "dist_fixture.h"
@@ -82,6 +83,17 @@ TEST(Cuda, StepEqualsTheCpuStepForEachConvolutionForm) {
       EXPECT_LT(dg, 1e-9) << up << "/" << down;
       EXPECT_LT(dd, 1e-9) << up << "/" << down;
     }
+}
+
+// The start-up check on the GPU: cuDNN's float32 (TF32 where LibTorch allows it) against float64 on the CPU.
+TEST(Cuda, StartUpMathsCheckPassesOnTheGpu) {
+  if (no_gpu()) GTEST_SKIP() << "no CUDA device";
+  const gan::MathsCheck r = gan::check_float32_maths(torch::Device(torch::kCUDA, 0));
+  std::printf("  CUDA maths check: largest relative error %.2e (tolerance %.0e)\n", r.worst, gan::kMathsTolerance);
+  EXPECT_TRUE(r.ok) << r.failure;
+  EXPECT_GT(r.worst, 0.0);
+  EXPECT_EQ(gan::ensure_sound_device_maths(torch::Device(torch::kCUDA, 0)), "");
+  EXPECT_TRUE(at::globalContext().userEnabledCuDNN());  // no fallback was needed
 }
 
 TEST(Cuda, MixedPrecisionStepsAreFiniteAndCloseToFloat32) {
