@@ -350,9 +350,10 @@ int bench_main(int argc, char** argv) {
       std::printf("%s\n", core ? core : "");
       return 0;
     }
-    std::printf("bench.blas %s\n", blas.c_str());
+    // Before any output: a restart would print it again.
     if (const std::string note = ensure_sound_cpu_maths(argv); !note.empty())
       std::fprintf(stderr, "gan-bench: warning: %s\n", note.c_str());
+    std::printf("bench.blas %s\n", blas.c_str());
     if (*step) return run_step(a);
     if (*layers) return run_layers(a, reps);
     if (*aug) return run_augment(a, reps);

@@ -160,18 +160,8 @@ std::string maths_libraries() {
 }
 
 namespace {
-std::string g_cpu_note;
-std::string cpu_maths_verdict(char** argv, const MathsTamper& tamper, const std::function<void()>& restart);
-}  // namespace
+std::string g_cpu_note;  // what ensure_sound_cpu_maths returned, for cpu_maths_note
 
-const std::string& cpu_maths_note() { return g_cpu_note; }
-
-std::string ensure_sound_cpu_maths(char** argv, const MathsTamper& tamper, const std::function<void()>& restart) {
-  g_cpu_note = cpu_maths_verdict(argv, tamper, restart);
-  return g_cpu_note;
-}
-
-namespace {
 // The ladder of oneDNN instruction-set caps tried in turn, fastest first.
 const char* const kIsaLadder[] = {"AVX2", "AVX", "SSE41"};
 
@@ -245,6 +235,13 @@ std::string cpu_maths_verdict(char** argv, const MathsTamper& tamper, const std:
          ", against float64); using LibTorch's own CPU kernels instead, which are right but slower for convolutions";
 }
 }  // namespace
+
+const std::string& cpu_maths_note() { return g_cpu_note; }
+
+std::string ensure_sound_cpu_maths(char** argv, const MathsTamper& tamper, const std::function<void()>& restart) {
+  g_cpu_note = cpu_maths_verdict(argv, tamper, restart);
+  return g_cpu_note;
+}
 
 std::string ensure_sound_device_maths(c10::Device device, const MathsTamper& tamper) {
   if (!device.is_cuda() || check_disabled()) return "";
