@@ -7,6 +7,7 @@ check (src/core/self_check.cpp) takes its wrong-shape cases from this sweep. Run
     python3 scripts/conv_sweep.py --op conv_transpose2d        # G's transposed convolution (oneDNN's deconvolution)
     python3 scripts/conv_sweep.py --op double_backward         # what R1 / R2 / WGAN-GP differentiate: the input
                                                                # gradient of conv2d, differentiated again
+    python3 scripts/conv_sweep.py --channels                   # conv2d by input channel count, 2 to 128
 --op conv2d (the default) checks the output, the input gradient and the weight gradient; conv_transpose2d the same
 for the transposed convolution; double_backward takes gx = d<y, g>/dx with create_graph and checks the gradients of
 <gx, h> with respect to the weight and to g. A result counts as wrong when max |float32 - float64| exceeds 1e-3 of
@@ -46,9 +47,28 @@ def results(op, x, w, g_seed, s, p):
     return [(name, a, r) for (name, a), (_, r) in zip(out[torch.float32], out[torch.float64])]
 
 
+def channel_probe():
+    """--channels: conv2d on [2, C, 8, 8] for C from 2 to 128, four kernel forms; prints which results are wrong."""
+    torch.manual_seed(0)
+    any_bad = False
+    for cin in [2, 5, 7, 8, 9, 12, 16, 17, 20, 24, 32, 64, 128]:
+        row = []
+        for k, s, p in [(1, 1, 0), (3, 1, 1), (4, 2, 1), (2, 1, 1)]:
+            x = torch.randn(2, cin, 8, 8, dtype=torch.float64)
+            w = torch.randn(6, cin, k, k, dtype=torch.float64)
+            bad = [name for name, a, r in results("conv2d", x, w, cin, s, p)
+                   if not ((a.double() - r).abs().max() / r.abs().max()).item() < 1e-3]
+            any_bad |= bool(bad)
+            row.append(f"k{k} s{s} p{p}: {', '.join(bad) or 'right'}")
+        print(f"{cin:3d} input channels | " + " | ".join(row))
+    return 1 if any_bad else 0
+
+
 def main():
     if "--no-onednn" in sys.argv:
         torch.backends.mkldnn.enabled = False
+    if "--channels" in sys.argv:
+        return channel_probe()
     op = "conv2d"
     if "--op" in sys.argv:
         op = sys.argv[sys.argv.index("--op") + 1]
