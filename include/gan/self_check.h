@@ -1,7 +1,8 @@
 // Start-up check of LibTorch's float32 maths on this machine against float64, so that a broken math library stops a
 // run in its first second with one line, instead of hours later as "training diverged" or as a run that learns
 // nothing. Seen: Debian trixie's oneDNN 3.7.2 (LibTorch 2.6) on an AVX-512 AMD EPYC gives float32 convolution input
-// gradients off by a relative 3.06 (docs/PERFORMANCE.md "LibTorch 2.x and CUDA builds").
+// gradients off by a relative 3.06, and outputs wrong for some channel counts, also when capped at AVX2 or AVX
+// (docs/PERFORMANCE.md "A wrong oneDNN and the start-up check").
 #pragma once
 #include <c10/core/Device.h>
 
@@ -38,7 +39,7 @@ std::string maths_libraries();
 // The CPU check, run by the programs before they compute anything. When it fails and oneDNN does the convolutions:
 // 1. unless the user set ONEDNN_MAX_CPU_ISA, restarts the program (`restart`, default execv of /proc/self/exe with
 //    `argv`) with oneDNN capped at the next lower instruction set this CPU has: AVX2, then AVX, then SSE41 (other
-//    kernels; the fault above is right from AVX down). GAN_ONEDNN_CAPPED_FROM carries what each start saw;
+//    kernels; the fault above is gone at SSE41). GAN_ONEDNN_CAPPED_FROM carries what each start saw;
 // 2. when no lower cap is left, turns oneDNN off for this process (LibTorch's own kernels: slower convolutions) and
 //    checks again.
 // Returns "" when all was right first time, else a warning line saying what was wrong and what is used instead.

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <regex>
 #include <sstream>
@@ -51,8 +52,8 @@ std::vector<MathsCase> maths_cases() {
                    [](const std::vector<Tensor>& in) { return torch::conv2d(in[0], in[1], {}, 2, 1); },
                    true});  // out [2, 16, 4, 4]: D's downsampling convolution
   // The backward-data kernels of trixie's oneDNN 3.7.2 are wrong for some shapes and right for others, also when
-  // capped at AVX2 (~23% of 2,048 small shapes; docs/PERFORMANCE.md): these four are wrong there with and without the
-  // cap, so the check sees the fault whichever kernel family oneDNN picks.
+  // capped at AVX2 (1,051 of 3,072 small shapes there; docs/PERFORMANCE.md): these four are wrong with and without
+  // that cap, so the check sees the fault whichever kernel family oneDNN picks.
   for (const auto& [shape, k, pad, cout] : std::vector<std::tuple<std::vector<std::int64_t>, int, int, int>>{
            {{2, 1, 4, 4}, 2, 0, 5}, {{2, 8, 4, 4}, 2, 1, 20}, {{2, 3, 8, 8}, 4, 1, 5}, {{2, 4, 8, 8}, 4, 0, 4}}) {
     const std::int64_t p = pad;
@@ -172,13 +173,14 @@ std::string g_cpu_note;  // what ensure_sound_cpu_maths returned, for cpu_maths_
 
 // The ladder of oneDNN instruction-set caps tried in turn, fastest first.
 const char* const kIsaLadder[] = {"AVX2", "AVX", "SSE41"};
+constexpr int kLadderSteps = static_cast<int>(std::size(kIsaLadder));
 
 // The next cap below `current` (one of the ladder, or "" for none), for this CPU: "" when there is none.
 std::string next_isa_cap(const std::string& current) {
   __builtin_cpu_init();
   int i = 0;
   if (!current.empty()) {
-    while (i < 3 && current != kIsaLadder[i]) ++i;
+    while (i < kLadderSteps && current != kIsaLadder[i]) ++i;
     ++i;
   } else if (__builtin_cpu_supports("avx512f")) {
     i = 0;
@@ -187,9 +189,9 @@ std::string next_isa_cap(const std::string& current) {
   } else if (__builtin_cpu_supports("avx")) {
     i = 2;
   } else {
-    i = 3;
+    i = kLadderSteps;
   }
-  return i < 3 ? kIsaLadder[i] : "";
+  return i < kLadderSteps ? kIsaLadder[i] : "";
 }
 
 std::string env_or_empty(const char* name) {
