@@ -4,7 +4,7 @@
 # ignore) copied in. Each command gets its own copy of the same fresh root.
 #   bash scripts/measure-fresh.sh [default|ci|both]   (default both; needs root: debootstrap, chroot, mounts)
 #     default   bash scripts/train-default.sh: install + build, then the default run (configs/fashion-mnist.cfg)
-#     ci        CI=true bash .ci/run (= scripts/test.sh): install + build with tests, ctest, 60 s of fuzzing
+#     ci        CI=true bash .ci/run (= scripts/test.sh): install + build with tests, ctest, 2 x 60 s of fuzzing
 # Prints the phases' wall times (packages and cmake's configure, build, run or tests, fuzz), taken from when their first output line appeared,
 # and the whole. Logs with a time on every line: ROOT.<what>.log.
 # Environment: ROOT (default /var/tmp/gan-fresh: the pristine root is ROOT.pristine, kept for the next run; each

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the whole test suite (GoogleTest through ctest), then fuzzes the config loader
-# for a short fixed budget (scripts/fuzz.sh; FUZZ_SECONDS, default 60, 0 skips it).
+# and the torch.save reader for a short fixed budget each (scripts/fuzz.sh; FUZZ_SECONDS, default 60, 0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -9,7 +9,13 @@
   dcgan DIR        G.pt and D.pt of an unconditional 64x64 model load strictly into the PyTorch DCGAN example's
                    networks (dcgan/main.py, copied below).
   write-init DIR   writes pyG.pt and pyD.pt: gan_models networks built from DIR/config.yaml, seeded differently from
-                   gan-train, saved as torch.save(dict(net.state_dict())).
+                   gan-train; G saved as the PyTorch DCGAN example saves it (torch.save(netG.state_dict()), an
+                   OrderedDict), D in the legacy layout of PyTorch < 1.6 as if saved from a GPU (location cuda:0).
+  write-torch-save DIR
+                   writes what torch.save makes of state_dicts and tensors in every layout (zip, legacy, legacy with
+                   pickle protocol 4, from "cuda:0"; views, offsets, float16/bfloat16/int64/bool, Parameters, a
+                   DataParallel "module." prefix, checkpoint dicts) and each tensor's values as NAME.npy (float64 or
+                   int64) for the C++ reader to match.
   compare DIR A B  the tensors of the state_dict files A and B (in DIR) are equal within 1e-6.
 """
 import json
@@ -119,9 +125,59 @@ def write_init(d):
     cfg = gan_models.model_config(open(f"{d}/config.yaml").read())
     torch.manual_seed(123)
     g, dis = gan_models.Generator(cfg), gan_models.Discriminator(cfg)
-    torch.save(dict(g.state_dict()), f"{d}/pyG.pt")
-    torch.save(dict(dis.state_dict()), f"{d}/pyD.pt")
+    torch.save(g.state_dict(), f"{d}/pyG.pt")
+    with saved_from_gpu():
+        torch.save(dis.state_dict(), f"{d}/pyD.pt", _use_new_zipfile_serialization=False)
     print("wrote pyG.pt and pyD.pt")
+
+
+class saved_from_gpu:
+    """torch.save records each storage's device; this makes it record cuda:0 (torch.load of such a file fails on a
+    machine without CUDA unless given map_location)."""
+
+    def __enter__(self):
+        self.tag = torch.serialization.location_tag
+        torch.serialization.location_tag = lambda storage: "cuda:0"
+
+    def __exit__(self, *exc):
+        torch.serialization.location_tag = self.tag
+
+
+def write_torch_save(d):
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Linear(5, 2))
+    net[1].running_mean.normal_()
+    sd = net.state_dict()
+    base = torch.arange(24, dtype=torch.float64).reshape(4, 6) / 7
+    mixed = {"transposed": base.t(), "rows": base[1:3], "column": base[:, 2], "half": torch.randn(5).half(),
+             "bf16": torch.randn(3).bfloat16(), "long": torch.tensor([-3, 2**40]), "flags": torch.tensor([True, False]),
+             "param": nn.Parameter(torch.randn(2, 2)), "scalar": torch.tensor(2.5), "empty": torch.zeros(0, 3)}
+    expect = {}
+
+    def save(name, obj, tensors, **kw):
+        torch.save(obj, f"{d}/{name}", **kw)
+        expect[name] = list(tensors)
+        for k, t in tensors.items():
+            t = t.detach()
+            np.save(f"{d}/{name}.{k}.npy", (t.long() if t.dtype in (torch.int64, torch.bool) else t.double()).contiguous().numpy())
+
+    save("sd_zip.pt", sd, sd)
+    save("sd_legacy.pt", sd, sd, _use_new_zipfile_serialization=False)
+    save("sd_legacy_p4.pt", sd, sd, _use_new_zipfile_serialization=False, pickle_protocol=4)
+    with saved_from_gpu():
+        save("sd_cuda_zip.pt", sd, sd)
+        save("sd_cuda_legacy.pt", sd, sd, _use_new_zipfile_serialization=False)
+    save("mixed_zip.pt", mixed, mixed)
+    save("mixed_legacy.pt", mixed, mixed, _use_new_zipfile_serialization=False)
+    save("ddp.pt", {"module." + k: v for k, v in sd.items()}, sd)
+    save("checkpoint.pt", {"epoch": 3, "state_dict": sd, "optimizer": {"lr": 0.1}}, sd)
+    torch.save({"netG": sd, "netD": sd, "epoch": 5}, f"{d}/two_nets.pt")
+    z = torch.randn(4, 8)
+    save("z_legacy.pt", z, {"z": z}, _use_new_zipfile_serialization=False)
+    with open(f"{d}/expect.txt", "w") as f:
+        for name, keys in expect.items():
+            f.write(name + " " + " ".join(keys) + "\n")
+    print(f"wrote {len(expect)} files")
 
 
 def compare(d, a, b):
@@ -134,4 +190,5 @@ def compare(d, a, b):
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"verify": verify, "dcgan": dcgan, "write-init": write_init, "compare": compare}[cmd](*args)
+    {"verify": verify, "dcgan": dcgan, "write-init": write_init, "write-torch-save": write_torch_save,
+     "compare": compare}[cmd](*args)

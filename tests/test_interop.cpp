@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <sstream>
 
 #include "gan/checkpoint.h"
 #include "gan/config.h"
@@ -233,4 +234,90 @@ TEST(PyTorchInterop, TrainingStartsFromWeightsSavedByPyTorch) {
                      "different shapes main.0.weight"),
             std::string::npos)
       << out;
+}
+
+// What torch.save writes, read by src/io/pickle.cpp + weights.cpp: every layout and dtype PyTorch produces for
+// state_dicts (tests/pytorch_interop.py write-torch-save), compared value for value with the .npy files written
+// beside them, and the one-line errors for a checkpoint of several networks and for cut files.
+TEST(Weights, ReadsWhatTorchSaveWritesInEveryLayout) {
+  if (!have_python_torch()) GTEST_SKIP() << "no python3-torch (Debian package); CI installs it";
+  TempDir dir;
+  std::string out;
+  ASSERT_EQ(run("/usr/bin/python3 " + kScript + " write-torch-save " + dir.str(), &out), 0) << out;
+  std::istringstream expect(gan::read_file(dir / "expect.txt"));
+  int files = 0;
+  for (std::string line; std::getline(expect, line);) {
+    std::istringstream words(line);
+    std::string file;
+    std::vector<std::string> keys;
+    words >> file;
+    for (std::string k; words >> k;) keys.push_back(k);
+    gan::StateDict got;
+    if (file.rfind("z_", 0) == 0) got.emplace_back(keys.at(0), gan::load_tensor_file(dir / file));
+    else got = gan::load_weights_file(dir / file);
+    ASSERT_EQ(got.size(), keys.size()) << file;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      EXPECT_EQ(got[i].first, keys[i]) << file;  // in the file's order, "module." taken off ddp.pt's names
+      const at::Tensor want = gan::load_npy(dir / (file + "." + keys[i] + ".npy"));
+      const at::Tensor t = got[i].second;
+      EXPECT_EQ(t.sizes(), want.sizes()) << file << " " << keys[i];
+      EXPECT_TRUE(torch::equal(want.scalar_type() == torch::kLong ? t.to(torch::kLong) : t.to(torch::kDouble), want))
+          << file << " " << keys[i];
+    }
+    ++files;
+  }
+  EXPECT_EQ(files, 10);
+  const gan::StateDict mixed = gan::load_weights_file(dir / "mixed_legacy.pt");
+  EXPECT_EQ(mixed[3].second.scalar_type(), torch::kHalf);
+  EXPECT_EQ(mixed[4].second.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(mixed[6].second.scalar_type(), torch::kBool);
+  // A checkpoint of two networks: the line says which entries are state_dicts and how to save one alone.
+  expect_user_error([&] { gan::load_weights_file(dir / "two_nets.pt"); }, gan::kExitCheckpoint,
+                    {"two_nets.pt: entry 'netG' is a dict of 9, not a tensor",
+                     "the file holds several state_dicts (netG, netD)", "torch.save(ckpt[\"netG\"], \"G.pt\")"});
+  // Cut files: the legacy stream in its storages, the zip archive anywhere.
+  for (const char* f : {"sd_legacy.pt", "sd_zip.pt"}) {
+    const std::string bytes = gan::read_file(dir / f);
+    gan::write_file_atomic(dir / "cut.pt", bytes.substr(0, bytes.size() - 40));
+    expect_user_error([&] { gan::load_weights_file(dir / "cut.pt"); }, gan::kExitCheckpoint, {"cut.pt: "});
+  }
+  // gan-sample takes latents saved by torch.save in the legacy layout.
+  gan::ModelConfig m;
+  m.image_size = 16;
+  m.nz = 8;
+  m.ngf = m.ndf = 4;
+  const std::string ckpt = make_checkpoint(dir, "z8", m);
+  ASSERT_EQ(run(exe(GAN_SAMPLE_EXE) + " --checkpoint " + ckpt + " --latents " + (dir / "z_legacy.pt") +
+                    " --save-images " + (dir / "x.npy"),
+                &out),
+            0)
+      << out;
+  EXPECT_EQ(gan::load_npy(dir / "x.npy").sizes(), (std::vector<int64_t>{4, 1, 16, 16}));
+}
+
+// The reader without Python, on the fuzzer's seeds (tests/fuzz/corpus/pickle, written by PyTorch 1.13): a legacy
+// state_dict of Conv2d(1, 2, 3) + BatchNorm2d(2) and the errors for a cut or damaged file.
+TEST(Weights, LegacyStateDictAndDamagedFiles) {
+  TempDir dir;
+  const std::string seed = std::string(GAN_SOURCE_DIR) + "/tests/fuzz/corpus/pickle/legacy-state-dict.pt";
+  const gan::StateDict sd = gan::load_weights_file(seed);
+  ASSERT_EQ(sd.size(), 7u);
+  EXPECT_EQ(sd[0].first, "0.weight");
+  EXPECT_EQ(sd[0].second.sizes(), (std::vector<int64_t>{2, 1, 3, 3}));
+  EXPECT_EQ(sd[6].first, "1.num_batches_tracked");
+  EXPECT_EQ(sd[6].second.scalar_type(), torch::kLong);
+  EXPECT_TRUE(torch::equal(sd[4].second, torch::zeros({2})));  // running_mean of a new BatchNorm
+  EXPECT_TRUE(torch::equal(sd[5].second, torch::ones({2})));   // running_var
+  const std::string bytes = gan::read_file(seed);
+  gan::write_file_atomic(dir / "cut.pt", bytes.substr(0, bytes.size() - 20));
+  expect_user_error([&] { gan::load_weights_file(dir / "cut.pt"); }, gan::kExitCheckpoint,
+                    {"cut.pt: not a readable PyTorch file", "runs past the end of the file (truncated file?)"});
+  gan::write_file_atomic(dir / "cut2.pt", bytes.substr(0, 300));
+  expect_user_error([&] { gan::load_weights_file(dir / "cut2.pt"); }, gan::kExitCheckpoint,
+                    {"cut2.pt: not a readable PyTorch file: pickle at byte"});
+  std::string damaged = bytes;
+  damaged[damaged.find("0.weight") - 5] = '\xff';  // an opcode torch.save never writes, before the first key
+  gan::write_file_atomic(dir / "damaged.pt", damaged);
+  expect_user_error([&] { gan::load_weights_file(dir / "damaged.pt"); }, gan::kExitCheckpoint,
+                    {"damaged.pt: not a readable PyTorch file: pickle at byte"});
 }

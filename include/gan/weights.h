@@ -30,11 +30,17 @@ void save_pt(const std::string& path, const StateDict& weights);
 void save_safetensors(const std::string& path, const StateDict& weights,
                       const std::map<std::string, std::string>& metadata = {});
 
-// Reads a weights file by its content: a safetensors file, or a PyTorch archive holding a dict of tensors (written by
-// torch.save(model.state_dict()) or save_pt; an OrderedDict or a checkpoint dict with a "state_dict" entry too).
-// `metadata` receives a safetensors file's __metadata__. Throws UserError(kExitCheckpoint) naming the file and what
-// is wrong with it.
+// Reads a weights file by its content: a safetensors file, or a file of torch.save holding a dict of tensors
+// (torch.save(model.state_dict()), an OrderedDict, or a plain dict as save_pt writes; or a checkpoint dict with a
+// "state_dict" entry), in the zip layout of PyTorch >= 1.6 or the legacy one before it, saved from any device (read
+// without Python by src/io/pickle.cpp, which runs nothing from the file). Names that all start with "module." (a
+// network saved inside DataParallel or DistributedDataParallel) lose that prefix. `metadata` receives a safetensors
+// file's __metadata__. Throws UserError(kExitCheckpoint) naming the file and what is wrong with it.
 StateDict load_weights_file(const std::string& path, std::map<std::string, std::string>* metadata = nullptr);
+
+// The tensor of a file of torch.save holding one tensor (or the first tensor of a dict), on the CPU. Throws
+// UserError(kExitCheckpoint) naming the file.
+at::Tensor load_tensor_file(const std::string& path);
 
 // Copies `weights` into `module` (every parameter and buffer, nothing else): a missing, unexpected or differently
 // shaped entry is one UserError(kExitCheckpoint) line naming `what` and listing them.

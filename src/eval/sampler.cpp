@@ -2,7 +2,6 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <spdlog/spdlog.h>
-#include <torch/csrc/jit/serialization/pickle.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -126,21 +125,11 @@ at::Tensor read_latents(const std::string& path, const ModelConfig& m, at::Tenso
     std::error_code ec;
     if (m.conditional && std::filesystem::exists(labels_path(path), ec)) *labels = load_npy(labels_path(path)).to(torch::kLong);
   } else {
-    c10::IValue v;
     try {
-      const std::string bytes = read_file(path);
-      v = torch::jit::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
-    } catch (const c10::Error& e) {
-      throw UserError(kExitUsage, "--latents " + path + ": not a .npy or PyTorch file (" + e.what_without_backtrace() + ")");
+      z = load_tensor_file(path);
+    } catch (const UserError& e) {
+      throw UserError(kExitUsage, std::string("--latents ") + e.what());
     }
-    if (v.isGenericDict())
-      for (const auto& kv : v.toGenericDict())
-        if (kv.value().isTensor()) {
-          v = kv.value();
-          break;
-        }
-    if (!v.isTensor()) throw UserError(kExitUsage, "--latents " + path + ": holds no tensor");
-    z = v.toTensor();
   }
   if (z.dim() == 4 && z.size(2) == 1 && z.size(3) == 1) z = z.flatten(1);  // [N, nz, 1, 1] as the DCGAN example draws
   if (z.dim() != 2 || z.size(1) != m.nz || z.size(0) < 1 || z.size(0) > kMaxImages)

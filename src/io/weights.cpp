@@ -6,6 +6,7 @@
 #include <torch/csrc/jit/serialization/pickler.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <map>
@@ -15,6 +16,7 @@
 #include "gan/errors.h"
 #include "gan/files.h"
 #include "gan/json.h"
+#include "gan/pickle.h"
 
 namespace gan {
 namespace {
@@ -71,29 +73,131 @@ StateDict read_safetensors(const std::string& path, const std::string& bytes,
   return out;
 }
 
-StateDict read_pt(const std::string& path, const std::string& bytes) {
-  c10::IValue v;
+// A read-only view of the file's bytes for PyTorchStreamReader (no copy of a large file).
+class BytesAdapter : public caffe2::serialize::ReadAdapterInterface {
+ public:
+  explicit BytesAdapter(const std::string& bytes) : bytes_(bytes) {}
+  size_t size() const override { return bytes_.size(); }
+  size_t read(uint64_t pos, void* buf, size_t n, const char* /*what*/) const override {
+    if (pos >= bytes_.size()) return 0;
+    n = std::min<size_t>(n, bytes_.size() - pos);
+    std::memcpy(buf, bytes_.data() + pos, n);
+    return n;
+  }
+
+ private:
+  const std::string& bytes_;
+};
+
+at::ScalarType dtype_of(const std::string& storage_type) {
+  static const std::map<std::string, at::ScalarType> m{
+      {"FloatStorage", at::kFloat},         {"DoubleStorage", at::kDouble},         {"HalfStorage", at::kHalf},
+      {"BFloat16Storage", at::kBFloat16},   {"LongStorage", at::kLong},             {"IntStorage", at::kInt},
+      {"ShortStorage", at::kShort},         {"CharStorage", at::kChar},             {"ByteStorage", at::kByte},
+      {"BoolStorage", at::kBool},           {"ComplexFloatStorage", at::kComplexFloat},
+      {"ComplexDoubleStorage", at::kComplexDouble}, {"UntypedStorage", at::kByte}};
+  return m.at(storage_type);  // pickle::parse makes tensors only of these types
+}
+
+// What torch.save wrote, with its storages as CPU tensors (whatever device they were saved from).
+struct TorchFile {
+  pickle::Parsed pickle;
+  std::map<std::string, at::Tensor> storages;
+};
+
+TorchFile read_torch_file(const std::string& path, const std::string& bytes) {
+  TorchFile f;
+  auto storage = [&](const std::string& key, const char* data, size_t n) {
+    const pickle::Storage& s = f.pickle.storages.at(key);
+    const size_t esize = pickle::element_size(s.type);
+    if (esize == 0) return;  // a type no tensor of this file can use (pickle::parse made an Object of it)
+    if (n / esize < static_cast<size_t>(s.numel))
+      bad(path, "storage " + key + " holds " + std::to_string(n) + " bytes, fewer than its " + std::to_string(s.numel) +
+                    " elements need (truncated file?)");
+    at::Tensor t = torch::empty({s.numel}, torch::TensorOptions().dtype(dtype_of(s.type)));
+    if (s.numel > 0) std::memcpy(t.data_ptr(), data, static_cast<size_t>(s.numel) * esize);
+    f.storages[key] = t;
+  };
   try {
-    v = torch::jit::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
-  } catch (const c10::Error& e) {
-    bad(path, std::string("not a readable PyTorch file (") + e.what_without_backtrace() + ")");
-  }
-  if (v.isGenericDict()) {  // a checkpoint dict holding the weights under "state_dict"
-    for (const auto& kv : v.toGenericDict())
-      if (kv.key().isString() && kv.key().toStringRef() == "state_dict" && kv.value().isGenericDict()) {
-        v = kv.value();
-        break;
+    if (bytes.size() >= 2 && bytes[0] == 'P' && bytes[1] == 'K') {  // the zip archive of PyTorch >= 1.6
+      caffe2::serialize::PyTorchStreamReader reader(std::make_shared<BytesAdapter>(bytes));
+      if (reader.hasRecord("byteorder")) {
+        auto [order, n] = reader.getRecord("byteorder");
+        if (std::string(static_cast<const char*>(order.get()), n) != "little")
+          bad(path, "was written on a big-endian machine, which this reader does not read");
       }
+      if (!reader.hasRecord("data.pkl")) bad(path, "is a zip archive without data.pkl: not written by torch.save");
+      auto [pkl, pkl_size] = reader.getRecord("data.pkl");
+      const std::string_view text(static_cast<const char*>(pkl.get()), pkl_size);
+      size_t pos = 0;
+      f.pickle = pickle::parse(text, &pos);
+      for (const auto& [key, s] : f.pickle.storages) {
+        if (!reader.hasRecord("data/" + key)) bad(path, "storage " + key + " is missing from the archive");
+        auto [data, n] = reader.getRecord("data/" + key);
+        storage(key, static_cast<const char*>(data.get()), n);
+      }
+    } else if (pickle::looks_legacy(bytes)) {  // PyTorch < 1.6, or _use_new_zipfile_serialization=False
+      pickle::Legacy legacy = pickle::parse_legacy(bytes);
+      f.pickle = std::move(legacy.pickle);
+      for (const auto& [key, at] : legacy.data) storage(key, bytes.data() + at.first, at.second);
+    } else {
+      bad(path, "not a PyTorch file (torch.save writes a zip archive, or before PyTorch 1.6 a pickle stream)");
+    }
+  } catch (const pickle::Error& e) {
+    bad(path, std::string("not a readable PyTorch file: ") + e.what());
+  } catch (const c10::Error& e) {
+    bad(path, std::string("not a readable PyTorch archive (") + e.what_without_backtrace() + ")");
   }
-  if (!v.isGenericDict())
-    bad(path, "holds no dict of tensors (an OrderedDict, as model.state_dict() is, reads as nothing here: save it with "
-              "torch.save(dict(model.state_dict()), path))");
+  return f;
+}
+
+// The tensor a pickled tensor refers to: a view of its storage.
+at::Tensor tensor_of(const TorchFile& f, const pickle::Value& v) {
+  at::Tensor base = f.storages.at(v.text);
+  const at::ScalarType dtype = dtype_of(v.storage_type);
+  if (base.scalar_type() != dtype) {  // an untyped storage (_rebuild_tensor_v3): its bytes as the tensor's dtype
+    const auto esize = static_cast<int64_t>(pickle::element_size(v.storage_type));
+    const int64_t n = base.numel() * base.element_size();
+    base = base.view(at::kByte).narrow(0, 0, n - n % esize).view(dtype);
+  }
+  return base.as_strided(v.sizes, v.strides, v.integer);
+}
+
+const pickle::Value* entry(const pickle::Value* dict, const std::string& key) {
+  if (!dict || dict->kind != pickle::Value::Kind::Dict) return nullptr;
+  for (const auto& [k, v] : dict->entries)
+    if (k->kind == pickle::Value::Kind::String && k->text == key) return v;
+  return nullptr;
+}
+
+StateDict read_pt(const std::string& path, const std::string& bytes) {
+  using K = pickle::Value::Kind;
+  const TorchFile f = read_torch_file(path, bytes);
+  const pickle::Value* v = f.pickle.root;
+  if (const pickle::Value* sd = entry(v, "state_dict"); sd && sd->kind == K::Dict) v = sd;  // a checkpoint dict
+  if (v->kind != K::Dict) bad(path, "holds " + pickle::describe(*v) + ", not a dict of tensors (a state_dict)");
+  // A checkpoint of several networks ({"netG": ..., "netD": ..., "epoch": 5}): say which entries are state_dicts.
+  std::string nets;
+  for (const auto& [k, x] : v->entries)
+    if (k->kind == K::String && x->kind == K::Dict && !x->entries.empty() && x->entries[0].second->kind == K::Tensor)
+      nets += (nets.empty() ? "" : ", ") + k->text;
   StateDict out;
-  for (const auto& kv : v.toGenericDict()) {
-    if (!kv.key().isString() || !kv.value().isTensor())
-      bad(path, "holds a dict whose entries are not all name -> tensor");
-    out.emplace_back(kv.key().toStringRef(), kv.value().toTensor());
+  for (const auto& [k, x] : v->entries) {
+    if (k->kind != K::String) bad(path, "holds a dict with a key that is " + pickle::describe(*k) + ", not a name");
+    if (x->kind != K::Tensor)
+      bad(path, "entry '" + k->text + "' is " + pickle::describe(*x) + ", not a tensor" +
+                    (nets.empty() ? std::string()
+                                  : "; the file holds several state_dicts (" + nets +
+                                        "): save the one you need alone, e.g. torch.save(ckpt[\"" +
+                                        nets.substr(0, nets.find(',')) + "\"], \"G.pt\")"));
+    out.emplace_back(k->text, tensor_of(f, *x));
   }
+  // Saved from a network wrapped in DataParallel / DistributedDataParallel: every name starts with "module.".
+  const std::string wrap = "module.";
+  bool wrapped = !out.empty();
+  for (const auto& [name, t] : out) wrapped = wrapped && name.compare(0, wrap.size(), wrap) == 0;
+  if (wrapped)
+    for (auto& [name, t] : out) name.erase(0, wrap.size());
   return out;
 }
 
@@ -166,9 +270,26 @@ StateDict load_weights_file(const std::string& path, std::map<std::string, std::
   } catch (const UserError&) {
     bad(path, "cannot read it (no such file?)");
   }
-  if (bytes.size() >= 2 && bytes[0] == 'P' && bytes[1] == 'K') return read_pt(path, bytes);
+  if ((bytes.size() >= 2 && bytes[0] == 'P' && bytes[1] == 'K') || pickle::looks_legacy(bytes))
+    return read_pt(path, bytes);
   if (bytes.size() >= 9 && bytes[8] == '{') return read_safetensors(path, bytes, metadata);
   bad(path, "neither a PyTorch file (torch.save) nor a safetensors file");
+}
+
+at::Tensor load_tensor_file(const std::string& path) {
+  std::string bytes;
+  try {
+    bytes = read_file(path);
+  } catch (const UserError&) {
+    bad(path, "cannot read it (no such file?)");
+  }
+  const TorchFile f = read_torch_file(path, bytes);
+  const pickle::Value* v = f.pickle.root;
+  if (v->kind == pickle::Value::Kind::Dict)
+    for (const auto& [k, x] : v->entries)
+      if (x->kind == pickle::Value::Kind::Tensor) return tensor_of(f, *x);
+  if (v->kind != pickle::Value::Kind::Tensor) bad(path, "holds " + pickle::describe(*v) + ", not a tensor");
+  return tensor_of(f, *v);
 }
 
 void load_state_dict(torch::nn::Module& module, const StateDict& weights, const std::string& what) {
