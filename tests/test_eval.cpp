@@ -11,6 +11,9 @@
 
 #include "gan/datasets.h"
 #include "gan/eval.h"
+#include "gan/inception.h"
+#include "gan/models.h"
+#include "gan/weights.h"
 #include "gan/trainer.h"
 #include "image_fixtures.h"
 #include "test_util.h"
@@ -340,4 +343,81 @@ TEST(EvalCli, EndToEndOnATinyRun) {
             2)
       << out;
   EXPECT_NE(out.find("eval.extractor"), std::string::npos) << out;
+}
+
+// The FID Inception (src/eval/inception.cpp) against its PyTorch reference (tests/fid_inception_ref.py: pytorch-fid's
+// network in plain torch.nn, checked there against pytorch-fid's own torchvision-based one, max difference 0): the
+// same weights file, written as pytorch-fid's is (legacy torch.save layout, fc [1008, 2048]), the same features for
+// gray and RGB images of other sizes; the refusals of other weights; and gan::Evaluator scoring with it.
+namespace {
+bool have_python_torch() {
+  std::string out;
+  return run("/usr/bin/python3 -c 'import torch, numpy'", &out) == 0;
+}
+// The reference's files (a 96 MB weights file, images, features), written once for both tests.
+const TempDir& inception_files() {
+  static TempDir dir;
+  static const int written = [] {
+    std::string out;
+    const int code =
+        run("/usr/bin/python3 " + std::string(GAN_SOURCE_DIR) + "/tests/fid_inception_ref.py write " + dir.str(), &out);
+    if (code != 0) std::printf("%s", out.c_str());
+    return code;
+  }();
+  EXPECT_EQ(written, 0);
+  return dir;
+}
+}  // namespace
+
+TEST(EvalInception, SameFeaturesAsPyTorchFromTheSameWeightsFile) {
+  if (!have_python_torch()) GTEST_SKIP() << "no python3-torch (Debian package); CI installs it";
+  const TempDir& dir = inception_files();
+  const gan::StateDict w = gan::load_weights_file(dir / "inception.pth");
+  EXPECT_TRUE(gan::is_inception_weights(w));
+  EXPECT_EQ(w.size(), 566u);  // 94 convolutions + 94 BatchNorms (5 tensors each) + fc
+  gan::FidInception net;
+  gan::load_fid_inception(net, w, "inception.pth");
+  for (bool channels_last : {false, true}) {
+    net->set_channels_last(channels_last);
+    for (const char* name : {"gray", "rgb"}) {
+      const at::Tensor x = gan::load_npy(dir / (std::string(name) + ".npy"));
+      const at::Tensor want = gan::load_npy(dir / (std::string(name) + "_features.npy"));
+      const at::Tensor f = net->features(x, channels_last ? 1 : 4);  // the chunking must not change anything
+      ASSERT_EQ(f.sizes(), want.sizes()) << name;
+      const double rel = ((f.to(torch::kDouble) - want).abs().max() / want.abs().max()).item<double>();
+      std::printf("%s %s%s: max relative difference to PyTorch %.2e\n", name, c10::str(x.sizes()).c_str(),
+                  channels_last ? " channels-last" : "", rel);
+      EXPECT_LT(rel, 1e-4) << name << " " << channels_last;
+    }
+  }
+  // torchvision's ImageNet weights (fc of 1000 classes) and a file that lacks a tensor are refused by name.
+  gan::StateDict tv = w;
+  for (auto& [name, t] : tv)
+    if (name == "fc.weight") t = torch::zeros({1000, 2048});
+  testutil::expect_user_error([&] { gan::load_fid_inception(net, tv, "tv.pth"); }, gan::kExitUsage,
+                              {"tv.pth", "torchvision's ImageNet Inception-v3 weights"});
+  gan::StateDict cut(w.begin() + 1, w.end());
+  testutil::expect_user_error([&] { gan::load_fid_inception(net, cut, "cut.pth"); }, gan::kExitUsage,
+                              {"cut.pth", "missing Conv2d_1a_3x3.conv.weight", "pt_inception-2015-12-05"});
+}
+
+TEST(EvalInception, EvaluatorScoresWithTheWeightsFile) {
+  if (!have_python_torch()) GTEST_SKIP() << "no python3-torch (Debian package); CI installs it";
+  const TempDir& ref = inception_files();
+  TempDir dir;
+  gan::Config cfg = eval_config(write_squares_dataset(dir.str(), 200), dir / "cache");
+  cfg.eval.extractor = ref / "inception.pth";
+  gan::Evaluator ev(cfg, torch::kCPU);
+  EXPECT_EQ(ev.extractor_info().description, "inception-fid:" + (ref / "inception.pth"));
+  const gan::EvalResult r = ev.evaluate(real_images(cfg, 100));
+  std::printf("%s", gan::eval_table(r).c_str());
+  EXPECT_EQ(r.feature_dim, 2048);
+  EXPECT_TRUE(std::isfinite(r.fd) && r.fd >= 0);
+  EXPECT_TRUE(r.class_hist.empty());
+  // Other weights are named: a state_dict that is not Inception's.
+  gan::Generator g(cfg.model);
+  gan::save_pt(dir / "g.pt", gan::state_dict(*g));
+  cfg.eval.extractor = dir / "g.pt";
+  testutil::expect_user_error([&] { gan::Evaluator bad(cfg, torch::kCPU); }, gan::kExitUsage,
+                              {"g.pt", "not Inception-v3's"});
 }

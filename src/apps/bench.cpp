@@ -14,6 +14,7 @@
 #include "gan/cli.h"
 #include "gan/cpu_allocator.h"
 #include "gan/errors.h"
+#include "gan/inception.h"
 #include "gan/models.h"
 #include "gan/platform.h"
 #include "gan/self_check.h"
@@ -190,6 +191,33 @@ int run_peak(int threads_arg, int reps) {
 
 // The augmentation of one batch (train.augment at p) as the step uses it: forward, and forward + backward (G learns
 // through it), fused (augment) against op by op (augment_op_by_op, the definition), from the same draws.
+// The FID Inception's features (gan-eval with pytorch-fid's weights; random weights here, the same work): img/s over
+// `reps` rounds of a.batch images of a.image_size, in chunks of `chunk`, both memory layouts.
+int run_inception(const StepArgs& a, int reps, std::int64_t chunk) {
+  configure_threads(a.threads);
+  torch::manual_seed(1);
+  const c10::Device dev = resolve_device(a.device);
+  FidInception net;
+  net->to(dev);
+  const at::Tensor x = (torch::rand({a.batch, a.channels, a.image_size, a.image_size}) * 2 - 1).to(dev);  // [B, C, S, S]
+  std::printf("inception: %d images of %dx%dx%d per round, chunks of %lld, %d threads, %s\n", a.batch, a.channels,
+              a.image_size, a.image_size, static_cast<long long>(chunk), at::get_num_threads(), dev.str().c_str());
+  for (bool cl : {false, true}) {
+    net->set_channels_last(cl);
+    net->features(x.narrow(0, 0, std::min<std::int64_t>(chunk, a.batch)), chunk);  // warm-up
+    sync(dev);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int r = 0; r < reps; ++r) net->features(x, chunk);
+    sync(dev);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // 11.4 GFLOP per image: 5.71 G multiply-adds (torchvision's count for Inception-v3 at 299x299), 2 FLOP each.
+    std::printf("inception.%s img/s %.2f (%.0f GFLOP/s)\n", cl ? "channels_last" : "nchw", reps * a.batch / s,
+                reps * a.batch * 11.42 / s);
+  }
+  std::printf("inception.peak_rss_mib %.0f\n", peak_rss_mib());
+  return 0;
+}
+
 int run_augment(const StepArgs& a, int reps) {
   configure_threads(a.threads);
   const std::string mode = a.augment == "off" ? "ada" : a.augment;
@@ -340,6 +368,15 @@ int bench_main(int argc, char** argv) {
     add_model(aug);
     add_augment(aug);
     aug->add_option("--reps", reps)->check(CLI::Range(1, 1000));
+    auto* inc = app.add_subcommand("inception", "the FID Inception's features (gan-eval's extractor): img/s, both layouts");
+    std::int64_t chunk = 50;
+    inc->add_option("--image-size", a.image_size, "input side before the resize to 299")->check(CLI::Range(8, 1024));
+    inc->add_option("--channels", a.channels, "1 or 3")->check(CLI::IsMember({1, 3}));
+    inc->add_option("--batch", a.batch, "images per round")->check(CLI::Range(1, 4096));
+    inc->add_option("--chunk", chunk, "images per forward pass (gan-eval's: 50)")->check(CLI::Range(1, 4096));
+    inc->add_option("--threads", a.threads, "0 = all cores")->check(CLI::Range(0, 1024));
+    inc->add_option("--device", a.device, "cpu | cuda | cuda:N | auto");
+    inc->add_option("--reps", reps)->check(CLI::Range(1, 1000));
     app.add_subcommand("blas", "prints the OPENBLAS_CORETYPE this program runs with (empty: OpenBLAS's own choice)");
     auto* peak = app.add_subcommand("peak", "GEMM and convolution GFLOP/s");
     peak->add_option("--threads", a.threads)->check(CLI::Range(0, 1024));
@@ -357,6 +394,7 @@ int bench_main(int argc, char** argv) {
     if (*step) return run_step(a);
     if (*layers) return run_layers(a, reps);
     if (*aug) return run_augment(a, reps);
+    if (*inc) return run_inception(a, reps, chunk);
     return run_peak(a.threads, reps);
   });
 }

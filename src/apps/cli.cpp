@@ -369,7 +369,9 @@ int eval_main(int argc, char** argv) {
     app.add_option("-c,--config", config_path, "with --real-only: config naming the data and model size")
         ->check(CLI::ExistingFile);
     app.add_option("--samples", samples, "generated images (eval.samples)");
-    app.add_option("--extractor", extractor, "classifier | PATH of a TorchScript feature model (eval.extractor)");
+    app.add_option("--extractor", extractor,
+                   "classifier | PATH of a TorchScript feature model or of pytorch-fid's Inception weights "
+                   "(eval.extractor)");
     app.add_option("--cache", cache, "folder for the classifier and real features (eval.cache)");
     app.add_option("--device", device, "auto | cpu | cuda | cuda:N");
     app.add_option("--seed", seed, "latent noise seed");

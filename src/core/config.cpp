@@ -315,7 +315,8 @@ const std::vector<Field>& fields() {
     t.push_back(duration("eval", "max_time", &Config::eval, &EvalConfig::max_time,
                          "cap per evaluation, e.g. 2m (\"\" = none)"));
     t.push_back(text("eval", "extractor", &Config::eval, &EvalConfig::extractor, {},
-                     "classifier | path to a TorchScript feature model"));
+                     "classifier | path to a TorchScript feature model, or to pytorch-fid's "
+                     "pt_inception-2015-12-05-6726825d.pth (the standard FID)"));
     t.push_back(text("eval", "cache", &Config::eval, &EvalConfig::cache, {},
                      "folder for classifier + real statistics (auto = ~/.cache/gan-trainer)"));
     t.push_back(number("health", "window", &Config::health, &HealthConfig::window, 1, 1000000,

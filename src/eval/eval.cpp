@@ -17,6 +17,7 @@
 #include "gan/datasets.h"
 #include "gan/errors.h"
 #include "gan/files.h"
+#include "gan/inception.h"
 
 namespace gan {
 namespace fs = std::filesystem;
@@ -415,6 +416,7 @@ struct Evaluator::Impl {
   ExtractorInfo info;
   Classifier classifier{nullptr};
   std::unique_ptr<torch::jit::Module> script;
+  FidInception inception{nullptr};
   std::vector<std::string> class_names;
   RealStats real;
   std::int64_t floor_n = -1;  // the floors below were computed with this many generated-side samples
@@ -432,6 +434,9 @@ struct Evaluator::Impl {
         at::Tensor h = classifier->hidden(x);  // [c, 128]
         if (pred) preds.push_back(classifier->logits(h).argmax(1).cpu());  // [c]
         feats.push_back(classifier->features(h).cpu());                    // [c, 128]
+      } else if (inception) {
+        // One image per pass on the CPU: 18.5 img/s there against 8.6 in chunks of 16 (gan-bench inception, AMD EPYC).
+        feats.push_back(inception->features(x, device.is_cuda() ? 64 : 1).cpu());  // [c, 2048]
       } else {
         c10::IValue out;
         try {
@@ -511,10 +516,31 @@ struct Evaluator::Impl {
     info.description = "classifier:" + path;
   }
 
+  // A TorchScript model, or pytorch-fid's Inception weights (a file of torch.save holding Inception-v3's state_dict).
   void open_script(const std::string& path) {
     if (!fs::is_regular_file(path))
       throw UserError(kExitUsage, "eval.extractor: no file " + path + "; give the path of a TorchScript model "
-                                  "(saved with torch.jit.save) or 'classifier'");
+                                  "(saved with torch.jit.save), of pytorch-fid's pt_inception-2015-12-05-6726825d.pth "
+                                  "or 'classifier'");
+    StateDict weights;
+    bool is_weights = false;
+    try {
+      weights = load_weights_file(path);
+      is_weights = true;
+    } catch (const UserError&) {  // not a state_dict: a TorchScript archive, or neither (said below)
+    }
+    if (is_weights) {
+      if (!is_inception_weights(weights))
+        throw UserError(kExitUsage, "eval.extractor " + path + " holds weights, but not Inception-v3's (no "
+                                    "Mixed_7c.branch_pool.conv.weight); give pytorch-fid's "
+                                    "pt_inception-2015-12-05-6726825d.pth or a TorchScript model");
+      inception = FidInception();
+      load_fid_inception(inception, weights, path);
+      inception->to(device);
+      inception->set_channels_last(true);  // 1.5x faster on the CPU (oneDNN), the same features to 1e-6
+      info.description = "inception-fid:" + path;
+      return;
+    }
     try {
       script = std::make_unique<torch::jit::Module>(torch::jit::load(path, device));
     } catch (const c10::Error& e) {
@@ -533,7 +559,8 @@ struct Evaluator::Impl {
     struct stat st {};
     ::stat(cfg.eval.extractor.c_str(), &st);
     std::error_code ec;
-    return "script:" + fs::absolute(cfg.eval.extractor, ec).string() + ";size=" + std::to_string(st.st_size) +
+    return std::string(inception ? "inception-fid-v1:" : "script:") + fs::absolute(cfg.eval.extractor, ec).string() +
+           ";size=" + std::to_string(st.st_size) +
            ";mtime=" + std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
   }
 
