@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one prepared GPU check: on a machine with a CUDA PyTorch 2.x (and no package registry, like the lent GPU
 # machines), build the trainer against that PyTorch, run the test suite with the CUDA tests enabled, train 300 steps of
-# 64x64 RGB on generated images, and benchmark against the Python eager reference on the same GPU; print one table and
-# write it into docs/PERFORMANCE.md's GPU section (and $OUT/gpu-check.md when OUT is set).
+# 64x64 RGB on generated images, benchmark against the Python eager reference on the same GPU, and time gan-eval's FID
+# Inception there; print one table and write it into docs/PERFORMANCE.md's GPU section (and $OUT/gpu-check.md when
+# OUT is set).
 #
 #   bash scripts/gpu-check.sh --prepare   where Debian's packages can be downloaded (a development machine): fetch the
 #                                         Debian packages that a PyTorch image lacks (yaml-cpp, spdlog, fmt, CLI11,
@@ -144,6 +145,13 @@ env "${bench_env[@]}" bash scripts/bench_gpu.sh | tee "$build/bench.txt"
 bench_s=$(elapsed)
 save_out bench.txt
 
+# 5. gan-eval's standard-FID extractor (the FID Inception-v3, random weights: the same work) on the device: img/s.
+inc_batch=256
+((quick)) && inc_batch=4
+inception_line=$("$build/gan-bench" inception --device "$device" --batch "$inc_batch" --chunk 64 --reps 2 2>&1 |
+  grep -E '^inception\.(nchw|channels_last)' | sed 's/^inception\.//' | paste -sd ';' || true)
+inception_s=$(elapsed)
+
 # The table.
 table=$build/gpu-check.md
 {
@@ -159,6 +167,7 @@ table=$build/gpu-check.md
   echo "| test suite | rc $tests_rc: $tests_line; $cuda_line | $tests_s |"
   echo "| $steps steps of 64x64 RGB batch 64 on generated images | rc $train_rc, $train_ips img/s in training steps (${graph_line:-no CUDA graph line}); CPU sampling from its checkpoint rc $sample_rc | $train_s |"
   echo "| speed table (scripts/bench_gpu.sh) | above | $bench_s |"
+  echo "| FID Inception features of $inc_batch 64x64 RGB images, chunks of 64 (gan-bench inception) | ${inception_line:--} | $inception_s |"
 } >"$table"
 cat "$table"
 if [[ $device == cuda* ]]; then  # docs/PERFORMANCE.md: the table between the markers of its GPU section

@@ -1,6 +1,7 @@
 // The CUDA path on a GPU (skipped where none is visible, as on the development machines; scripts/gpu-check.sh runs
 // them on a GPU machine): the step on CUDA against the CPU for each convolution form, AMP, DeviceAdam on the device,
-// a checkpoint trained on CUDA sampled on the CPU and resumed on CUDA, and NCCL with one rank.
+// a checkpoint trained on CUDA sampled on the CPU and resumed on CUDA, gan-eval's FID Inception, and NCCL with one
+// rank.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -8,6 +9,7 @@
 #include "gan/augment.h"
 #include "gan/checkpoint.h"
 #include "gan/distributed.h"
+#include "gan/inception.h"
 #include "gan/models.h"
 #include "gan/self_check.h"
 #include "gan/step.h"
@@ -175,6 +177,25 @@ TEST(Cuda, AugmentationOnTheGpuEqualsTheCpu) {
     EXPECT_LT(dg, 1e-4) << mode;
     EXPECT_FALSE(cpu_y.equal(x)) << mode;
   }
+}
+
+TEST(Cuda, FidInceptionFeaturesOnTheGpuFollowTheCpu) {
+  // gan-eval's FID Inception (random weights: the same network) on CUDA in chunks of 64, channels-last, against the
+  // CPU; cuDNN may use TF32 for these convolutions, as PyTorch (and so pytorch-fid) does by default.
+  if (no_gpu()) GTEST_SKIP() << "no CUDA device";
+  torch::manual_seed(4);
+  gan::FidInception cpu;
+  gan::FidInception gpu;
+  gan::load_fid_inception(gpu, gan::state_dict(*cpu), "cpu weights");
+  gpu->to(c10::Device(torch::kCUDA, 0));
+  gpu->set_channels_last(true);
+  const at::Tensor x = torch::rand({6, 3, 64, 64}) * 2 - 1;
+  const at::Tensor a = cpu->features(x, 2);
+  const at::Tensor b = gpu->features(x.to(c10::Device(torch::kCUDA, 0)), 64).cpu();
+  const double rel = ((a - b).abs().max() / a.abs().max()).item<double>();
+  std::printf("FID Inception on CUDA vs CPU: max relative difference %.2e\n", rel);
+  EXPECT_LT(rel, 1e-2);
+  EXPECT_GT(a.abs().max().item<double>(), 0);
 }
 
 TEST(Cuda, ACheckpointTrainedOnCudaSamplesOnTheCpuAndResumesOnCuda) {
