@@ -11,6 +11,7 @@
 
 #include "gan/datasets.h"
 #include "gan/eval.h"
+#include "gan/files.h"
 #include "gan/inception.h"
 #include "gan/models.h"
 #include "gan/weights.h"
@@ -420,4 +421,12 @@ TEST(EvalInception, EvaluatorScoresWithTheWeightsFile) {
   cfg.eval.extractor = dir / "g.pt";
   testutil::expect_user_error([&] { gan::Evaluator bad(cfg, torch::kCPU); }, gan::kExitUsage,
                               {"g.pt", "not Inception-v3's"});
+  // A cut download of the weights file: the reader's line, not TorchScript's.
+  std::ifstream in(ref / "inception.pth", std::ios::binary);
+  std::string head(3000, '\0');
+  in.read(&head[0], 3000);
+  gan::write_file_atomic(dir / "cut.pth", head);
+  cfg.eval.extractor = dir / "cut.pth";
+  testutil::expect_user_error([&] { gan::Evaluator bad(cfg, torch::kCPU); }, gan::kExitUsage,
+                              {"eval.extractor", "cut.pth: not a readable PyTorch file", "(truncated file?)"});
 }

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <sstream>
 
@@ -18,6 +19,7 @@
 #include "gan/errors.h"
 #include "gan/files.h"
 #include "gan/inception.h"
+#include "gan/pickle.h"
 
 namespace gan {
 namespace fs = std::filesystem;
@@ -524,10 +526,18 @@ struct Evaluator::Impl {
                                   "or 'classifier'");
     StateDict weights;
     bool is_weights = false;
+    std::string not_weights;  // why it is no weights file, for the message when it is no TorchScript model either
     try {
       weights = load_weights_file(path);
       is_weights = true;
-    } catch (const UserError&) {  // not a state_dict: a TorchScript archive, or neither (said below)
+    } catch (const UserError& e) {  // not a state_dict: a TorchScript archive, or neither (said below)
+      not_weights = e.what();
+      // torch.save's legacy stream is never TorchScript: its reader's line is the one that helps (a cut download).
+      std::string head(64, '\0');
+      std::ifstream in(path, std::ios::binary);
+      in.read(&head[0], 64);
+      head.resize(static_cast<size_t>(in.gcount()));
+      if (pickle::looks_legacy(head)) throw UserError(kExitUsage, "eval.extractor " + not_weights);
     }
     if (is_weights) {
       if (!is_inception_weights(weights))
@@ -547,7 +557,9 @@ struct Evaluator::Impl {
       std::string why = e.what_without_backtrace();
       why = why.substr(0, why.find('\n'));
       throw UserError(kExitUsage, "eval.extractor: cannot load " + path + " as a TorchScript model (" + why +
-                                      "); save it with torch.jit.save(torch.jit.script(model) or torch.jit.trace(...))");
+                                      ") nor as Inception weights (" + not_weights +
+                                      "); save a model with torch.jit.save(torch.jit.script(model) or "
+                                      "torch.jit.trace(...))");
     }
     script->eval();
     info.description = path;

@@ -318,7 +318,8 @@ class Machine {
   // A length read from the file: signed 32-bit ones must not be negative; all must fit in what is left.
   std::size_t length(std::uint64_t n, bool signed32) const {
     if (signed32 && (n & 0x80000000u)) fail("a negative length");
-    if (n > b_.size() - pos_) fail("a length of " + std::to_string(n) + " bytes runs past the end of the file");
+    if (n > b_.size() - pos_)
+      fail("a length of " + std::to_string(n) + " bytes runs past the end of the file (truncated file?)");
     return static_cast<std::size_t>(n);
   }
   std::string readline() {
