@@ -31,11 +31,11 @@ void check(bool ok, const char* what) {
 // Visits every node once (a pickle may share nodes or make cycles) and checks each tensor against its storage.
 void check_tree(const gan::pickle::Parsed& p) {
   check(p.root != nullptr, "no root");
-  std::vector<const Value*> todo{p.root};
+  std::vector<const Value*> pending{p.root};
   std::unordered_set<const Value*> seen;
-  while (!todo.empty()) {
-    const Value* v = todo.back();
-    todo.pop_back();
+  while (!pending.empty()) {
+    const Value* v = pending.back();
+    pending.pop_back();
     if (!seen.insert(v).second) continue;
     (void)gan::pickle::describe(*v);
     if (v->kind == Value::Kind::Tensor) {
@@ -55,8 +55,8 @@ void check_tree(const gan::pickle::Parsed& p) {
       check(empty || (last + 1) * esize <= static_cast<unsigned __int128>(it->second.numel) * ssize,
             "a tensor past the end of its storage");
     }
-    for (const Value* x : v->items) todo.push_back(x);
-    for (const auto& [k, x] : v->entries) todo.push_back(k), todo.push_back(x);
+    for (const Value* x : v->items) pending.push_back(x);
+    for (const auto& [k, x] : v->entries) pending.push_back(k), pending.push_back(x);
   }
 }
 
