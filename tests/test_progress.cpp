@@ -1,12 +1,14 @@
 // The terminal during training: a progress bar on a terminal (run under a pseudo-terminal made by script(1)), plain
-// log lines through a pipe, --quiet and --verbose.
+// log lines through a pipe, --quiet and --verbose; and gan-eval's lines while a slow extraction runs.
 #include <gtest/gtest.h>
 #include <signal.h>
 
 #include <chrono>
 #include <regex>
 #include <string>
+#include <thread>
 
+#include "gan/progress.h"
 #include "image_fixtures.h"
 #include "test_util.h"
 
@@ -132,4 +134,17 @@ TEST(Progress, VerboseShowsDebugLinesAndContradictionIsAUsageError) {
   EXPECT_FALSE(std::filesystem::exists(dir / "runs")) << "a usage error must not create a run folder";
   EXPECT_EQ(testutil::run(std::string(GAN_TRAIN_EXE) + " --config " + cfg + " --name v --verbose", &out), 0) << out;
   EXPECT_NE(out.find("] debug "), std::string::npos) << out;
+}
+
+// gan-eval's slow-extraction lines: one when due (here: always), with the count, the rate and what is left; none
+// before the interval has passed.
+TEST(RateLog, LogsCountRateAndTimeLeftOnlyWhenDue) {
+  gan::RateLog always("eval: real features", 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const std::string line = always.update(10, 1000);
+  EXPECT_NE(line.find("eval: real features 10/1000 images ("), std::string::npos) << line;
+  EXPECT_TRUE(std::regex_search(line, std::regex(R"(\(\d+\.\d img/s, about \d+ (s|min) left\))"))) << line;
+  EXPECT_EQ(always.update(0, 1000), "");  // nothing done yet: no rate to give
+  gan::RateLog seldom("eval: generated", 3600);
+  EXPECT_EQ(seldom.update(500, 1000), "");
 }

@@ -20,6 +20,7 @@
 #include "gan/files.h"
 #include "gan/inception.h"
 #include "gan/pickle.h"
+#include "gan/progress.h"
 
 namespace gan {
 namespace fs = std::filesystem;
@@ -604,6 +605,7 @@ struct Evaluator::Impl {
     std::vector<std::int64_t> order(perm.data_ptr<std::int64_t>(), perm.data_ptr<std::int64_t>() + perm.size(0));
     std::vector<at::Tensor> fa, fb, pa;
     std::int64_t na = 0, nb = 0;
+    RateLog progress("eval: real features");
     for (std::int64_t i = 0; i < static_cast<std::int64_t>(order.size()) && nb < m; i += 500) {
       std::vector<std::int64_t> idx(order.begin() + i, order.begin() + std::min<std::int64_t>(i + 500, order.size()));
       at::Tensor images = bytes_to_unit(load_images(src, idx, nullptr));  // [c, C, S, S]
@@ -621,6 +623,7 @@ struct Evaluator::Impl {
         fb.push_back(f.narrow(0, to_a, to_b));
         nb += to_b;
       }
+      progress.update(na + nb, 2 * m);
     }
     const std::int64_t got = std::min(na, nb);
     if (got < 10) throw UserError(kExitData, "too few decodable images in " + src.description() + " to evaluate");
@@ -731,6 +734,7 @@ EvalResult Evaluator::evaluate(const GenerateFn& generate) {
   std::int64_t done = 0;
   double last_chunk_s = 0;
   bool finite = true;
+  RateLog progress("eval: generated");
   while (done < n) {
     const std::int64_t count = std::min(chunk, n - done);
     if (max_s > 0 && done >= minimum && seconds_since(t0) + last_chunk_s > max_s) {
@@ -750,6 +754,7 @@ EvalResult Evaluator::evaluate(const GenerateFn& generate) {
     if (pred.defined()) preds.push_back(pred);                      // [count]
     done += count;
     last_chunk_s = seconds_since(tc);
+    progress.update(done, n);
   }
   r.n_gen = done;
   if (!finite) {

@@ -5,10 +5,13 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <mutex>
+#include <utility>
 
 namespace gan {
 namespace {
@@ -90,6 +93,25 @@ void ProgressBar::clear() {
   std::lock_guard<std::mutex> lock(g_mu);
   if (!g_bar.empty()) write_all(STDERR_FILENO, "\r\033[2K");
   g_bar.clear();
+}
+
+RateLog::RateLog(std::string what, double every_s)
+    : what_(std::move(what)), every_s_(every_s), start_(std::chrono::steady_clock::now()), last_(start_) {}
+
+std::string RateLog::update(std::int64_t done, std::int64_t total) {
+  const auto now = std::chrono::steady_clock::now();
+  if (std::chrono::duration<double>(now - last_).count() < every_s_ || done <= 0) return "";
+  last_ = now;
+  const double rate = static_cast<double>(done) / std::max(1e-9, std::chrono::duration<double>(now - start_).count());
+  const double left = static_cast<double>(std::max<std::int64_t>(0, total - done)) / rate;
+  char eta[32];
+  if (left < 90) std::snprintf(eta, sizeof eta, "%.0f s", left);
+  else std::snprintf(eta, sizeof eta, "%.0f min", std::ceil(left / 60));
+  char line[256];
+  std::snprintf(line, sizeof line, "%s %lld/%lld images (%.1f img/s, about %s left)", what_.c_str(),
+                static_cast<long long>(done), static_cast<long long>(total), rate, eta);
+  spdlog::info("{}", line);
+  return line;
 }
 
 }  // namespace gan
