@@ -144,6 +144,12 @@ TEST(EvalMetrics, KidIsNearZeroForOneDistributionAndPositiveForShifted) {
   EXPECT_GT(shifted.mean, 0.1);
   EXPECT_GT(shifted.mean, 10 * std::abs(same.mean));
   EXPECT_NEAR(gan::kid(a, a, 10, 500).mean, 0.0, 0.02);
+  EXPECT_GT(same.std, 0);
+  // Subsets of all rows of both sets: one value, no spread (not "+- 0").
+  const gan::KidResult whole = gan::kid(a, b + 0.5, 50, 1000), many = gan::kid(a, b + 0.5, 50, 999);
+  EXPECT_TRUE(std::isnan(whole.std));
+  EXPECT_TRUE(std::isfinite(many.std));
+  EXPECT_NEAR(whole.mean, many.mean, 0.05 * many.mean);
 }
 
 TEST(EvalMetrics, PrecisionRecallOfIdenticalAndDisjointSets) {

@@ -102,7 +102,8 @@ struct KidResult {
   double mean = NAN, std = NAN;
 };
 // Kernel inception distance: unbiased MMD^2 with k(x, y) = (x.y / D + 1)^3 over `subsets` random subsets of
-// min(subset_size, |a|, |b|) rows of each set (seeded), mean and standard deviation.
+// min(subset_size, |a|, |b|) rows of each set (seeded), mean and standard deviation; when that is all rows of both
+// sets, the one value and std NaN (no spread to measure).
 KidResult kid(const at::Tensor& a, const at::Tensor& b, int subsets = 100, std::int64_t subset_size = 1000,
               std::uint64_t seed = 0);
 

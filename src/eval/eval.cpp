@@ -93,8 +93,11 @@ KidResult kid(const at::Tensor& a, const at::Tensor& b, int subsets, std::int64_
     if (drop_diagonal) s -= k.diagonal().sum().item<double>();
     return s;
   };
+  // Subsets as large as both sets are the sets themselves in another order, which the statistic ignores: one value,
+  // and no spread to report (100 copies of it would print "+- 0").
+  const bool whole = m == x.size(0) && m == y.size(0);
   std::vector<double> values;
-  for (int s = 0; s < subsets; ++s) {
+  for (int s = 0; s < (whole ? 1 : subsets); ++s) {
     at::Tensor xs = x.index_select(0, torch::randperm(x.size(0), gen, torch::kLong).narrow(0, 0, m));  // [m, D]
     at::Tensor ys = y.index_select(0, torch::randperm(y.size(0), gen, torch::kLong).narrow(0, 0, m));  // [m, D]
     const double md = static_cast<double>(m);
@@ -106,7 +109,7 @@ KidResult kid(const at::Tensor& a, const at::Tensor& b, int subsets, std::int64_
   for (double v : values) sum += v;
   r.mean = sum / static_cast<double>(values.size());
   for (double v : values) sq += (v - r.mean) * (v - r.mean);
-  r.std = values.size() > 1 ? std::sqrt(sq / static_cast<double>(values.size() - 1)) : 0.0;
+  r.std = values.size() > 1 ? std::sqrt(sq / static_cast<double>(values.size() - 1)) : NAN;
   return r;
 }
 
