@@ -7,7 +7,8 @@
                    strictly into gan_models, that a safetensors reader written here (not the C++ writer) finds the
                    same tensors and the config, and that G and D in PyTorch give the same images and logits.
   dcgan DIR        G.pt and D.pt of an unconditional 64x64 model load strictly into the PyTorch DCGAN example's
-                   networks (dcgan/main.py, copied below).
+                   networks (dcgan/main.py, copied below), which are then saved as the example saves its checkpoints
+                   (torch.save(netG.state_dict(), "netG_epoch_0.pth"), and netD likewise).
   write-init DIR   writes pyG.pt and pyD.pt: gan_models networks built from DIR/config.yaml, seeded differently from
                    gan-train; G saved as the PyTorch DCGAN example saves it (torch.save(netG.state_dict()), an
                    OrderedDict), D in the legacy layout of PyTorch < 1.6 as if saved from a GPU (location cuda:0).
@@ -119,6 +120,9 @@ def dcgan(d):
     dis.load_state_dict(torch.load(f"{d}/D.pt", weights_only=True), strict=True)
     print(f"the PyTorch DCGAN example's Generator and Discriminator loaded G.pt and D.pt strictly "
           f"({sum(p.numel() for p in g.parameters())} + {sum(p.numel() for p in dis.parameters())} parameters)")
+    # The example's own checkpoint files, saved as dcgan/main.py saves them (an OrderedDict each), for gan-sample.
+    torch.save(g.state_dict(), f"{d}/netG_epoch_0.pth")
+    torch.save(dis.state_dict(), f"{d}/netD_epoch_0.pth")
 
 
 def write_init(d):

@@ -192,6 +192,16 @@ TEST(PyTorchInterop, TheDcganExampleLoadsAnExported64x64Model) {
   ASSERT_EQ(run(exe(GAN_EXPORT_EXE) + " " + ckpt + " --net d --out " + (dir / "D.pt"), &out), 0) << out;
   ASSERT_EQ(run("/usr/bin/python3 " + kScript + " dcgan " + dir.str(), &out), 0) << out;
   std::printf("%s", out.c_str());
+  // The example's own checkpoint file (an OrderedDict) samples in gan-sample: the same images as the checkpoint.
+  ASSERT_EQ(run(exe(GAN_SAMPLE_EXE) + " --checkpoint " + ckpt + " --seeds 0-3 --save-images " + (dir / "a.npy"), &out),
+            0)
+      << out;
+  ASSERT_EQ(run(exe(GAN_SAMPLE_EXE) + " --checkpoint " + (dir / "netG_epoch_0.pth") + " --config " + (dir / "G.yaml") +
+                    " --seeds 0-3 --save-images " + (dir / "b.npy"),
+                &out),
+            0)
+      << out;
+  EXPECT_TRUE(torch::equal(gan::load_npy(dir / "a.npy"), gan::load_npy(dir / "b.npy")));
 }
 
 TEST(PyTorchInterop, TrainingStartsFromWeightsSavedByPyTorch) {
