@@ -436,3 +436,48 @@ TEST(EvalInception, EvaluatorScoresWithTheWeightsFile) {
   testutil::expect_user_error([&] { gan::Evaluator bad(cfg, torch::kCPU); }, gan::kExitUsage,
                               {"eval.extractor", "cut.pth: not a readable PyTorch file", "(truncated file?)"});
 }
+
+// gan-eval --images: another tool's samples (a folder of PNGs, one of them broken) scored against the config's data,
+// and the refusals of a folder too small and of two sources at once.
+TEST(EvalCli, ScoresAFolderOfAnotherToolsImages) {
+  TempDir dir;
+  gan::Config cfg = eval_config(write_squares_dataset(dir.str(), 300), dir / "cache");
+  torch::jit::Module m("RowMeans");
+  m.define("def forward(self, x):\n    return torch.mean(x, [2])\n");
+  m.save(dir / "rows.pt");
+  cfg.eval.extractor = dir / "rows.pt";
+  cfg.eval.samples = 200;
+  gan::write_file_atomic(dir / "cfg.yaml", gan::to_yaml(cfg));
+  // 120 of the dataset's own images (a perfect "generator") as PNG files, and a file that does not decode.
+  auto src = gan::open_dataset(cfg.data, 16, 1);
+  fs::create_directories(dir / "samples");
+  fs::create_directories(dir / "few");
+  fixtures::Bytes px(256);
+  for (int i = 0; i < 120; ++i) {
+    ASSERT_TRUE(src->load(150 + i, px.data()));
+    char name[32];
+    std::snprintf(name, sizeof name, "/%03d.png", i);
+    fixtures::write_file(dir / "samples" + name, fixtures::png8(16, 16, 1, px));
+    if (i < 5) fixtures::write_file(dir / "few" + name, fixtures::png8(16, 16, 1, px));
+  }
+  fixtures::write_file(dir / "samples/zz-broken.png", fixtures::Bytes(64, 9));
+  std::string out;
+  const std::string json = dir / "s.json";
+  ASSERT_EQ(run(std::string(GAN_EVAL_EXE) + " --images " + (dir / "samples") + " --config " + (dir / "cfg.yaml") +
+                    " --device cpu --json " + json,
+                &out),
+            0)
+      << out;
+  std::printf("%s", out.c_str());
+  EXPECT_NE(out.find("121 image files, fewer than eval.samples 200; scoring all of them"), std::string::npos) << out;
+  const std::string text = testutil::slurp(json);
+  EXPECT_NE(text.find("\"n_gen\": 120"), std::string::npos) << text;  // the broken file skipped
+  auto at = text.find("\"fd\": ");
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_LT(std::strtod(text.c_str() + at + 6, nullptr), 1.0) << text;  // real images: near the floor
+  EXPECT_EQ(run(std::string(GAN_EVAL_EXE) + " --images " + (dir / "few") + " --config " + (dir / "cfg.yaml"), &out), 3)
+      << out;
+  EXPECT_NE(out.find("5 image files; scores need at least 100"), std::string::npos) << out;
+  EXPECT_EQ(run(std::string(GAN_EVAL_EXE) + " --images " + (dir / "few") + " --real-only", &out), 2) << out;
+  EXPECT_NE(out.find("give one of --checkpoint"), std::string::npos) << out;
+}

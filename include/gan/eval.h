@@ -42,13 +42,18 @@ constexpr double kCoveredShare = 0.1;
 constexpr std::int64_t kMinEvalSamples = 500;
 
 // Returns `count` generated images [count, C, S, S] in [-1, 1] on the CPU (or the evaluator's device), for sample
-// indices [first, first + count). The evaluator calls it with first = 0, then consecutive ranges.
+// indices [first, first + count). The evaluator calls it with first = 0, then consecutive ranges. A source that runs
+// out (a folder of images) returns fewer, or none: the evaluation scores what it got (UserError(kExitData) below 10).
 using GenerateFn = std::function<at::Tensor(std::int64_t first, std::int64_t count)>;
 
 // Images from `g` (in whatever mode the caller left it; use eval mode): image i has a latent from sample_latent
 // determined by (seed, i) alone, and for a conditional model the label i % num_classes, so the same seed gives the
 // same images however the range is split into calls.
 GenerateFn generator_sampler(Generator g, const ModelConfig& model, const c10::Device& device, std::uint64_t seed = 0);
+
+// Images read from `src` in order (another tool's samples, for gan-eval --images), files that do not decode skipped;
+// fewer than asked at the end of the files.
+GenerateFn image_sampler(std::shared_ptr<ImageSource> src);
 
 // What the extractor is and whether it was trained or read from the cache by this Evaluator.
 struct ExtractorInfo {

@@ -17,6 +17,7 @@
 #include "gan/checkpoint.h"
 #include "gan/config.h"
 #include "gan/distributed.h"
+#include "gan/datasets.h"
 #include "gan/errors.h"
 #include "gan/eval.h"
 #include "gan/files.h"
@@ -354,19 +355,24 @@ int sample_main(int argc, char** argv) {
   });
 }
 
+// gan-eval --images: a folder needs at least eval.samples' minimum (src/core/config.cpp) of images.
+constexpr std::int64_t kMinImagesScored = 100;
+
 int eval_main(int argc, char** argv) {
   ensure_fast_blas(argv);
   setup_logging();
   std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit fails the write (exit 5) instead of killing us
   return guarded("gan-eval", [&]() -> int {
     CLI::App app{"gan-eval: score a gan-train checkpoint (FD, KID, precision/recall, class coverage) against its data"};
-    std::string checkpoint, config_path, extractor, cache, device = "auto", json;
+    std::string checkpoint, images, config_path, extractor, cache, device = "auto", json;
     std::vector<std::string> sets;
     std::int64_t samples = 0, seed = 0;
     bool real_only = false;
     app.add_option("--checkpoint", checkpoint, "checkpoint .pt, a run folder (its latest) or RUN/best");
+    app.add_option("--images", images, "score a folder of images (another tool's samples) instead of a checkpoint")
+        ->check(CLI::ExistingDirectory);
     app.add_flag("--real-only", real_only, "print the real-vs-real floors of the data only (no checkpoint needed)");
-    app.add_option("-c,--config", config_path, "with --real-only: config naming the data and model size")
+    app.add_option("-c,--config", config_path, "with --real-only or --images: config naming the data and model size")
         ->check(CLI::ExistingFile);
     app.add_option("--samples", samples, "generated images (eval.samples)");
     app.add_option("--extractor", extractor,
@@ -378,12 +384,12 @@ int eval_main(int argc, char** argv) {
     app.add_option("--json", json, "write the scores as one JSON object to this file");
     app.add_option("--set", sets, "override a key, e.g. eval.max_time=2m or data.path=DIR (repeatable)")->take_all();
     if (int code = parse_command_line(app, argc, argv, "gan-eval"); code >= 0) return code;
-    if (checkpoint.empty() == !real_only)
-      throw UserError(kExitUsage, "give either --checkpoint RUN/checkpoints/latest.pt or --real-only [--config CFG] "
-                                  "(see gan-eval --help)");
-    if (!config_path.empty() && !real_only)
-      throw UserError(kExitUsage, "--config is for --real-only; with --checkpoint the stored config is used "
-                                  "(change it with --set)");
+    if (!checkpoint.empty() + !images.empty() + real_only != 1)
+      throw UserError(kExitUsage, "give one of --checkpoint RUN/checkpoints/latest.pt, --images DIR [--config CFG] or "
+                                  "--real-only [--config CFG] (see gan-eval --help)");
+    if (!config_path.empty() && !checkpoint.empty())
+      throw UserError(kExitUsage, "--config is for --real-only and --images; with --checkpoint the stored config is "
+                                  "used (change it with --set)");
     if (const std::string note = ensure_sound_cpu_maths(argv); !note.empty()) spdlog::warn("{}", note);
     const c10::Device dev = resolve_device(device);
     if (const std::string note = ensure_sound_device_maths(dev); !note.empty()) spdlog::warn("{}", note);
@@ -399,9 +405,28 @@ int eval_main(int argc, char** argv) {
     if (!cache.empty()) apply_override(cfg, "eval.cache=" + cache);
     validate_config(cfg);
     configure_threads(cfg.train.threads);
+    GenerateFn generate;
+    if (!images.empty()) {  // the folder's images at the config's size and channels, as the trainer would read them
+      DataConfig d;
+      d.source = "folder";
+      d.path = images;
+      d.cache = "off";
+      d.background = cfg.data.background;
+      std::shared_ptr<ImageSource> src = open_dataset(d, cfg.model.image_size, cfg.model.channels);
+      if (src->size() < kMinImagesScored)
+        throw UserError(kExitData, "--images " + images + ": " + std::to_string(src->size()) +
+                                       " image files; scores need at least " + std::to_string(kMinImagesScored));
+      if (src->size() < cfg.eval.samples) {
+        spdlog::warn("--images {}: {} image files, fewer than eval.samples {}; scoring all of them", images,
+                     src->size(), cfg.eval.samples);
+        cfg.eval.samples = src->size();
+      }
+      generate = image_sampler(std::move(src));
+    } else if (!real_only) {
+      generate = generator_sampler(model.g, cfg.model, dev, static_cast<std::uint64_t>(seed));
+    }
     Evaluator evaluator(cfg, dev);
-    EvalResult r = real_only ? evaluator.real_floor()
-                             : evaluator.evaluate(generator_sampler(model.g, cfg.model, dev, static_cast<std::uint64_t>(seed)));
+    EvalResult r = real_only ? evaluator.real_floor() : evaluator.evaluate(generate);
     std::cout << eval_table(r) << std::flush;
     if (!json.empty()) {
       write_file_atomic(json, eval_json(r) + "\n");

@@ -746,19 +746,22 @@ EvalResult Evaluator::evaluate(const GenerateFn& generate) {
     }
     const auto tc = Clock::now();
     at::Tensor x = generate(done, count);  // [count, C, S, S]
-    if (!x.defined() || x.dim() != 4 || x.size(0) != count || x.size(1) != c || x.size(2) != size || x.size(3) != size)
+    if (!x.defined() || x.dim() != 4 || x.size(0) > count || x.size(1) != c || x.size(2) != size || x.size(3) != size)
       throw std::logic_error("Evaluator: the generator callback returned " +
                              (x.defined() ? c10::str(x.sizes()) : std::string("nothing")) + ", expected [" +
                              std::to_string(count) + ", " + std::to_string(c) + ", " + std::to_string(size) + ", " +
                              std::to_string(size) + "]");
+    if (x.size(0) == 0) break;  // a source that has no more images
     if (!torch::isfinite(x).all().item<bool>()) finite = false;
     at::Tensor pred;
-    feats.push_back(s.extract(x, s.classifier ? &pred : nullptr));  // [count, D]
-    if (pred.defined()) preds.push_back(pred);                      // [count]
-    done += count;
+    feats.push_back(s.extract(x, s.classifier ? &pred : nullptr));  // [k, D]
+    if (pred.defined()) preds.push_back(pred);                      // [k]
+    done += x.size(0);
     last_chunk_s = seconds_since(tc);
     progress.update(done, n);
+    if (x.size(0) < count) break;  // ... and the last of them
   }
+  if (done < 10) throw UserError(kExitData, "only " + std::to_string(done) + " images to score; need at least 10");
   r.n_gen = done;
   if (!finite) {
     spdlog::warn("eval: the generator produced non-finite pixels; no scores");
@@ -781,6 +784,25 @@ EvalResult Evaluator::evaluate(const GenerateFn& generate) {
   if (!preds.empty()) s.fill_class_stats(r, torch::cat(preds));
   r.seconds = seconds_since(t0);
   return r;
+}
+
+GenerateFn image_sampler(std::shared_ptr<ImageSource> src) {
+  auto next = std::make_shared<std::int64_t>(0);  // the next file to try: skipped files move it on
+  return [src, next](std::int64_t /*first*/, std::int64_t count) {
+    std::vector<at::Tensor> parts;
+    std::int64_t got = 0;
+    while (got < count && *next < src->size()) {
+      std::vector<std::int64_t> idx;
+      for (std::int64_t i = *next; i < src->size() && static_cast<std::int64_t>(idx.size()) < count - got; ++i)
+        idx.push_back(i);
+      *next += static_cast<std::int64_t>(idx.size());
+      at::Tensor u8 = load_images(*src, idx, nullptr);  // [k, C, S, S]
+      got += u8.size(0);
+      parts.push_back(bytes_to_unit(u8));
+    }
+    if (parts.empty()) return torch::empty({0, src->channels(), src->image_size(), src->image_size()});
+    return torch::cat(parts);  // [got <= count, C, S, S] in [-1, 1]
+  };
 }
 
 GenerateFn generator_sampler(Generator g, const ModelConfig& model, const c10::Device& device, std::uint64_t seed) {
