@@ -7,7 +7,8 @@
 #   to keep going past known crashes: scripts/fuzz.sh 600 -fork=1 -ignore_crashes=1. FUZZ_TARGETS="pickle" runs one.
 # Installs clang, its compiler-rt runtime (libFuzzer, sanitizers) and libyaml-cpp-dev when missing, builds
 # build-fuzz/<target>_fuzz (only when a source changed), seeds a scratch corpus in build-fuzz/<target>/corpus from
-# tests/fuzz/corpus/<target> (which is never written to) and runs. Exits non-zero when libFuzzer reports a finding;
+# tests/fuzz/corpus/<target> (which is never written to; pickle's seeds come from tests/fuzz/pickle_seeds.py) and
+# runs. Exits non-zero when libFuzzer reports a finding;
 # each target's run ends with a one-line summary. Save a finding as tests/fuzz/corpus/<target>/crash-<name> so it
 # stays a regression seed. Needs no torch: config.cpp depends only on errors.cpp and yaml-cpp, pickle.cpp on nothing.
 # Idempotent.
@@ -57,8 +58,12 @@ fuzz() {  # fuzz TARGET: build if needed, run for $seconds, print the summary; r
       -o "$bin.tmp" || return 1
     mv "$bin.tmp" "$bin"
   fi
-  # Scratch corpus: the seeds plus whatever earlier runs added (libFuzzer writes new inputs only here).
-  cp tests/fuzz/corpus/"$target"/* "$out/corpus/"
+  # Scratch corpus: the seeds plus whatever earlier runs added (libFuzzer writes new inputs only here). The pickle
+  # target's seeds are written by this machine's PyTorch (tests/fuzz/pickle_seeds.py); without one it starts empty.
+  if [[ -d tests/fuzz/corpus/$target ]]; then cp tests/fuzz/corpus/"$target"/* "$out/corpus/"; fi
+  if [[ $target == pickle ]] && /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    /usr/bin/python3 tests/fuzz/pickle_seeds.py "$out/corpus" || return 1
+  fi
   local log=$out/fuzz.log start=$SECONDS status=0 took runs cov found where summary
   touch "$out/.run-start"
   "$bin" "$out/corpus" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \

@@ -214,25 +214,20 @@ def check_torchvision():
             return torch.cat([branch1x1, branch7x7, b, branch_pool], 1)
 
     class FIDInceptionE_1(tvi.InceptionE):
-        def forward(self, x):
-            branch1x1 = self.branch1x1(x)
-            t = self.branch3x3_1(x)
-            t = torch.cat([self.branch3x3_2a(t), self.branch3x3_2b(t)], 1)
-            d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-            d = torch.cat([self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d)], 1)
-            branch_pool = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1,
-                                                        count_include_pad=False))
-            return torch.cat([branch1x1, t, d, branch_pool], 1)
+        def pool(self, x):
+            return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
 
-    class FIDInceptionE_2(tvi.InceptionE):
         def forward(self, x):
             branch1x1 = self.branch1x1(x)
             t = self.branch3x3_1(x)
             t = torch.cat([self.branch3x3_2a(t), self.branch3x3_2b(t)], 1)
             d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
             d = torch.cat([self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d)], 1)
-            branch_pool = self.branch_pool(F.max_pool2d(x, kernel_size=3, stride=1, padding=1))
-            return torch.cat([branch1x1, t, d, branch_pool], 1)
+            return torch.cat([branch1x1, t, d, self.branch_pool(self.pool(x))], 1)
+
+    class FIDInceptionE_2(FIDInceptionE_1):  # pytorch-fid: "max pooling instead of average pooling"
+        def pool(self, x):
+            return F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
 
     tv = tvi.Inception3(num_classes=1008, aux_logits=False, init_weights=False)
     tv.Mixed_5b = FIDInceptionA(192, pool_features=32)

@@ -240,24 +240,18 @@ class Machine {
     v->integer = i;
     return v;
   }
-  Value* string(std::string_view s) {
-    Value* v = make(K::String);
+  // A String, Global ("module.name") or Object (what made it) value.
+  Value* text(K kind, std::string_view s) {
+    Value* v = make(kind);
     v->text = std::string(s);
     return v;
   }
-  Value* global(const std::string& name) {
-    Value* v = make(K::Global);
-    v->text = name;
-    return v;
-  }
+  Value* string(std::string_view s) { return text(K::String, s); }
+  Value* global(const std::string& name) { return text(K::Global, name); }
+  Value* object(const std::string& what) { return text(K::Object, what); }
   Value* sequence(K kind, std::vector<Value*> items) {
     Value* v = make(kind);
     v->items = std::move(items);
-    return v;
-  }
-  Value* object(const std::string& what) {
-    Value* v = make(K::Object);
-    v->text = what;
     return v;
   }
   // LONG1/LONG4: little-endian two's complement of n bytes; an Int where it fits in 64 bits.
@@ -343,14 +337,11 @@ class Machine {
   }
 
   // APPEND/SETITEM on an object of a class this reader does not know (a list or dict subclass): it becomes one.
-  Value* list_target(Value* v) const {
-    if (v->kind == K::Object && v->items.empty() && v->entries.empty()) v->kind = K::List;
-    if (v->kind != K::List) fail("APPEND to " + describe(*v));
-    return v;
-  }
-  Value* dict_target(Value* v) const {
-    if (v->kind == K::Object && v->items.empty() && v->entries.empty()) v->kind = K::Dict;
-    if (v->kind != K::Dict) fail("SETITEM on " + describe(*v));
+  Value* list_target(Value* v) const { return target(v, K::List, "APPEND to "); }
+  Value* dict_target(Value* v) const { return target(v, K::Dict, "SETITEM on "); }
+  Value* target(Value* v, K kind, const char* op) const {
+    if (v->kind == K::Object && v->items.empty() && v->entries.empty()) v->kind = kind;
+    if (v->kind != kind) fail(op + describe(*v));
     return v;
   }
   void set_items(Value* d, const std::vector<Value*>& xs) const {

@@ -2,7 +2,6 @@
 
 #include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/jit/serialization/export.h>
-#include <torch/csrc/jit/serialization/pickle.h>
 #include <torch/csrc/jit/serialization/pickler.h>
 #include <torch/torch.h>
 
@@ -23,6 +22,15 @@ namespace {
 
 [[noreturn]] void bad(const std::string& path, const std::string& what) {
   throw UserError(kExitCheckpoint, path + ": " + what);
+}
+
+// A weights, tensor or .npy file's bytes; one that cannot be read is bad() like a bad one.
+std::string read_input(const std::string& path) {
+  try {
+    return read_file(path);
+  } catch (const UserError&) {
+    bad(path, "cannot read it (no such file?)");
+  }
 }
 
 const std::map<std::string, at::ScalarType>& safetensors_dtypes() {
@@ -264,12 +272,7 @@ void save_safetensors(const std::string& path, const StateDict& weights,
 }
 
 StateDict load_weights_file(const std::string& path, std::map<std::string, std::string>* metadata) {
-  std::string bytes;
-  try {
-    bytes = read_file(path);
-  } catch (const UserError&) {
-    bad(path, "cannot read it (no such file?)");
-  }
+  const std::string bytes = read_input(path);
   if ((bytes.size() >= 2 && bytes[0] == 'P' && bytes[1] == 'K') || pickle::looks_legacy(bytes))
     return read_pt(path, bytes);
   if (bytes.size() >= 9 && bytes[8] == '{') return read_safetensors(path, bytes, metadata);
@@ -277,12 +280,7 @@ StateDict load_weights_file(const std::string& path, std::map<std::string, std::
 }
 
 at::Tensor load_tensor_file(const std::string& path) {
-  std::string bytes;
-  try {
-    bytes = read_file(path);
-  } catch (const UserError&) {
-    bad(path, "cannot read it (no such file?)");
-  }
+  const std::string bytes = read_input(path);
   const TorchFile f = read_torch_file(path, bytes);
   const pickle::Value* v = f.pickle.root;
   if (v->kind == pickle::Value::Kind::Dict)
@@ -354,12 +352,7 @@ void save_npy(const std::string& path, const at::Tensor& array) {
 }
 
 at::Tensor load_npy(const std::string& path) {
-  std::string bytes;
-  try {
-    bytes = read_file(path);
-  } catch (const UserError&) {
-    bad(path, "cannot read it (no such file?)");
-  }
+  const std::string bytes = read_input(path);
   if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) bad(path, "not a NumPy .npy file");
   const int major = static_cast<unsigned char>(bytes[6]);
   size_t header_len = 0, offset = 0;
