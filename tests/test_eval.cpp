@@ -438,7 +438,7 @@ TEST(EvalInception, EvaluatorScoresWithTheWeightsFile) {
 }
 
 // gan-eval --images: another tool's samples (a folder of PNGs, one of them broken) scored against the config's data,
-// and the refusals of a folder too small and of two sources at once.
+// and the refusals of a folder too small, of a folder with no images and of two sources at once.
 TEST(EvalCli, ScoresAFolderOfAnotherToolsImages) {
   TempDir dir;
   gan::Config cfg = eval_config(write_squares_dataset(dir.str(), 300), dir / "cache");
@@ -478,6 +478,13 @@ TEST(EvalCli, ScoresAFolderOfAnotherToolsImages) {
   EXPECT_EQ(run(std::string(GAN_EVAL_EXE) + " --images " + (dir / "few") + " --config " + (dir / "cfg.yaml"), &out), 3)
       << out;
   EXPECT_NE(out.find("5 image files; scores need at least 100"), std::string::npos) << out;
+  fs::create_directories(dir / "empty/sub");
+  fixtures::write_file(dir / "empty/sub/notes.txt", fixtures::Bytes(8, 'a'));
+  EXPECT_EQ(run(std::string(GAN_EVAL_EXE) + " --images " + (dir / "empty") + " --config " + (dir / "cfg.yaml"), &out),
+            3)
+      << out;
+  EXPECT_NE(out.find("--images " + (dir / "empty") + " holds no .jpg"), std::string::npos) << out;
+  EXPECT_EQ(out.find("data.path"), std::string::npos) << out;
   EXPECT_EQ(run(std::string(GAN_EVAL_EXE) + " --images " + (dir / "few") + " --real-only", &out), 2) << out;
   EXPECT_NE(out.find("give one of --checkpoint"), std::string::npos) << out;
 }

@@ -412,6 +412,9 @@ int eval_main(int argc, char** argv) {
       d.path = images;
       d.cache = "off";
       d.background = cfg.data.background;
+      if (list_image_files(images).empty())  // before open_dataset, whose line would name data.path
+        throw UserError(kExitData, "--images " + images + " holds no .jpg/.jpeg/.png/.bmp/.tga/.gif files (searched "
+                                   "recursively); give the folder that holds the samples to score");
       std::shared_ptr<ImageSource> src = open_dataset(d, cfg.model.image_size, cfg.model.channels);
       if (src->size() < kMinImagesScored)
         throw UserError(kExitData, "--images " + images + ": " + std::to_string(src->size()) +
