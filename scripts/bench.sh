@@ -58,6 +58,7 @@ row() {  # label, then model arguments; OURS_ONLY / REF_ONLY: arguments for one 
 }
 row "64x64 RGB ngf=ndf=64 batch 64" --image-size 64 --channels 3 --batch 64
 row "32x32 gray ngf=ndf=64 batch 128" --image-size 32 --channels 1 --batch 128
+row "128x128 RGB ngf=ndf=64 batch 64" --image-size 128 --channels 3 --batch 64
 if [[ -n "$(grep -m1 -woE 'avx512_bf16|amx_bf16' /proc/cpuinfo)" ]]; then  # train.amp auto: bf16 through oneDNN
   OURS_ONLY="--amp bf16" row "64x64 RGB batch 64, ours bf16" --image-size 64 --channels 3 --batch 64
   OURS_ONLY="--amp bf16" row "32x32 gray batch 128, ours bf16" --image-size 32 --channels 1 --batch 128
