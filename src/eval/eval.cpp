@@ -441,8 +441,7 @@ struct Evaluator::Impl {
         if (pred) preds.push_back(classifier->logits(h).argmax(1).cpu());  // [c]
         feats.push_back(classifier->features(h).cpu());                    // [c, 128]
       } else if (inception) {
-        // One image per pass on the CPU: 18.5 img/s there against 8.6 in chunks of 16 (gan-bench inception, AMD EPYC).
-        feats.push_back(inception->features(x, device.is_cuda() ? 64 : 1).cpu());  // [c, 2048]
+        feats.push_back(inception->features(x, fid_inception_chunk(device)).cpu());  // [c, 2048]
       } else {
         c10::IValue out;
         try {

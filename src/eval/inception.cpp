@@ -183,6 +183,8 @@ torch::Tensor FidInceptionImpl::features(const torch::Tensor& images, int64_t ch
   return torch::cat(out);  // [N, 2048]
 }
 
+std::int64_t fid_inception_chunk(const c10::Device& device) { return device.is_cuda() ? 64 : 1; }
+
 bool is_inception_weights(const StateDict& weights) {
   for (const auto& [name, t] : weights)
     if (name == "Mixed_7c.branch_pool.conv.weight") return true;
