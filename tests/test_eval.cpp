@@ -229,11 +229,12 @@ TEST(EvalClassifier, ADifferentDatasetDoesNotReuseIt) {
   EXPECT_TRUE(ev.extractor_info().trained_now);
 }
 
-TEST(EvalClassifier, UnlabelledDataNeedsATorchScriptExtractor) {
+TEST(EvalClassifier, UnlabelledDataNeedsTheInceptionOrATorchScriptExtractor) {
   TempDir dir;
   gan::Config cfg = eval_config(write_squares_dataset(dir.str(), 100, /*with_labels=*/false), dir / "cache");
   testutil::expect_user_error([&] { gan::Evaluator ev(cfg, torch::kCPU); }, gan::kExitUsage,
-                              {"eval.extractor", "TorchScript"});
+                              {"eval.extractor", "no class labels", "pt_inception-2015-12-05-6726825d.pth",
+                               "TorchScript"});
 }
 
 TEST(EvalExtractor, TorchScriptModelGivesTheFeatures) {

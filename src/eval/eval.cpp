@@ -470,8 +470,9 @@ struct Evaluator::Impl {
   void open_classifier(ImageSource& src, const std::string& data_key, const std::string& dir) {
     if (src.num_classes() < 2)
       throw UserError(kExitUsage, "eval.extractor is classifier, but the dataset (" + src.description() +
-                                      ") has no class labels to train it on; give eval.extractor the path of a "
-                                      "TorchScript feature extractor (e.g. --set eval.extractor=inception.pt)");
+                                      ") has no class labels to train it on; give eval.extractor pytorch-fid's weights "
+                                      "file (--set eval.extractor=pt_inception-2015-12-05-6726825d.pth: the standard "
+                                      "FID) or the path of a TorchScript feature extractor");
     const int r = classifier_resolution(cfg.model.image_size);
     const std::string key = "classifier-v" + std::to_string(kClassifierFormat) + ";width=" +
                             std::to_string(kClassifierWidth) + ";" + data_key;
