@@ -272,7 +272,7 @@ TEST(Robustness, KeepLastDeletesOnlyOlderCheckpoints) {
   EXPECT_EQ(load_all(s.run_dir + "/checkpoints/latest.pt").state.step, 12);
 }
 
-TEST(Robustness, ResumeAutoSkipsACorruptNewestCheckpoint) {
+TEST(Robustness, ResumeAutoOrRunFolderSkipsACorruptNewestCheckpoint) {
   TempDir dir;
   gan::Config cfg = tiny(dir, 6, 3, "skip");
   gan::TrainSummary s = gan::train(cfg);
@@ -285,6 +285,19 @@ TEST(Robustness, ResumeAutoSkipsACorruptNewestCheckpoint) {
   fs::remove(newest);  // break the hard link with latest.pt before truncating
   fixtures::write_file(newest, fixtures::truncated(bytes, bytes.size() / 2));
   EXPECT_EQ(gan::find_resume_checkpoint(cfg, "auto"), s.run_dir + "/checkpoints/step_0000003.pt");
+  // The run folder itself (as gan-sample and gan-eval take it) means the same: its newest checkpoint that opens.
+  EXPECT_EQ(gan::find_resume_checkpoint(cfg, s.run_dir), s.run_dir + "/checkpoints/step_0000003.pt");
+  EXPECT_EQ(gan::find_resume_checkpoint(cfg, s.run_dir + "/"), s.run_dir + "/checkpoints/step_0000003.pt");
+  EXPECT_EQ(gan::find_resume_checkpoint(cfg, s.run_dir + "/latest"), s.run_dir + "/checkpoints/latest.pt");
+  testutil::expect_user_error([&] { gan::find_resume_checkpoint(cfg, dir.str()); }, gan::kExitUsage,
+                              {"--resume " + dir.str(), "not a run folder (it has no checkpoints/)"});
+  testutil::expect_user_error([&] { gan::find_resume_checkpoint(cfg, dir / "nope.pt"); }, gan::kExitCheckpoint,
+                              {"nope.pt: no such checkpoint file", "its run folder"});
+  const std::string step3 = s.run_dir + "/checkpoints/step_0000003.pt";
+  fs::rename(step3, dir / "step3.pt");
+  testutil::expect_user_error([&] { gan::find_resume_checkpoint(cfg, s.run_dir); }, gan::kExitCheckpoint,
+                              {"--resume " + s.run_dir, "no step checkpoint that opens"});
+  fs::rename(dir / "step3.pt", step3);
   gan::Config more = cfg;
   more.train.steps = 9;
   gan::TrainSummary r = gan::train(more, gan::find_resume_checkpoint(cfg, "auto"));

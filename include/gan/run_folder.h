@@ -21,9 +21,10 @@ namespace gan {
 struct Image;
 class EventWriter;
 
-// The checkpoint `--resume` means: a path is checked to exist; "auto" takes the newest step checkpoint of this
-// config's runs under output.dir (or of output.name when set) that opens and validates, skipping (with a warning)
-// those that do not. Returns "" when "auto" finds none (a new run starts).
+// The checkpoint `--resume` means: a file is checked to exist (RUN/latest and RUN/best as resolve_checkpoint_arg
+// reads them); a run folder gives its newest step checkpoint that opens and validates; "auto" the same over this
+// config's runs under output.dir (or output.name when set). Checkpoints that do not open are skipped with a warning.
+// Returns "" when "auto" finds none (a new run starts); throws UserError for a path that gives no checkpoint.
 std::string find_resume_checkpoint(const Config& cfg, const std::string& resume);
 
 // <run>/checkpoints/step_*.pt, highest step first.

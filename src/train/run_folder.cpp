@@ -102,24 +102,12 @@ std::vector<std::string> step_checkpoints(const std::string& run_dir) {
   return out;
 }
 
-std::string find_resume_checkpoint(const Config& cfg, const std::string& resume) {
-  if (resume != "auto") {
-    if (!fs::is_regular_file(resume))
-      throw UserError(kExitCheckpoint, "--resume " + resume + ": no such checkpoint file (use --resume auto to pick "
-                                                              "the newest valid checkpoint of this config's runs)");
-    return resume;
-  }
-  // Candidate runs: output.name when set, else every <config name>-* folder; newest checkpoint first.
-  std::vector<fs::path> runs;
-  std::error_code ec;
-  if (!cfg.output.name.empty()) {
-    runs.push_back(fs::path(cfg.output.dir) / cfg.output.name);
-  } else if (fs::is_directory(cfg.output.dir, ec)) {
-    for (const auto& entry : fs::directory_iterator(cfg.output.dir, ec))
-      if (entry.is_directory() && entry.path().filename().string().rfind(cfg.name + "-", 0) == 0)
-        runs.push_back(entry.path());
-  }
+namespace {
+
+// The newest (by write time) of the step checkpoints of `runs` that opens and validates; "" when none does.
+std::string newest_valid_checkpoint(const std::vector<fs::path>& runs, const std::string& what) {
   std::vector<std::pair<fs::file_time_type, std::string>> candidates;
+  std::error_code ec;
   for (const auto& run : runs)
     for (const auto& ckpt : step_checkpoints(run.string())) {
       auto t = fs::last_write_time(ckpt, ec);
@@ -131,10 +119,45 @@ std::string find_resume_checkpoint(const Config& cfg, const std::string& resume)
       read_checkpoint_config(c.second);  // opens the archive and checks header, format and config
       return c.second;
     } catch (const UserError& e) {
-      spdlog::warn("--resume auto: skipping {}", e.what());
+      spdlog::warn("--resume {}: skipping {}", what, e.what());
     }
   }
   return "";
+}
+
+}  // namespace
+
+std::string find_resume_checkpoint(const Config& cfg, const std::string& resume) {
+  std::error_code ec;
+  if (resume != "auto") {
+    if (fs::is_directory(resume, ec)) {  // a run folder: its newest step checkpoint that opens
+      std::string run = resume;
+      while (run.size() > 1 && run.back() == '/') run.pop_back();
+      if (!fs::is_directory(checkpoint_dir(run), ec))
+        throw UserError(kExitUsage, "--resume " + resume + " is a folder but not a run folder (it has no "
+                                    "checkpoints/); give a run folder written by gan-train, a checkpoint .pt or auto");
+      const std::string found = newest_valid_checkpoint({fs::path(run)}, resume);
+      if (found.empty())
+        throw UserError(kExitCheckpoint, "--resume " + resume + ": the run has no step checkpoint that opens (see the "
+                                         "warnings above); start it anew with another --name");
+      return found;
+    }
+    const std::string file = resolve_checkpoint_arg(resume);  // RUN/latest, RUN/best
+    if (!fs::is_regular_file(file, ec))
+      throw UserError(kExitCheckpoint, "--resume " + resume + ": no such checkpoint file (give a checkpoint .pt, its "
+                                       "run folder, or auto to pick the newest valid checkpoint of this config's runs)");
+    return file;
+  }
+  // Candidate runs: output.name when set, else every <config name>-* folder; newest checkpoint first.
+  std::vector<fs::path> runs;
+  if (!cfg.output.name.empty()) {
+    runs.push_back(fs::path(cfg.output.dir) / cfg.output.name);
+  } else if (fs::is_directory(cfg.output.dir, ec)) {
+    for (const auto& entry : fs::directory_iterator(cfg.output.dir, ec))
+      if (entry.is_directory() && entry.path().filename().string().rfind(cfg.name + "-", 0) == 0)
+        runs.push_back(entry.path());
+  }
+  return newest_valid_checkpoint(runs, "auto");
 }
 
 RunFolder::RunFolder(const std::string& path, bool writer, const Config& cfg, std::int64_t resume_step)
