@@ -180,7 +180,8 @@ int train_main(int argc, char** argv) {
     app.add_option("--steps", steps, "total training steps (train.steps; clears train.kimg)");
     app.add_option("--epochs", epochs, "epochs (train.epochs; clears train.steps and train.kimg)");
     app.add_option("--seed", seed, "random seed (train.seed)");
-    app.add_option("--resume", resume, "continue from a checkpoint: PATH, a run folder (its newest) or auto (newest run of this config)");
+    app.add_option("--resume", resume,
+                   "continue from a checkpoint: PATH, a run folder (its newest) or auto (newest run of this config)");
     std::vector<std::string> init_from;
     app.add_option("--init-from", init_from,
                    "start a new run from weights (.pt or .safetensors: gan-export, python/gan_models.py, the PyTorch "
