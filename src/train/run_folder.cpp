@@ -113,7 +113,8 @@ std::string newest_valid_checkpoint(const std::vector<fs::path>& runs, const std
       auto t = fs::last_write_time(ckpt, ec);
       if (!ec) candidates.emplace_back(t, ckpt);
     }
-  std::stable_sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::stable_sort(candidates.begin(), candidates.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
   for (const auto& c : candidates) {
     try {
       read_checkpoint_config(c.second);  // opens the archive and checks header, format and config
@@ -144,8 +145,8 @@ std::string find_resume_checkpoint(const Config& cfg, const std::string& resume)
     }
     const std::string file = resolve_checkpoint_arg(resume);  // RUN/latest, RUN/best
     if (!fs::is_regular_file(file, ec))
-      throw UserError(kExitCheckpoint, "--resume " + resume + ": no such checkpoint file (give a checkpoint .pt, its "
-                                       "run folder, or auto to pick the newest valid checkpoint of this config's runs)");
+      throw UserError(kExitCheckpoint, "--resume " + resume + ": no such checkpoint file (give a checkpoint .pt, "
+                                       "its run folder, or auto for the newest valid checkpoint of this config's runs)");
     return file;
   }
   // Candidate runs: output.name when set, else every <config name>-* folder; newest checkpoint first.

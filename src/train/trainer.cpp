@@ -174,7 +174,8 @@ Trainer::Trainer(const Config& cfg_in, const std::string& resume_from, const Tra
   if (cfg_.eval.every > 0 && no_classifier && main_)  // after the folder is made, so that train.log has it too
     spdlog::warn("eval.every {} but the data ({}) has no classes (sub-folders or labels) to train the FD classifier "
                  "on: no periodic evaluation and no best.pt; to score it, set eval.extractor to pytorch-fid's weights "
-                 "file pt_inception-2015-12-05-6726825d.pth (the standard FID) or to a TorchScript feature extractor", cfg_.eval.every, cfg_.data.path.empty() ? cfg_.data.source : cfg_.data.path);
+                 "file pt_inception-2015-12-05-6726825d.pth (the standard FID) or to a TorchScript feature extractor",
+                 cfg_.eval.every, cfg_.data.path.empty() ? cfg_.data.source : cfg_.data.path);
   const std::string best = checkpoint_dir(run) + "/best.pt";
   std::error_code ec;
   if (!resume_from.empty() && main_ && std::filesystem::exists(best, ec)) {  // what a new evaluation must beat
