@@ -9,31 +9,42 @@
 #         from non-free, libnccl-dev and libgloo-cuda-dev): every target compiles and links, CUDA- and NCCL-guarded code
 #         included. Nothing runs (no GPU here, no
 #         cuDNN), so the tests are discovered at ctest time rather than after the build.
-#   bash scripts/check_libtorch2.sh [cpu|cuda|sid|all]   (default all = cpu, cuda, sid; needs root; the first trixie run
-#                                                         took 18 min and its chroot holds 12 GiB)
-# Environment: ROOT (the trixie chroot folder, default /var/tmp/gan-trixie), SID_ROOT (default /var/tmp/gan-sid); both
-#   are kept between runs, so a rerun only rebuilds. MIRROR (default http://deb.debian.org/debian).
+#   jammy the CUDA image's build step (Dockerfile: `scripts/setup-pytorch.sh --no-tests --bundle`) on the distribution
+#         of its base image, the PyTorch CUDA devel image (Ubuntu 22.04): the packages it installs there, CMake 3.22,
+#         g++ 11 and Ubuntu's yaml-cpp, spdlog, fmt, CLI11, protobuf and libjpeg-turbo build every program and make the
+#         bundle. No PyTorch wheel can be downloaded here, so the LibTorch is trixie's 2.6 (headers, CMake files and
+#         libraries unpacked, named by a stand-in for the image's python); it needs a newer glibc than Ubuntu's, so the
+#         programs link with --allow-shlib-undefined and nothing runs.
+#   bash scripts/check_libtorch2.sh [cpu|cuda|sid|jammy|all]   (default all = cpu, cuda, sid, jammy; needs root; the
+#                                                         first trixie run took 18 min and its chroot holds 12 GiB)
+# Environment: ROOT (the trixie chroot folder, default /var/tmp/gan-trixie), SID_ROOT (default /var/tmp/gan-sid),
+#   JAMMY_ROOT (default /var/tmp/gan-jammy); all are kept between runs, so a rerun only rebuilds. MIRROR (default
+#   http://deb.debian.org/debian), UBUNTU_MIRROR (default http://archive.ubuntu.com/ubuntu).
 # Debian does not ship cuDNN (its nvidia-cudnn package downloads it from NVIDIA at install time), so the cuda check
 # installs an empty stand-in for that package and links with --allow-shlib-undefined: the symbols that libtorch_cuda
 # takes from cuDNN stay unresolved, which only matters at run time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
-[[ "$what" =~ ^(cpu|cuda|sid|all)$ ]] || { echo "usage: $0 [cpu|cuda|sid|all]" >&2; exit 2; }
+[[ "$what" =~ ^(cpu|cuda|sid|jammy|all)$ ]] || { echo "usage: $0 [cpu|cuda|sid|jammy|all]" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "check_libtorch2: needs root (debootstrap, chroot, mounts)" >&2; exit 2; }
 mirror=${MIRROR:-http://deb.debian.org/debian}
+ubuntu_mirror=${UBUNTU_MIRROR:-http://archive.ubuntu.com/ubuntu}
 mounted=()
 cleanup() { for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 # A chroot of Debian $1 in $2 with /proc, /dev and /sys mounted and the working tree (tracked and untracked files that
 # git does not ignore, as they are now) in $2/work/gan; its build folders are kept, so a rerun only rebuilds.
+# Ubuntu's suites come from Ubuntu's mirror (main and universe); Debian has no Ubuntu keyring package, so that
+# bootstrap is not signature-checked (apt inside the chroot then checks with the keyring it installed).
 prepare_root() {
-  local suite=$1 root=$2
+  local suite=$1 root=$2 args=(--variant=minbase --components=main,contrib,non-free) from=$mirror
+  [[ $suite == jammy ]] && args=(--variant=minbase --components=main,universe --no-check-gpg) from=$ubuntu_mirror
   if [[ ! -x "$root/usr/bin/apt-get" ]]; then
     command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
     echo "check_libtorch2: debootstrap $suite into $root"
-    debootstrap --variant=minbase --components=main,contrib,non-free "$suite" "$root" "$mirror" >"$root.debootstrap.log" 2>&1 ||
+    debootstrap "${args[@]}" "$suite" "$root" "$from" >"$root.debootstrap.log" 2>&1 ||
       { tail -20 "$root.debootstrap.log" >&2; exit 1; }
   fi
   for m in proc dev dev/pts sys; do
@@ -61,7 +72,7 @@ in_chroot() {
 
 root=${ROOT:-/var/tmp/gan-trixie}
 in_root() { in_chroot "$root" "$1"; }
-[[ $what == sid ]] || prepare_root trixie "$root"
+[[ $what == sid || $what == jammy ]] || prepare_root trixie "$root"
 
 status=0
 if [[ $what == cpu || $what == all ]]; then
@@ -157,6 +168,43 @@ if [[ $what == sid || $what == all ]]; then
     status=1
     echo "check_libtorch2: sid: the CUDA-guarded files FAILED to compile ($sid_root/cuda-syntax.log):" >&2
     tail -30 "$sid_root/cuda-syntax.log" >&2
+  fi
+fi
+if [[ $what == jammy || $what == all ]]; then
+  jammy_root=${JAMMY_ROOT:-/var/tmp/gan-jammy}
+  prepare_root jammy "$jammy_root"
+  echo "check_libtorch2: jammy: the CUDA image's build step on Ubuntu 22.04 (against trixie's LibTorch 2.6; link only)"
+  torch_dir=$jammy_root/opt/libtorch-2.6
+  if [[ ! -f $torch_dir/usr/lib/x86_64-linux-gnu/cmake/Torch/TorchConfig.cmake ]]; then
+    rm -rf "$torch_dir" "$jammy_root/opt/torch-debs" && mkdir -p "$torch_dir" "$jammy_root/opt/torch-debs"
+    curl -fsS "$mirror/dists/trixie/main/binary-amd64/Packages.xz" | xz -d |
+      awk '/^Package: (libtorch-dev|libtorch2\.6)$/ {p = 1} p && /^Filename:/ {print $2; p = 0}' |
+      while read -r f; do curl -fsS -o "$jammy_root/opt/torch-debs/$(basename "$f")" "$mirror/$f"; done
+    for d in "$jammy_root"/opt/torch-debs/*.deb; do dpkg-deb -x "$d" "$torch_dir"; done
+    rm -rf "$jammy_root/opt/torch-debs"
+  fi
+  # What setup-pytorch.sh asks of the image's python: version, torch.utils.cmake_prefix_path, C++11 ABI, CUDA.
+  printf '%s\n' '#!/bin/sh' 'echo 2.6.0 /opt/libtorch-2.6/usr/lib/x86_64-linux-gnu/cmake 1 none' >"$torch_dir/python"
+  chmod +x "$torch_dir/python"
+  rm -rf "$jammy_root/work/gan/build-jammy/CMakeCache.txt" "$jammy_root/tmp/gan-dist"
+  # Debian keeps the libraries in lib/x86_64-linux-gnu, where its TorchConfig.cmake finds them only on default paths.
+  if in_chroot "$jammy_root" "apt-get update -qq && cd /work/gan && PYTHON=/opt/libtorch-2.6/python \
+        CMAKE_LIBRARY_PATH=/opt/libtorch-2.6/usr/lib/x86_64-linux-gnu LDFLAGS=-Wl,--allow-shlib-undefined \
+        BUILD_DIR=build-jammy bash scripts/setup-pytorch.sh --no-tests --bundle /tmp/gan-dist" \
+        >"$jammy_root/build.log" 2>&1; then
+    echo "check_libtorch2: jammy: $(in_chroot "$jammy_root" ". /etc/os-release; echo \$PRETTY_NAME; g++ -dumpfullversion;
+          cmake --version | head -1; dpkg-query -W -f='\${Package} \${Version}, ' libspdlog-dev libfmt-dev \
+          libyaml-cpp-dev libcli11-dev libprotobuf-dev libturbojpeg0-dev" | tr '\n' ' ')"
+    grep -E "^setup-pytorch: (installing|built|bundled)" "$jammy_root/build.log" | sed 's/^/  /'
+    # The runtime stage has none of these: each must be in the bundle.
+    for lib in libyaml-cpp libspdlog libfmt libstb libturbojpeg libprotobuf; do
+      compgen -G "$jammy_root/tmp/gan-dist/lib/$lib.so*" >/dev/null ||
+        { status=1; echo "check_libtorch2: jammy: the bundle lacks $lib" >&2; }
+    done
+  else
+    status=1
+    echo "check_libtorch2: jammy: FAILED (last lines of $jammy_root/build.log):" >&2
+    tail -30 "$jammy_root/build.log" >&2
   fi
 fi
 exit $status

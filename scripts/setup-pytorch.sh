@@ -95,11 +95,30 @@ echo "setup-pytorch: built ${targets[*]} in $build_dir"
 if [[ -n "$bundle" ]]; then
   mkdir -p "$bundle/bin" "$bundle/lib"
   for t in "${targets[@]}"; do [[ "$t" == gan-tests ]] || cp "$build_dir/$t" "$bundle/bin/"; done
-  # The libraries from this script's packages (the runtime image has the system's and PyTorch's own, CUDA's included).
-  ldd "$bundle"/bin/* | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
-    case "$(basename "$lib")" in
-      libyaml-cpp.so*|libspdlog.so*|libfmt.so*|libstb.so*|libturbojpeg.so*|libprotobuf.so*) cp -L "$lib" "$bundle/lib/" ;;
-    esac
+  # The libraries from this script's packages (the runtime image has the system's and PyTorch's own, CUDA's included),
+  # found from the names the programs (and then those libraries) need: readelf rather than ldd, which would load the
+  # programs and fails as a whole when any library of theirs (a LibTorch one) does not load where they are built.
+  needed() { readelf -d "$@" | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p' | sort -u; }
+  where() {  # the file of library $1: the build's library path first (GAN_DEPS), then the linker's cache
+    local d
+    for d in ${LD_LIBRARY_PATH:+${LD_LIBRARY_PATH//:/ }}; do [[ -e "$d/$1" ]] && { echo "$d/$1"; return; }; done
+    ldconfig -p | awk -v n="$1" '$1 == n && /x86-64/ && !found {print $NF; found = 1}'  # all read: no SIGPIPE
+  }
+  todo=$(needed "$bundle"/bin/*)
+  while [[ -n "$todo" ]]; do
+    next=""
+    for name in $todo; do
+      case "$name" in
+        libyaml-cpp.so*|libspdlog.so*|libfmt.so*|libstb.so*|libturbojpeg.so*|libprotobuf.so*) ;;
+        *) continue ;;
+      esac
+      [[ -e "$bundle/lib/$name" ]] && continue
+      lib=$(where "$name")
+      [[ -n "$lib" ]] || { echo "setup-pytorch: $name, which the programs need, is not on this machine" >&2; exit 1; }
+      cp -L "$lib" "$bundle/lib/$name"
+      next+=" $(needed "$bundle/lib/$name" | tr '\n' ' ')"
+    done
+    todo=$next
   done
   echo "setup-pytorch: bundled into $bundle: bin/ $(ls "$bundle/bin" | tr '\n' ' ')| lib/ $(ls "$bundle/lib" | tr '\n' ' ')"
 fi
