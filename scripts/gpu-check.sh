@@ -149,7 +149,7 @@ save_out bench.txt
 inc_batch=256
 ((quick)) && inc_batch=4
 inception_line=$("$build/gan-bench" inception --device "$device" --batch "$inc_batch" --chunk 64 --reps 2 2>&1 |
-  grep -E '^inception\.(nchw|channels_last)' | sed 's/^inception\.//' | paste -sd ';' || true)
+  grep -E '^inception\.(nchw|channels_last)' | sed 's/^inception\.//' | paste -sd ';' | sed 's/;/; /g' || true)
 inception_s=$(elapsed)
 
 # The table.
