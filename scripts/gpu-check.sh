@@ -56,6 +56,8 @@ elapsed() { echo $(($(date +%s) - t0)); }
 # run stopped at its time limit still brings back what it did.
 save_out() { [[ -n "${OUT:-}" ]] || return 0; for f in "$@"; do cp "$build/$f" "$OUT/" 2>/dev/null || true; done; }
 [[ -d "$deps/usr/include" ]] || { echo "gpu-check: no $deps/: run scripts/gpu-check.sh --prepare where Debian's packages can be downloaded, and bring $deps along" >&2; exit 2; }
+"$python" -c 'import numpy, PIL' 2>/dev/null ||
+  { echo "gpu-check: $python lacks numpy or Pillow, which make the training images (Debian: python3-pil)" >&2; exit 2; }
 if [[ $device == cuda* ]]; then
   "$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' ||
     { echo "gpu-check: $python's torch sees no CUDA device (use --device cpu to check the script)" >&2; exit 2; }
