@@ -72,6 +72,11 @@ mkdir -p "$build"
 GAN_DEPS=$deps BUILD_DIR=$build PYTHON=$python bash scripts/setup-pytorch.sh 2>&1 | tee "$build/build.log" ||
   { save_out build.log configure.log; echo "gpu-check: the build failed ($(elapsed) s)" >&2; exit 1; }
 build_s=$(elapsed)
+# Which bundled headers the wheel carries beside its own (fmt, gloo, protobuf's google/ would shadow the distribution's
+# or .deps' copies), and which copies the build took (CMakeLists.txt, scripts/check_wheel_layout.sh).
+echo "gpu-check: the LibTorch's include folder holds: $("$python" -c 'import os, torch
+print(" ".join(sorted(os.listdir(os.path.join(os.path.dirname(torch.__file__), "include")))))' 2>/dev/null || echo "?")"
+grep -E '^-- (fmt|gloo) headers' "$build/configure.log" || true
 save_out configure.log
 
 # 2. The test suite; the CUDA tests (tests/test_cuda.cpp) run where a GPU is visible. The two tests that need
