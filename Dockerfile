@@ -26,6 +26,9 @@ COPY --from=cuda-build /opt/gan-dist /opt/gan-dist
 COPY configs /opt/gan/configs
 COPY scripts/bench_reference.py /opt/gan/scripts/bench_reference.py
 ENV PATH=/opt/gan-dist/bin:$PATH LD_LIBRARY_PATH=/opt/gan-dist/lib
+# Each program must load with this stage's libraries alone (PyTorch's, found through the path the build stage linked
+# them with, and the bundle's): checked while the image builds, not on the user's first run. No GPU is needed.
+RUN for p in /opt/gan-dist/bin/*; do "$p" --version || exit 1; done
 CMD ["gan-train", "--help"]
 
 # Last stage = what a plain `docker build .` produces.
@@ -34,5 +37,6 @@ WORKDIR /opt/gan
 COPY . .
 RUN bash scripts/setup.sh --no-tests && rm -rf /var/lib/apt/lists/* \
  && ln -s /opt/gan/build/gan-train /opt/gan/build/gan-sample /opt/gan/build/gan-data /opt/gan/build/gan-eval \
-        /opt/gan/build/gan-export /opt/gan/build/gan-report /usr/local/bin/
+        /opt/gan/build/gan-export /opt/gan/build/gan-report /usr/local/bin/ \
+ && gan-train --version
 CMD ["gan-train", "--config", "configs/fashion-mnist.cfg"]
