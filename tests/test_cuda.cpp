@@ -1,9 +1,14 @@
 // The CUDA path on a GPU (skipped where none is visible, as on the development machines; scripts/gpu-check.sh runs
 // them on a GPU machine): the step on CUDA against the CPU for each convolution form, AMP, DeviceAdam on the device,
-// a checkpoint trained on CUDA sampled on the CPU and resumed on CUDA, gan-eval's FID Inception, and NCCL with one
-// rank.
+// a checkpoint trained on CUDA sampled on the CPU and resumed on CUDA, gan-eval's FID Inception, the CUDA-graph
+// capture (against the eager step, in training, beside a thread that pins batches), and NCCL with one rank.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <atomic>
+#include <cstdio>
+#include <memory>
+#include <thread>
 
 #include "gan/adam.h"
 #include "gan/augment.h"
@@ -66,6 +71,31 @@ double resumed_vs_uninterrupted(const gan::Config& cfg, const std::string& check
   gan::load_checkpoint(w.checkpoint, torch::kCPU, b);
   return max_diff(*a, *b);
 }
+
+// A 16x16 RGB GAN on CUDA with the trainer's Adam and a step with `tc`'s options, and one batch of 8 to run it on.
+struct SmallCudaStep {
+  gan::Generator g{nullptr};
+  gan::Discriminator d{nullptr};
+  gan::StepOptions opts;
+  std::unique_ptr<gan::DeviceAdam> og, od;
+  std::unique_ptr<gan::GanStep> step;
+  gan::StepInput in;
+  SmallCudaStep(const gan::TrainConfig& tc, int seed) {
+    const c10::Device dev(torch::kCUDA, 0);
+    torch::manual_seed(seed);
+    g = gan::Generator(rgb_model(16, 16));
+    d = gan::Discriminator(rgb_model(16, 16));
+    g->to(dev);
+    d->to(dev);
+    opts = gan::step_options(tc, dev);
+    gan::prepare_models(g, d, opts);
+    og = std::make_unique<gan::DeviceAdam>(g->parameters(), torch::optim::AdamOptions(2e-4).betas({0.5, 0.999}));
+    od = std::make_unique<gan::DeviceAdam>(d->parameters(), torch::optim::AdamOptions(2e-4).betas({0.5, 0.999}));
+    step = std::make_unique<gan::GanStep>(g, d, *og, *od, opts);
+    in.real.push_back(torch::rand({8, 3, 16, 16}).to(dev) * 2 - 1);  // [8, 3, 16, 16]
+    in.z.push_back(torch::randn({8, 16}).to(dev));                    // [8, 16]
+  }
+};
 
 }  // namespace
 
@@ -318,24 +348,12 @@ TEST(Cuda, TrainingWithCudaGraphsLogsTheCaptureAndResumes) {
 // holds the step without it. The step then runs eagerly and says why.
 TEST(Cuda, AGraphStopsWhenAugmentationStarts) {
   if (no_gpu()) GTEST_SKIP() << "no CUDA device";
-  const gan::ModelConfig m = rgb_model(16, 16);
-  const c10::Device dev(torch::kCUDA, 0);
-  torch::manual_seed(5);
-  gan::Generator g(m);
-  gan::Discriminator d(m);
-  g->to(dev);
-  d->to(dev);
   gan::TrainConfig tc;
   tc.augment = "auto";
-  const auto opts = gan::step_options(tc, dev);
-  ASSERT_TRUE(opts.cuda_graph);
-  gan::prepare_models(g, d, opts);
-  gan::DeviceAdam og(g->parameters(), torch::optim::AdamOptions(2e-4).betas({0.5, 0.999}));
-  gan::DeviceAdam od(d->parameters(), torch::optim::AdamOptions(2e-4).betas({0.5, 0.999}));
-  gan::GanStep step(g, d, og, od, opts);
-  gan::StepInput in;
-  in.real.push_back(torch::rand({8, 3, 16, 16}).to(dev) * 2 - 1);
-  in.z.push_back(torch::randn({8, 16}).to(dev));
+  SmallCudaStep s(tc, 5);
+  ASSERT_TRUE(s.opts.cuda_graph);
+  gan::GanStep& step = *s.step;
+  gan::StepInput& in = s.in;
   for (int k = 1; k <= gan::kGraphWarmup + 2; ++k) EXPECT_EQ(step.run(in, k).status, gan::StepResult::kOk);
   EXPECT_EQ(step.graph_state(), "captured");
   in.augment_p = 0.5;
@@ -347,6 +365,46 @@ TEST(Cuda, AGraphStopsWhenAugmentationStarts) {
   EXPECT_EQ(step.graph_state(), "off: augmentation is on (its transforms are drawn on the CPU)");
   step.stop_graph("again");  // stopping a stopped graph keeps the first reason
   EXPECT_EQ(step.graph_state(), "off: augmentation is on (its transforms are drawn on the CPU)");
+}
+
+// The trainer's loader thread pins the next batch while the main thread captures the step: its host allocator's
+// calls (cudaHostAlloc, cudaEventQuery on blocks a copy used) are refused during a capture in CUDA's default global
+// capture mode, failing the batch. The capture is thread-local (src/train/cuda_graph.cpp): both go on.
+TEST(Cuda, AStepIsCapturedWhileAnotherThreadPinsBatches) {
+  if (no_gpu()) GTEST_SKIP() << "no CUDA device";
+  SmallCudaStep s(gan::TrainConfig{}, 6);
+  ASSERT_TRUE(s.opts.cuda_graph);
+  const c10::Device dev(torch::kCUDA, 0);
+  std::atomic<bool> stop{false}, failed{false};
+  std::atomic<std::int64_t> pinned{0};
+  std::string error;
+  at::Tensor target = torch::empty({64, 3, 16, 16}, torch::TensorOptions().device(dev));
+  std::thread loader([&] {  // like BatchLoader::fill, plus the copy that makes the next allocation query an event
+    try {
+      while (!stop) {
+        at::Tensor batch =
+            torch::empty({64, 3, 16, 16}, torch::TensorOptions().pinned_memory(true));  // [64, 3, 16, 16] pinned
+        batch.fill_(0.5);
+        target.copy_(batch, /*non_blocking=*/true);
+        ++pinned;
+      }
+    } catch (const std::exception& e) {
+      error = e.what();
+      failed = true;
+    }
+  });
+  while (pinned < 20 && !failed) std::this_thread::yield();
+  std::vector<int> status;
+  for (int k = 1; k <= gan::kGraphWarmup + 3; ++k) status.push_back(s.step->run(s.in, k).status);
+  const std::int64_t by_then = pinned;
+  stop = true;
+  loader.join();
+  std::printf("capture beside a pinning thread: %s, %lld batches pinned meanwhile\n", s.step->graph_state().c_str(),
+              static_cast<long long>(by_then));
+  EXPECT_FALSE(failed) << error.substr(0, error.find('\n'));
+  EXPECT_EQ(s.step->graph_state(), "captured");
+  for (int st : status) EXPECT_EQ(st, gan::StepResult::kOk);
+  EXPECT_GT(by_then, 20);
 }
 
 TEST(Cuda, NcclWithOneRank) {

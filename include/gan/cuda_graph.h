@@ -21,6 +21,7 @@ class CudaGraph {
   // Runs `fn` on the side stream, after the work queued on the current stream; the current stream then waits for it.
   void on_side_stream(const std::function<void()>& fn);
   // Records the kernels `fn` launches without running them (on the side stream, with autocast's weight cache off).
+  // The capture is thread-local: other threads may go on calling CUDA (pinning the next batch) meanwhile.
   // If `fn` throws, the capture is ended and discarded and the error rethrown.
   void capture(const std::function<void()>& fn);
   // Runs the recorded kernels once (on the side stream, ordered like on_side_stream).

@@ -50,7 +50,11 @@ void CudaGraph::capture(const std::function<void()>& fn) {
   on_side_stream([&] {
     const bool cache = at::autocast::is_autocast_cache_enabled();
     at::autocast::set_autocast_cache_enabled(false);  // cached casts would outlive the capture's memory pool
-    impl_->graph.capture_begin();
+    // Thread-local capture mode: the loader thread keeps preparing pinned batches meanwhile, and its host
+    // allocator's cudaHostAlloc/cudaEventQuery are "unsafe during capture" calls that the default (global) mode
+    // refuses in every thread of the process, so the batch being prepared would fail. Unsafe calls in
+    // the capturing thread itself (a sync inside the step) are still refused, which is what the capture must catch.
+    impl_->graph.capture_begin(/*pool=*/{0, 0}, cudaStreamCaptureModeThreadLocal);
     try {
       fn();
     } catch (...) {
