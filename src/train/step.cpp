@@ -395,10 +395,21 @@ StepResult GanStep::graphed(const StepInput& in, std::int64_t step) {
     try {
       gr.cuda->capture([&] { gr.stats = eager(gr.in, step, false).stats; });
     } catch (const std::exception& e) {
+      set_requires_grad(d_params_, true);  // a failure in G's half of the step left D's parameters frozen
       gr.adam_g->set_count_on_host(true);
       gr.adam_d->set_count_on_host(true);
       std::string what = e.what();
-      off("the capture failed: " + what.substr(0, what.find('\n')));
+      what = what.substr(0, what.find('\n'));
+      off("the capture failed: " + what);
+      // A failed capture can leave the device's random generator in capture mode (LibTorch 2.6 resets it only after
+      // a capture that ended well): every later draw on the device would throw. The run stops then, with the way out.
+      try {
+        at::empty({1}, at::TensorOptions().device(device)).normal_();
+      } catch (const std::exception&) {
+        throw UserError(kExitUsage, "train.cuda_graphs: the step could not be captured as a CUDA graph (" + what +
+                                        ") and the device's random generator did not recover; run again with --set "
+                                        "train.cuda_graphs=off (--resume auto continues from the last checkpoint)");
+      }
       return eager(in, step, false);
     }
     gr.adam_g->set_count_on_host(true);
@@ -408,16 +419,19 @@ StepResult GanStep::graphed(const StepInput& in, std::int64_t step) {
     // The first replay is checked against an eager step from the same state, inputs and random numbers; the eager
     // result is kept. A replay that differs by more than float rounding (relative to what the step changed) turns
     // the graph off for the run.
-    torch::NoGradGuard no_grad;
     auto tensors = state_tensors();
     std::vector<at::Tensor> before, replayed;
-    for (auto& t : tensors) before.push_back(t.second.clone());
     const at::Tensor rng = gr.cuda->rng_state();
-    gr.cuda->replay();
-    for (auto& t : tensors) replayed.push_back(t.second.clone());
-    for (size_t i = 0; i < tensors.size(); ++i) tensors[i].second.copy_(before[i]);
+    {
+      torch::NoGradGuard no_grad;  // the copies and the replay only: the eager step below needs autograd
+      for (auto& t : tensors) before.push_back(t.second.clone());
+      gr.cuda->replay();
+      for (auto& t : tensors) replayed.push_back(t.second.clone());
+      for (size_t i = 0; i < tensors.size(); ++i) tensors[i].second.copy_(before[i]);
+    }
     gr.cuda->set_rng_state(rng);
     gr.cuda->on_side_stream([&] { result = eager(gr.in, step, false); });
+    torch::NoGradGuard no_grad;
     std::vector<at::Tensor> figures;  // per tensor: |replay - eager|, |eager - before|, |eager|, all max
     for (size_t i = 0; i < tensors.size(); ++i) {
       const at::Tensor e = tensors[i].second.to(at::kDouble), r = replayed[i].to(at::kDouble),
