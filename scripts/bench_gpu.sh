@@ -22,7 +22,20 @@ rounds=${ROUNDS:-3}
 val() { awk -v k="$1" '$1 == k {print $2}'; }  # value of "key value" lines
 ours() { "$build/gan-bench" step --device "$device" --channels-last auto "$@"; }
 ref() { "$python" scripts/bench_reference.py --device "$device" "$@"; }
-best() { awk -v a="$1" -v b="$2" 'BEGIN {print (b > a ? b : a)}'; }
+best() { awk -v a="$1" -v b="${2:-0}" 'BEGIN {print (b > a ? b : a)}'; }
+# measure KEY CMD...: the value of KEY in CMD's output; a run that fails says so on stderr (its last line) and counts
+# as 0 ("-" in the table), so one failing configuration does not cost the rest of the table.
+measure() {
+  local key=$1 out rc
+  shift
+  out=$("$@" 2>&1) && rc=0 || rc=$?
+  if ((rc)) || [[ -z $(val "$key" <<<"$out") ]]; then
+    echo "bench_gpu: $* failed (rc $rc): $(tail -1 <<<"$out")" >&2
+    echo 0
+  else
+    val "$key" <<<"$out"
+  fi
+}
 
 echo "device: $("$python" -c "import torch; d = torch.device('$device'); print(torch.cuda.get_device_name(d) if d.type == 'cuda' else 'cpu')"), torch $("$python" -c 'import torch; print(torch.__version__)')"
 printf '%-34s %9s %9s %7s %11s %13s %11s %7s\n' "training step ($device)" "ref img/s" "img/s" "ratio" "eager img/s" \
@@ -30,22 +43,23 @@ printf '%-34s %9s %9s %7s %11s %13s %11s %7s\n' "training step ($device)" "ref i
 graph_state=""
 row() {  # label, then model arguments
   local label=$1; shift
-  local ri=0 oi=0 ei=0 bi=0 rbi=0 x out
+  local ri=0 oi=0 ei=0 bi=0 rbi=0 out
   for ((r = 0; r < rounds; ++r)); do
-    x=$(ref --steps "$steps" --warmup "$warmup" "$@" | val ref.img_per_s); ri=$(best "$ri" "$x")
-    out=$(ours --steps "$steps" --warmup "$warmup" "$@")
-    x=$(val step.img_per_s <<<"$out"); oi=$(best "$oi" "$x")
+    ri=$(best "$ri" "$(measure ref.img_per_s ref --steps "$steps" --warmup "$warmup" "$@")")
+    out=$(ours --steps "$steps" --warmup "$warmup" "$@" 2>&1) ||
+      echo "bench_gpu: gan-bench step $* failed: $(tail -1 <<<"$out")" >&2
+    oi=$(best "$oi" "$(val step.img_per_s <<<"$out")")
     if [[ $device == cuda* ]]; then
       graph_state="$label: $(grep '^step.cuda_graph ' <<<"$out" | cut -d' ' -f2-)"
-      x=$(ours --steps "$steps" --warmup "$warmup" --cuda-graphs off "$@" | val step.img_per_s); ei=$(best "$ei" "$x")
-      x=$(ours --steps "$steps" --warmup "$warmup" --amp bf16 "$@" | val step.img_per_s); bi=$(best "$bi" "$x")
-      x=$(ref --steps "$steps" --warmup "$warmup" --amp bf16 "$@" | val ref.img_per_s); rbi=$(best "$rbi" "$x")
+      ei=$(best "$ei" "$(measure step.img_per_s ours --steps "$steps" --warmup "$warmup" --cuda-graphs off "$@")")
+      bi=$(best "$bi" "$(measure step.img_per_s ours --steps "$steps" --warmup "$warmup" --amp bf16 "$@")")
+      rbi=$(best "$rbi" "$(measure ref.img_per_s ref --steps "$steps" --warmup "$warmup" --amp bf16 "$@")")
     fi
   done
-  awk -v l="$label" -v ri="$ri" -v oi="$oi" -v ei="$ei" -v bi="$bi" -v rbi="$rbi" 'BEGIN {
-    e = ei > 0 ? sprintf("%.1f", ei) : "-"; rb = rbi > 0 ? sprintf("%.1f", rbi) : "-"
-    b = bi > 0 ? sprintf("%.1f", bi) : "-"; br = bi > 0 && rbi > 0 ? sprintf("%.2fx", bi / rbi) : "-"
-    printf "%-34s %9.1f %9.1f %6.2fx %11s %13s %11s %7s\n", l, ri, oi, oi / ri, e, rb, b, br }'
+  awk -v l="$label" -v ri="$ri" -v oi="$oi" -v ei="$ei" -v bi="$bi" -v rbi="$rbi" '
+    function f(x) { return x > 0 ? sprintf("%.1f", x) : "-" }
+    function q(a, b) { return a > 0 && b > 0 ? sprintf("%.2fx", a / b) : "-" }
+    BEGIN { printf "%-34s %9s %9s %7s %11s %13s %11s %7s\n", l, f(ri), f(oi), q(oi, ri), f(ei), f(rbi), f(bi), q(bi, rbi) }'
   [[ -z $graph_state ]] || echo "  CUDA graph: $graph_state"
 }
 row "64x64 RGB ngf=ndf=64 batch 128" --image-size 64 --channels 3 --batch 128
@@ -54,7 +68,8 @@ echo
 key=step.peak_device_mib; rkey=ref.peak_device_mib
 [[ $device == cuda* ]] || { key=step.peak_rss_mib; rkey=ref.peak_rss_mib; }
 printf '%-28s %12s %12s\n' "peak memory, 64x64 RGB" "ref MiB" "ours MiB"
+mem() { local v; v=$(measure "$@"); [[ $v == 0 ]] && v=-; echo "$v"; }
 for b in 64 128 256; do
-  printf '%-28s %12s %12s\n' "batch $b ($key)" "$(ref --image-size 64 --batch "$b" --steps 2 --warmup 1 | val "$rkey")" \
-    "$(ours --image-size 64 --batch "$b" --steps 2 --warmup 1 | val "$key")"
+  printf '%-28s %12s %12s\n' "batch $b ($key)" "$(mem "$rkey" ref --image-size 64 --batch "$b" --steps 2 --warmup 1)" \
+    "$(mem "$key" ours --image-size 64 --batch "$b" --steps 2 --warmup 1)"
 done

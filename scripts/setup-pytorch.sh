@@ -79,11 +79,43 @@ else
   fi
 fi
 
+# A CUDA LibTorch's CMake files look for the CUDA toolkit through the first nvcc on PATH and take the folder above its
+# bin/ as the toolkit: a wrapper script elsewhere (/usr/local/bin/nvcc) would send them to the wrong folder. Ask nvcc
+# where it lives and name that folder to CMake.
+cuda_args=()
+if [[ "$cuda" != none ]]; then
+  nvcc=$(command -v nvcc || true)
+  [[ -z "$nvcc" && -x /usr/local/cuda/bin/nvcc ]] && nvcc=/usr/local/cuda/bin/nvcc
+  if [[ -n "$nvcc" ]]; then
+    probe=$(mktemp -d)
+    touch "$probe/x.cu"
+    top=$("$nvcc" --dryrun -c "$probe/x.cu" -o "$probe/x.o" 2>&1 | sed -n 's/^#\$ TOP=//p' | head -1)
+    rm -rf "$probe"
+    cuda_root=$(readlink -f "${top:-$(dirname "$nvcc")/..}")
+    export PATH="$cuda_root/bin:$PATH" CUDACXX="$cuda_root/bin/nvcc" CUDA_HOME="$cuda_root" CUDA_PATH="$cuda_root"
+    cuda_args=(-DCUDAToolkit_ROOT="$cuda_root" -DCUDA_TOOLKIT_ROOT_DIR="$cuda_root")
+    echo "setup-pytorch: CUDA toolkit $cuda_root ($("$cuda_root/bin/nvcc" --version | grep -o 'release [0-9.]*'))"
+    # NCCL's header, which a CUDA LibTorch's c10d headers include: the toolkit's, or the nvidia-nccl wheel's.
+    if [[ ! -f "$cuda_root/include/nccl.h" ]]; then
+      nccl_include=$("$python" -c 'import glob, os, site
+print(next(iter(sorted(os.path.dirname(h) for d in site.getsitepackages()
+                       for h in glob.glob(os.path.join(d, "nvidia", "*", "include", "nccl.h")))), ""))' 2>/dev/null || true)
+      [[ -n "$nccl_include" ]] && export CPATH="${CPATH:+$CPATH:}$nccl_include"
+    fi
+  else
+    echo "setup-pytorch: warning: torch $torch_version has CUDA $cuda but there is no nvcc on PATH or in" \
+      "/usr/local/cuda: LibTorch's CMake files need the CUDA toolkit (a CUDA devel image has it)" >&2
+  fi
+fi
+# CMake's default generator needs make; PyTorch images often have ninja (pip's) instead.
+generator=()
+command -v make >/dev/null || { command -v ninja >/dev/null && generator=(-G Ninja); }
+
 prefix_path=$(IFS=';'; echo "${prefix[*]}")
 mkdir -p "$build_dir"
 # The suites are registered with ctest when ctest starts (PRE_TEST), not by running gan-tests after the build: the
 # build must not depend on starting a CUDA program where no GPU (or no driver) is, as in `docker build`.
-cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DGAN_BUILD_TESTS="$tests" -DCMAKE_PREFIX_PATH="$prefix_path" \
+cmake -S . -B "$build_dir" "${generator[@]}" "${cuda_args[@]}" -DCMAKE_BUILD_TYPE=Release -DGAN_BUILD_TESTS="$tests" -DCMAKE_PREFIX_PATH="$prefix_path" \
   -DCMAKE_GTEST_DISCOVER_TESTS_DISCOVERY_MODE=PRE_TEST >"$build_dir/configure.log" 2>&1 ||
   { tail -30 "$build_dir/configure.log" >&2; exit 1; }
 grep -E "gloo headers not found" "$build_dir/configure.log" >&2 || true
