@@ -21,12 +21,21 @@ const std::map<std::string, AugOp>& op_names() {
   return names;
 }
 
+// A host tensor (parameters drawn on the CPU) onto x's device as `dtype`. On CUDA through page-locked memory and
+// without waiting: a copy from ordinary memory makes the host wait for everything queued on the device, several
+// times per augmented batch. (The page-locked block is not reused before its copy has run.)
+at::Tensor onto(const at::Tensor& v, const at::Tensor& x, at::ScalarType dtype) {
+  if (!x.is_cuda() || !v.device().is_cpu()) return v.to(x.device(), dtype);
+  return v.to(dtype).pin_memory().to(x.device(), dtype, /*non_blocking=*/true);
+}
+at::Tensor onto(const at::Tensor& v, const at::Tensor& x) { return onto(v, x, v.scalar_type()); }
+
 // [B] -> [B, 1, 1, 1] in x's dtype and device.
 at::Tensor per_image(const at::Tensor& v, const at::Tensor& x) {
-  return v.to(x.device(), x.scalar_type()).view({-1, 1, 1, 1});
+  return onto(v, x, x.scalar_type()).view({-1, 1, 1, 1});
 }
 
-at::Tensor as_index(const at::Tensor& v, const at::Tensor& x) { return v.to(x.device(), torch::kLong); }
+at::Tensor as_index(const at::Tensor& v, const at::Tensor& x) { return onto(v, x, torch::kLong); }
 
 // Folds any integer index into [0, n) as a mirror does (..., 2, 1, 0, 1, 2, ..., n - 1, n - 2, ...).
 at::Tensor reflect(const at::Tensor& i, std::int64_t n) {
@@ -96,7 +105,7 @@ at::Tensor aug_translate(const at::Tensor& x, const at::Tensor& tx, const at::Te
 }
 
 at::Tensor aug_xflip(const at::Tensor& x, const at::Tensor& flip) {
-  return torch::where(flip.to(x.device(), torch::kBool).view({-1, 1, 1, 1}), x.flip({3}), x);
+  return torch::where(onto(flip, x, torch::kBool).view({-1, 1, 1, 1}), x.flip({3}), x);
 }
 
 at::Tensor aug_rotate90(const at::Tensor& x, const at::Tensor& k) {
@@ -115,7 +124,7 @@ at::Tensor aug_rotate90(const at::Tensor& x, const at::Tensor& k) {
 at::Tensor aug_scale(const at::Tensor& x, const at::Tensor& s) {
   const std::int64_t b = x.size(0), h = x.size(2), w = x.size(3);
   auto o = torch::TensorOptions().dtype(torch::kFloat).device(x.device());
-  at::Tensor inv = 1.0 / s.to(x.device(), torch::kFloat).view({b, 1});                    // [B, 1]
+  at::Tensor inv = 1.0 / onto(s, x, torch::kFloat).view({b, 1});                          // [B, 1]
   const double cy = (h - 1) / 2.0, cx = (w - 1) / 2.0;
   at::Tensor y = (torch::arange(h, o).view({1, h}) - cy) * inv + cy;  // [B, H] source rows
   at::Tensor xs = (torch::arange(w, o).view({1, w}) - cx) * inv + cx;  // [B, W] source columns
@@ -218,7 +227,7 @@ at::Tensor apply_one(const at::Tensor& x, const Drawn& d, std::int64_t row_begin
     case AugOp::kSaturation: y = aug_saturation(x, q[0]); break;
   }
   if (on.all().item<bool>()) return y;
-  return torch::where(on.to(x.device()).view({b, 1, 1, 1}), y, x);
+  return torch::where(onto(on, x).view({b, 1, 1, 1}), y, x);
 }
 
 bool is_geometric(AugOp op) {
@@ -299,7 +308,7 @@ at::Tensor apply_geometric(const at::Tensor& x, const std::vector<const Drawn*>&
   // Flat source index of tap (a, e) at (i, j): row * n + column, the row being tu[a][i] or tv[e][j].
   // The tables are small and built on the CPU; the index itself is formed on x's device.
   const at::Tensor sw = per(swap);
-  const at::Tensor au = torch::where(sw, tu, tu * n).to(x.device()), av = torch::where(sw, tv * n, tv).to(x.device());
+  const at::Tensor au = onto(torch::where(sw, tu, tu * n), x), av = onto(torch::where(sw, tv * n, tv), x);
   const std::int64_t t = tu.size(1);                                      // [B, T, N] each
   at::Tensor idx = au.view({b, t, 1, n, 1}) + av.view({b, 1, t, 1, n});  // [B, T, T, N, N]
   idx = idx.view({b, 1, t * t * n * n}).expand({b, c, t * t * n * n});
@@ -307,8 +316,8 @@ at::Tensor apply_geometric(const at::Tensor& x, const std::vector<const Drawn*>&
   if (t == 1) return v.view({b, c, n, n});                 // [B, C, N, N]
   // The four taps' weights (1 - wy)(1 - wx), (1 - wy) wx, wy (1 - wx), wy wx, and their sum. (Not four selects of v
   // combined: each select's backward would fill a zero tensor the size of v.)
-  const at::Tensor wy = torch::stack({1 - wu, wu}, 1).to(x.device()).view({b, 2, 1, n, 1});  // [B, 2, 1, N, 1]
-  const at::Tensor wx = torch::stack({1 - wv, wv}, 1).to(x.device()).view({b, 1, 2, 1, n});  // [B, 1, 2, 1, N]
+  const at::Tensor wy = onto(torch::stack({1 - wu, wu}, 1), x).view({b, 2, 1, n, 1});  // [B, 2, 1, N, 1]
+  const at::Tensor wx = onto(torch::stack({1 - wv, wv}, 1), x).view({b, 1, 2, 1, n});  // [B, 1, 2, 1, N]
   const at::Tensor weight = (wy * wx).view({b, 1, 4, n, n});                                // [B, 1, 4, N, N]
   return (v.view({b, c, 4, n, n}) * weight).sum(2);                            // [B, C, N, N]
 }
@@ -339,9 +348,9 @@ at::Tensor apply_colour(const at::Tensor& x, const std::vector<const Drawn*>& ru
       default: TORCH_CHECK(false, "apply_colour: not a colour op");
     }
   }
-  const auto opts = x.options();
-  at::Tensor flat = x.reshape({b, c, -1});                                          // [B, C, H x W]
-  at::Tensor out = torch::baddbmm(o.to(opts), m.to(opts), flat);                   // [B, C, H x W]
+  at::Tensor flat = x.reshape({b, c, -1});                                           // [B, C, H x W]
+  const at::ScalarType dt = x.scalar_type();
+  at::Tensor out = torch::baddbmm(onto(o, x, dt), onto(m, x, dt), flat);             // [B, C, H x W]
   return out.view(x.sizes());                                                       // [B, C, H, W]
 }
 

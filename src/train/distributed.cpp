@@ -670,8 +670,12 @@ StepVote::~StepVote() = default;
 StepVote::Verdict StepVote::cast(at::Tensor& stats, int signal, bool out_of_time) {
   State& s = *state_;
   const std::int64_t n = stats.numel();
-  const float flags[3] = {signal == SIGINT ? 1.f : 0.f, signal == SIGTERM ? 1.f : 0.f, out_of_time ? 1.f : 0.f};
-  at::Tensor mine = torch::from_blob(const_cast<float*>(flags), {3}, torch::kFloat).to(stats.device());
+  const bool flags[3] = {signal == SIGINT, signal == SIGTERM, out_of_time};
+  // Made on the device with fills (kernel launches): a copy from host memory would make the host wait for the
+  // device's whole step here, every step (a blocking host-to-device copy synchronises the stream).
+  at::Tensor mine = torch::zeros({3}, stats.options().dtype(torch::kFloat));  // [3]
+  for (int i = 0; i < 3; ++i)
+    if (flags[i]) mine[i].fill_(1.0);
   at::Tensor v = torch::cat({stats.to(torch::kFloat).reshape({-1}), mine});  // [n + 3]
   dist_.all_reduce_sum(v, "the step vote");
   stats = v.narrow(0, 0, n).div(dist_.world_size()).view(stats.sizes());  // the global batch's statistics

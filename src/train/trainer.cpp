@@ -505,8 +505,8 @@ void Trainer::loop() {
     const bool grid_now = step_ % out.sample_every == 0 || last || stopping;
     const bool ckpt_now = step_ % out.checkpoint_every == 0 || last || stopping;
     const bool eval_now = evaluates_ && (step_ % cfg_.eval.every == 0 || last);
-    if (!step_opts_.check_every_step && (metrics_now || grid_now || ckpt_now)) {
-      auto bad = stepper.take_deferred_divergence();  // before anything is read, saved or drawn
+    if (!step_opts_.check_every_step && (metrics_now || grid_now || ckpt_now || eval_now)) {
+      auto bad = stepper.take_deferred_divergence();  // before anything is read, saved, drawn or scored (best.pt)
       if (bad.first) {
         roll_back(bad.second, bad.first);  // or throws
         stepper.reset_graph();
