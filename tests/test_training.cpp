@@ -175,6 +175,29 @@ TEST(Training, CheckpointsKeepTheUpconvFormsAndAResumeUsesThem) {
   EXPECT_EQ(after.downconv_forms, "direct,direct");
 }
 
+// A run on the CPU saves no device generator; a state with one (a CUDA run's: tests/test_cuda.cpp resumes such a run
+// with instance noise) comes back byte for byte, and a checkpoint without it still loads.
+TEST(Training, CheckpointsKeepTheDeviceGeneratorOfACudaRun) {
+  TempDir dir;
+  gan::Config cfg = tiny_train_config(dir, write_halves_dataset(dir, 40, 16), 2);
+  gan::TrainSummary s = gan::train(cfg);
+  gan::Config c = gan::read_checkpoint_config(s.checkpoint);
+  gan::Generator g(c.model);
+  gan::Discriminator d(c.model);
+  torch::optim::Adam og(g->parameters()), od(d->parameters());
+  gan::TrainingState st;
+  gan::load_checkpoint(s.checkpoint, torch::kCPU, g, &d, &og, &od, &st);
+  EXPECT_FALSE(st.device_rng_state.defined());
+  st.device_rng_state = torch::arange(16, torch::kUInt8);  // a CUDA generator's state is 16 bytes: seed, offset
+  const std::string again = dir / "again.pt";
+  gan::save_checkpoint(again, c, g, d, og, od, st);
+  gan::TrainingState back;
+  gan::load_checkpoint(again, torch::kCPU, g, &d, &og, &od, &back);
+  ASSERT_TRUE(back.device_rng_state.defined());
+  EXPECT_TRUE(torch::equal(back.device_rng_state, st.device_rng_state));
+  EXPECT_EQ(back.step, st.step);
+}
+
 TEST(Training, ResumeContinuesStepCountAndMatchesUninterruptedRun) {
   TempDir dir;
   std::string data = write_halves_dataset(dir, 40, 16);  // 2 batches per epoch: the resume crosses an epoch

@@ -23,6 +23,7 @@ struct TrainingState {
   std::int64_t step = 0;       // optimizer steps done
   LoaderPosition data;         // epoch and position in its order
   at::Tensor rng_state;        // torch's CPU generator (weights init, noise)
+  at::Tensor device_rng_state;  // the CUDA generator of a run on CUDA (instance noise, GP's mixing); else undefined
   at::Tensor fixed_noise;      // [samples, nz] noise for the sample grids
   at::Tensor fixed_labels;     // [samples] int64 classes for the grids of a conditional model (else undefined)
   std::vector<std::string> class_names;  // the data's classes (empty for unlabelled data)

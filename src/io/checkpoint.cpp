@@ -153,6 +153,7 @@ void save_checkpoint(const std::string& path, const Config& cfg, Generator& g, D
   if (state.ada_regressions > 0)
     ar.write("ada_regressions", c10::IValue(static_cast<std::int64_t>(state.ada_regressions)));
   ar.write("rng_state", state.rng_state, /*is_buffer=*/true);
+  if (state.device_rng_state.defined()) ar.write("device_rng_state", state.device_rng_state.cpu(), /*is_buffer=*/true);
   ar.write("fixed_noise", state.fixed_noise.cpu(), /*is_buffer=*/true);
   if (state.fixed_labels.defined()) ar.write("fixed_labels", state.fixed_labels.cpu(), /*is_buffer=*/true);
   std::string names;
@@ -228,6 +229,8 @@ void load_checkpoint_bytes(const std::string* bytes, const std::string& path, co
     if (!ar.try_read("rng_state", state->rng_state, true) || !ar.try_read("fixed_noise", state->fixed_noise, true))
       bad(path, "has no RNG state or fixed noise");
     state->rng_state = state->rng_state.cpu();
+    at::Tensor device_rng;  // absent from runs on the CPU and from checkpoints written before 2026-12-03
+    state->device_rng_state = ar.try_read("device_rng_state", device_rng, true) ? device_rng.cpu() : at::Tensor();
     at::Tensor labels;
     state->fixed_labels = ar.try_read("fixed_labels", labels, true) ? labels.cpu() : at::Tensor();
     state->class_names = read_class_names(ar);

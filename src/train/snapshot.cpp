@@ -47,6 +47,15 @@ void save_snapshot(const std::string& path, const Config& cfg, Networks& nets, T
     std::lock_guard<std::mutex> lock(gen.mutex());
     state.rng_state = gen.get_state();
   }
+  // On CUDA the device's own generator too (the draws made on the device), so that a resume draws what the
+  // uninterrupted run draws.
+  const c10::Device device = nets.g->parameters().front().device();
+  state.device_rng_state = at::Tensor();
+  if (device.is_cuda()) {
+    at::Generator dgen = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(dgen.mutex());
+    state.device_rng_state = dgen.get_state();
+  }
   save_checkpoint(path, cfg, nets.g, nets.d, *nets.opt_g, *nets.opt_d, state, nets.g_ema ? &nets.g_ema : nullptr);
 }
 
@@ -55,10 +64,18 @@ void restore_snapshot(const std::string* bytes, const std::string& path, const c
   load_checkpoint_bytes(bytes, path, device, nets.g, &nets.d, nets.opt_g.get(), nets.opt_d.get(), &state,
                         nets.g_ema ? &nets.g_ema : nullptr);
   prepare_models(nets.g, nets.d, opts);  // loaded tensors keep the layout they were saved in
-  auto gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  gen.set_state(state.rng_state);
-  if (reseed) gen.set_current_seed(reseed);
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state.rng_state);
+    if (reseed) gen.set_current_seed(reseed);
+  }
+  if (device.is_cuda() && (state.device_rng_state.defined() || reseed)) {
+    at::Generator dgen = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(dgen.mutex());
+    if (state.device_rng_state.defined()) dgen.set_state(state.device_rng_state);
+    if (reseed) dgen.set_current_seed(reseed);
+  }
 }
 
 }  // namespace gan
