@@ -101,6 +101,22 @@ TEST(Distributed, LaunchEnvironmentIsReadAsTorchrunWritesIt) {
   EXPECT_FALSE(gan::read_launch_env().present);  // nothing set: one process
 }
 
+// train.device cuda:N with several workers on one machine would put them all on GPU N (NCCL refuses that at its first
+// barrier): refused up front, naming the key. The same name with one worker per machine is that machine's choice.
+TEST(Distributed, OneNamedGpuForSeveralWorkersOfAMachineIsRefused) {
+  gan::LaunchEnv env;
+  env.present = true;
+  env.world_size = env.local_world_size = 4;
+  expect_user_error([&] { gan::worker_device("cuda:1", env); }, gan::kExitUsage,
+                    {"train.device = cuda:1", "all 4 workers", "train.device cuda"});
+  env.local_world_size = 1;
+  env.world_size = 2;
+  EXPECT_EQ(gan::worker_device("cpu", env).type(), torch::kCPU);
+  if (!torch::cuda::is_available()) {  // one worker per machine may name its GPU: here it then finds none
+    EXPECT_THROW(gan::worker_device("cuda:1", env), std::exception);
+  }
+}
+
 TEST(Distributed, LauncherOptionsAreTakenOutOfTheWorkersCommandLine) {
   EXPECT_EQ(gan::without_launcher_options({"gan-train", "--nproc-per-node", "2", "--config", "c.cfg"}),
             (std::vector<std::string>{"gan-train", "--config", "c.cfg"}));

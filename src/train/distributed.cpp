@@ -133,6 +133,11 @@ bool nccl_available() {
 }
 
 c10::Device worker_device(const std::string& train_device, const LaunchEnv& env) {
+  // One GPU named for every worker of this machine: NCCL would stop at the first barrier ("Duplicate GPU detected").
+  if (env.present && env.local_world_size > 1 && train_device.rfind("cuda:", 0) == 0)
+    throw UserError(kExitUsage, "train.device = " + train_device + " puts all " +
+                                    std::to_string(env.local_world_size) + " workers of this machine on one GPU; set "
+                                    "train.device cuda (each worker takes the GPU of its LOCAL_RANK)");
   c10::Device d = resolve_device(train_device);
   if (env.present && d.is_cuda() && (train_device == "auto" || train_device == "cuda")) {
     if (env.local_rank >= static_cast<int>(torch::cuda::device_count()))
