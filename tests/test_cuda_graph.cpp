@@ -1,7 +1,8 @@
 // train.cuda_graphs on the CPU: the capturable form of the step (device_scalars: the EMA weight, the instance-noise
 // std, the step number of a divergence record and Adam's learning rate read from device tensors) gives bitwise what
-// the host-scalar step gives, which configs can be captured and why not, and DeviceAdam's pieces that a replayed step
-// needs. The capture and replay themselves need a GPU: tests/test_cuda.cpp (Cuda.GraphedStep*).
+// the host-scalar step gives, which configs can be captured and why not, DeviceAdam's pieces that a replayed step
+// needs, and GanStep's graph logic run with CudaGraph's host stand-in. The capture and replay themselves need a GPU:
+// tests/test_cuda.cpp (Cuda.GraphedStep*).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -10,6 +11,7 @@
 #include <memory>
 
 #include "gan/adam.h"
+#include "gan/cuda_graph.h"
 #include "gan/errors.h"
 #include "gan/models.h"
 #include "gan/step.h"
@@ -30,6 +32,7 @@ struct Trained {
   gan::Generator g{nullptr}, ema{nullptr};
   gan::Discriminator d{nullptr};
   std::unique_ptr<gan::DeviceAdam> og, od;
+  std::string graph_state;  // GanStep::graph_state() at the end
   std::vector<at::Tensor> tensors() {
     std::vector<at::Tensor> out;
     for (torch::nn::Module* m : {static_cast<torch::nn::Module*>(g.get()), static_cast<torch::nn::Module*>(d.get()),
@@ -44,8 +47,8 @@ struct Trained {
 };
 
 // `steps` steps with instance noise, EMA with ramp-up, two D updates per G update and a learning rate that changes
-// every step (a schedule), in the host-scalar or the device-scalar form.
-Trained train(bool device_scalars, int steps, std::int64_t poison_at = 0) {
+// every step (a schedule), in the host-scalar or the device-scalar form; with `graph`, as a graph (the stand-in).
+Trained train(bool device_scalars, int steps, std::int64_t poison_at = 0, bool graph = false) {
   const gan::ModelConfig m = small_model();
   torch::manual_seed(5);
   Trained r;
@@ -63,6 +66,7 @@ Trained train(bool device_scalars, int steps, std::int64_t poison_at = 0) {
   gan::StepOptions opts = gan::step_options(tc, torch::kCPU);
   opts.check_every_step = false;  // the deferred check, as on CUDA
   opts.device_scalars = device_scalars;
+  opts.cuda_graph = graph;
   gan::prepare_models(r.g, r.d, opts);
   r.og = std::make_unique<gan::DeviceAdam>(r.g->parameters(), torch::optim::AdamOptions(2e-4).betas({0.5, 0.999}));
   r.od = std::make_unique<gan::DeviceAdam>(r.d->parameters(), torch::optim::AdamOptions(3e-4).betas({0.0, 0.99}));
@@ -87,26 +91,52 @@ Trained train(bool device_scalars, int steps, std::int64_t poison_at = 0) {
     EXPECT_EQ(bad.first, poison_at);
     EXPECT_EQ(bad.second, 'D');
   }
+  r.graph_state = step.graph_state();
   return r;
+}
+
+// Every tensor of `a` and `b` bit for bit; prints the ones that differ.
+int differing_tensors(Trained& a, Trained& b) {
+  auto x = a.tensors(), y = b.tensors();
+  EXPECT_EQ(x.size(), y.size());
+  int differing = 0;
+  for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
+    const double d = (x[i].to(torch::kDouble) - y[i].to(torch::kDouble)).abs().max().item<double>();
+    if (d != 0) {
+      ++differing;
+      std::printf("tensor %zu differs by %.3g\n", i, d);
+    }
+  }
+  return differing;
 }
 
 }  // namespace
 
 TEST(CudaGraphForm, DeviceScalarStepGivesBitwiseTheHostScalarStep) {
   Trained host = train(false, 6), dev = train(true, 6);
-  auto a = host.tensors(), b = dev.tensors();
-  ASSERT_EQ(a.size(), b.size());
-  int differing = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double d = (a[i].to(torch::kDouble) - b[i].to(torch::kDouble)).abs().max().item<double>();
-    if (d != 0) {
-      ++differing;
-      std::printf("tensor %zu differs by %.3g\n", i, d);
-    }
-  }
-  EXPECT_EQ(differing, 0) << "of " << a.size() << " tensors";
+  EXPECT_EQ(differing_tensors(host, dev), 0) << "of " << host.tensors().size() << " tensors";
   // The schedules did something: the EMA moved away from G, the learning rate change reached the weights.
   EXPECT_GT((host.ema->parameters()[0] - host.g->parameters()[0]).abs().max().item<double>(), 0);
+}
+
+// GanStep's graph logic on the CPU with CudaGraph's host stand-in (each replay calls the kept step again): the warm-up,
+// the capture, the first replay checked against an eager step from the same state and random numbers, this step's
+// inputs copied into the graph's, and the host step counts that checkpoints save advanced after each replay. Over 9
+// steps (3 warm-up, the capture and checked replay, 5 replays; the noise std stays above 0, where the step's host
+// test of it, frozen in a graph, agrees) it gives bitwise what the plain steps give, and it stays captured.
+TEST(CudaGraphForm, GraphLogicOnTheHostStandInGivesBitwiseThePlainStep) {
+  struct StandIn {
+    StandIn() { gan::CudaGraph::set_host_stand_in(true); }
+    ~StandIn() { gan::CudaGraph::set_host_stand_in(false); }
+  } stand_in;
+  Trained plain = train(true, 9), graphed = train(true, 9, 0, /*graph=*/true);
+  EXPECT_EQ(plain.graph_state, "off");
+  EXPECT_EQ(graphed.graph_state, "captured");
+  EXPECT_EQ(differing_tensors(plain, graphed), 0) << "of " << plain.tensors().size() << " tensors";
+  for (auto* t : {&plain, &graphed}) {
+    for (auto& kv : t->og->state()) EXPECT_EQ(static_cast<torch::optim::AdamParamState&>(*kv.second).step(), 9);
+    for (auto& kv : t->od->state()) EXPECT_EQ(static_cast<torch::optim::AdamParamState&>(*kv.second).step(), 18);
+  }
 }
 
 TEST(CudaGraphForm, DeviceScalarDivergenceRecordNamesTheStep) {

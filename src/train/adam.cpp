@@ -5,6 +5,8 @@
 #include <sstream>
 #include <type_traits>
 
+#include "gan/cuda_graph.h"
+
 namespace gan {
 namespace {
 
@@ -61,7 +63,9 @@ at::Tensor DeviceAdam::step(LossClosure closure) {
       auto& s = static_cast<AdamParamState&>(*it->second);
       if (!steps_[g].defined())  // first step, or after load(): the count the states hold
         steps_[g] = torch::full({}, static_cast<double>(s.step()), p.options().dtype(at::kDouble));
-      if (count_on_host_) s.step(s.step() + 1);  // the host copy of the count, for checkpoints: no device read
+      // The host copy of the count, for checkpoints: no device read. (Not while a stand-in graph replays: a real
+      // replay runs no host code, and GanStep advances the host counts after it.)
+      if (count_on_host_ && !CudaGraph::replaying()) s.step(s.step() + 1);
       params.push_back(p);
       grads.push_back(p.grad());
       exp_avgs.push_back(s.exp_avg());

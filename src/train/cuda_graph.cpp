@@ -1,6 +1,53 @@
 #include "gan/cuda_graph.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/Generator.h>
+#include <ATen/core/grad_mode.h>
+
+#include <atomic>
+#include <mutex>
 #include <stdexcept>
+
+namespace gan {
+namespace {
+std::atomic<bool> g_host_stand_in{false};
+thread_local bool t_replaying = false;
+
+// The host stand-in (tests): the kept callable, called again by every replay, and the CPU generator as "the device's".
+struct StandIn {
+  std::function<void()> recorded;
+  bool grad_mode = true;  // the autograd mode of the capture, which a real graph's kernels carry
+  void capture(const std::function<void()>& fn) {
+    recorded = fn;
+    grad_mode = at::GradMode::is_enabled();
+  }
+  void replay() {
+    TORCH_CHECK(recorded, "CudaGraph stand-in: replay before capture");
+    struct Flag {
+      Flag() { t_replaying = true; }
+      ~Flag() { t_replaying = false; }
+    } flag;
+    at::AutoGradMode mode(grad_mode);
+    recorded();
+  }
+  static at::Tensor rng_state() {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    return gen.get_state();
+  }
+  static void set_rng_state(const at::Tensor& state) {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state);
+  }
+};
+}  // namespace
+
+void CudaGraph::set_host_stand_in(bool on) { g_host_stand_in = on; }
+bool CudaGraph::replaying() { return t_replaying; }
+bool CudaGraph::available(const c10::Device& device) { return device.is_cuda() ? compiled() : g_host_stand_in.load(); }
+
+}  // namespace gan
 
 #ifdef GAN_WITH_CUDA  // set by CMakeLists.txt when the LibTorch has CUDA (Debian's has no CUDA headers)
 #include <ATen/autocast_mode.h>
@@ -11,20 +58,26 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include <mutex>
 
 namespace gan {
 
 struct CudaGraph::Impl {
-  c10::DeviceIndex index;
-  c10::cuda::CUDAStream side;
-  at::cuda::CUDAGraph graph;
+  struct Cuda {
+    c10::DeviceIndex index;
+    c10::cuda::CUDAStream side;
+    at::cuda::CUDAGraph graph;
+  };
+  std::unique_ptr<Cuda> cuda;  // null: the host stand-in
+  StandIn stand_in;
 };
 
-CudaGraph::CudaGraph(const c10::Device& device) {
-  TORCH_CHECK(device.is_cuda(), "CudaGraph needs a CUDA device, not ", device.str());
+CudaGraph::CudaGraph(const c10::Device& device) : impl_(new Impl) {
+  if (!device.is_cuda()) {
+    TORCH_CHECK(g_host_stand_in, "CudaGraph needs a CUDA device, not ", device.str());
+    return;
+  }
   const c10::DeviceIndex index = device.has_index() ? device.index() : c10::cuda::current_device();
-  impl_.reset(new Impl{index, c10::cuda::getStreamFromPool(/*isHighPriority=*/false, index), {}});
+  impl_->cuda.reset(new Impl::Cuda{index, c10::cuda::getStreamFromPool(/*isHighPriority=*/false, index), {}});
 }
 
 CudaGraph::~CudaGraph() = default;
@@ -32,21 +85,25 @@ CudaGraph::~CudaGraph() = default;
 bool CudaGraph::compiled() { return true; }
 
 void CudaGraph::on_side_stream(const std::function<void()>& fn) {
-  c10::cuda::CUDAGuard device_guard(impl_->index);
-  const c10::cuda::CUDAStream current = c10::cuda::getCurrentCUDAStream(impl_->index);
+  if (!impl_->cuda) return fn();
+  Impl::Cuda& c = *impl_->cuda;
+  c10::cuda::CUDAGuard device_guard(c.index);
+  const c10::cuda::CUDAStream current = c10::cuda::getCurrentCUDAStream(c.index);
   at::cuda::CUDAEvent queued;
   queued.record(current);
-  queued.block(impl_->side);
+  queued.block(c.side);
   {
-    c10::cuda::CUDAStreamGuard guard(impl_->side);
+    c10::cuda::CUDAStreamGuard guard(c.side);
     fn();
   }
   at::cuda::CUDAEvent done;
-  done.record(impl_->side);
+  done.record(c.side);
   done.block(current);
 }
 
 void CudaGraph::capture(const std::function<void()>& fn) {
+  if (!impl_->cuda) return impl_->stand_in.capture(fn);
+  at::cuda::CUDAGraph& graph = impl_->cuda->graph;
   on_side_stream([&] {
     const bool cache = at::autocast::is_autocast_cache_enabled();
     at::autocast::set_autocast_cache_enabled(false);  // cached casts would outlive the capture's memory pool
@@ -54,35 +111,38 @@ void CudaGraph::capture(const std::function<void()>& fn) {
     // allocator's cudaHostAlloc/cudaEventQuery are "unsafe during capture" calls that the default (global) mode
     // refuses in every thread of the process, so the batch being prepared would fail. Unsafe calls in
     // the capturing thread itself (a sync inside the step) are still refused, which is what the capture must catch.
-    impl_->graph.capture_begin(/*pool=*/{0, 0}, cudaStreamCaptureModeThreadLocal);
+    graph.capture_begin(/*pool=*/{0, 0}, cudaStreamCaptureModeThreadLocal);
     try {
       fn();
     } catch (...) {
       try {
-        impl_->graph.capture_end();
+        graph.capture_end();
       } catch (...) {  // the capture was invalidated by what failed: ending it is all that is left to do
       }
-      impl_->graph.reset();
+      graph.reset();
       at::autocast::set_autocast_cache_enabled(cache);
       throw;
     }
-    impl_->graph.capture_end();
+    graph.capture_end();
     at::autocast::set_autocast_cache_enabled(cache);
   });
 }
 
 void CudaGraph::replay() {
-  on_side_stream([&] { impl_->graph.replay(); });
+  if (!impl_->cuda) return impl_->stand_in.replay();
+  on_side_stream([&] { impl_->cuda->graph.replay(); });
 }
 
 at::Tensor CudaGraph::rng_state() const {
-  at::Generator gen = at::cuda::detail::getDefaultCUDAGenerator(impl_->index);
+  if (!impl_->cuda) return StandIn::rng_state();
+  at::Generator gen = at::cuda::detail::getDefaultCUDAGenerator(impl_->cuda->index);
   std::lock_guard<std::mutex> lock(gen.mutex());
   return gen.get_state();
 }
 
 void CudaGraph::set_rng_state(const at::Tensor& state) {
-  at::Generator gen = at::cuda::detail::getDefaultCUDAGenerator(impl_->index);
+  if (!impl_->cuda) return StandIn::set_rng_state(state);
+  at::Generator gen = at::cuda::detail::getDefaultCUDAGenerator(impl_->cuda->index);
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_state(state);
 }
@@ -93,18 +153,22 @@ void CudaGraph::set_rng_state(const at::Tensor& state) {
 
 namespace gan {
 
-struct CudaGraph::Impl {};
+struct CudaGraph::Impl {
+  StandIn stand_in;
+};
 
-CudaGraph::CudaGraph(const c10::Device&) {
-  throw std::runtime_error("CUDA graphs need a build against a LibTorch with CUDA");
+CudaGraph::CudaGraph(const c10::Device& device) {
+  if (device.is_cuda() || !g_host_stand_in)
+    throw std::runtime_error("CUDA graphs need a build against a LibTorch with CUDA");
+  impl_.reset(new Impl);
 }
 CudaGraph::~CudaGraph() = default;
 bool CudaGraph::compiled() { return false; }
 void CudaGraph::on_side_stream(const std::function<void()>& fn) { fn(); }
-void CudaGraph::capture(const std::function<void()>&) {}
-void CudaGraph::replay() {}
-at::Tensor CudaGraph::rng_state() const { return {}; }
-void CudaGraph::set_rng_state(const at::Tensor&) {}
+void CudaGraph::capture(const std::function<void()>& fn) { impl_->stand_in.capture(fn); }
+void CudaGraph::replay() { impl_->stand_in.replay(); }
+at::Tensor CudaGraph::rng_state() const { return StandIn::rng_state(); }
+void CudaGraph::set_rng_state(const at::Tensor& state) { StandIn::set_rng_state(state); }
 
 }  // namespace gan
 

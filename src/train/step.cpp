@@ -273,12 +273,12 @@ GanStep::GanStep(Generator g, Discriminator d, torch::optim::Optimizer& opt_g, t
     ema_w_t_ = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(device));
     step_t_ = torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(device));
   }
-  if (opts_.cuda_graph && device.is_cuda()) {
+  if (opts_.cuda_graph && (device.is_cuda() || CudaGraph::available(device))) {  // (the CPU: tests' stand-in)
     graph_ = std::make_unique<Graph>();
     graph_->adam_g = dynamic_cast<DeviceAdam*>(&opt_g_);
     graph_->adam_d = dynamic_cast<DeviceAdam*>(&opt_d_);
     if (!graph_->adam_g || !graph_->adam_d) graph_->off = "the optimizers keep their step counts on the host";
-    if (!CudaGraph::compiled()) graph_->off = "this build has no CUDA graphs";
+    if (!CudaGraph::available(device)) graph_->off = "this build has no CUDA graphs";
     if (opts_.check_every_step) graph_->off = "every step reads its finite check on the host";
   }
 }
@@ -393,7 +393,8 @@ StepResult GanStep::graphed(const StepInput& in, std::int64_t step) {
     gr.adam_g->refresh_device_lr();  // now, so that no fill of a changed learning rate lands inside the graph
     gr.adam_d->refresh_device_lr();
     try {
-      gr.cuda->capture([&] { gr.stats = eager(gr.in, step, false).stats; });
+      // (By value what a later stand-in replay needs: in a real capture the callable runs only now.)
+      gr.cuda->capture([this, &gr, step] { gr.stats = eager(gr.in, step, false).stats; });
     } catch (const std::exception& e) {
       set_requires_grad(d_params_, true);  // a failure in G's half of the step left D's parameters frozen
       gr.adam_g->set_count_on_host(true);
