@@ -1,7 +1,8 @@
 // The CUDA path on a GPU (skipped where none is visible, as on the development machines; scripts/gpu-check.sh runs
 // them on a GPU machine): the step on CUDA against the CPU for each convolution form, AMP, DeviceAdam on the device,
 // a checkpoint trained on CUDA sampled on the CPU and resumed on CUDA, gan-eval's FID Inception, the CUDA-graph
-// capture (against the eager step, in training, beside a thread that pins batches), and NCCL with one rank.
+// capture (against the eager step, in training, beside a thread that pins batches), the fp16 loss scale across a
+// resume, and NCCL with one rank.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -257,6 +258,36 @@ TEST(Cuda, ACheckpointTrainedOnCudaSamplesOnTheCpuAndResumesOnCuda) {
 
 // train.cuda_graphs: the step captured after the warm-up and replayed gives what the eager step gives (EMA, instance
 // noise, a learning rate that changes every step, two D updates per step), on the same inputs.
+// train.amp fp16 on CUDA: the checkpoint keeps the loss scale, and a resumed run goes on at the scale it had come down
+// to (as a long run's does) instead of starting again at 65536 and skipping steps on the way down.
+TEST(Cuda, AnFp16RunKeepsItsLossScaleAcrossAResume) {
+  if (no_gpu()) GTEST_SKIP() << "no CUDA device";
+  testutil::TempDir dir;
+  gan::Config cfg = testutil::tiny_train_config(dir, write_stripes(dir), 4);
+  cfg.train.device = "cuda";
+  cfg.train.amp = "fp16";
+  gan::TrainSummary s = gan::train(cfg);
+  ASSERT_EQ(s.steps, 4);
+  gan::Config c = gan::read_checkpoint_config(s.checkpoint);
+  gan::Generator g(c.model);
+  gan::Discriminator d(c.model);
+  torch::optim::Adam og(g->parameters()), od(d->parameters());
+  gan::TrainingState st;
+  gan::load_checkpoint(s.checkpoint, torch::kCPU, g, &d, &og, &od, &st);
+  EXPECT_GT(st.loss_scale, 0);  // 65536 unless an overflow halved it
+  st.loss_scale = 1024;
+  st.loss_scale_good_steps = 3;
+  gan::save_checkpoint(s.checkpoint, c, g, d, og, od, st);
+  gan::Config more = cfg;
+  more.train.steps = 6;
+  gan::TrainSummary r = gan::train(more, s.checkpoint);
+  ASSERT_EQ(r.steps, 6);
+  const double after = testutil::load_all(r.checkpoint).state.loss_scale;
+  std::printf("fp16 loss scale: 1024 in the checkpoint at step 4, %g at step 6 after the resume\n", after);
+  EXPECT_GT(after, 0);
+  EXPECT_LE(after, 1024);  // kept (halved only by an overflow), not back at 65536
+}
+
 TEST(Cuda, GraphedStepEqualsTheEagerStep) {
   if (no_gpu()) GTEST_SKIP() << "no CUDA device";
   const gan::ModelConfig m = rgb_model(32, 32);

@@ -144,6 +144,15 @@ TEST(StepModes, Fp16LossScalingIsExactAndAnOverflowSkipsTheStep) {
   EXPECT_EQ(result.status, gan::StepResult::kOk);
   EXPECT_TRUE(torch::isfinite(result.stats).all().item<bool>());
   EXPECT_GT(max_diff(before, scaled.weights()), 0.0);
+
+  // The state a checkpoint keeps: the scale and the clean steps since it changed (one, step 5); a resumed step takes
+  // it back. Without fp16 there is none to take.
+  EXPECT_EQ(scaled.step->loss_scale_state(), std::make_pair(32768.0, std::int64_t{1}));
+  Nets resumed(scaled_opts);
+  resumed.step->set_loss_scale_state(1024.0, 7);
+  EXPECT_EQ(resumed.step->loss_scale_state(), std::make_pair(1024.0, std::int64_t{7}));
+  plain.step->set_loss_scale_state(1024.0, 7);
+  EXPECT_EQ(plain.step->loss_scale(), 1.0);
 }
 
 TEST(StepModes, AmpIsBf16OnACpuOnlyWhereItIsNative) {

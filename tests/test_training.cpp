@@ -175,9 +175,9 @@ TEST(Training, CheckpointsKeepTheUpconvFormsAndAResumeUsesThem) {
   EXPECT_EQ(after.downconv_forms, "direct,direct");
 }
 
-// A run on the CPU saves no device generator; a state with one (a CUDA run's: tests/test_cuda.cpp resumes such a run
-// with instance noise) comes back byte for byte, and a checkpoint without it still loads.
-TEST(Training, CheckpointsKeepTheDeviceGeneratorOfACudaRun) {
+// A run on the CPU saves no device generator and no fp16 loss scale; a state with them (a CUDA run's:
+// tests/test_cuda.cpp resumes such runs) comes back exactly, and a checkpoint without them still loads.
+TEST(Training, CheckpointsKeepTheDeviceGeneratorAndLossScaleOfACudaRun) {
   TempDir dir;
   gan::Config cfg = tiny_train_config(dir, write_halves_dataset(dir, 40, 16), 2);
   gan::TrainSummary s = gan::train(cfg);
@@ -188,13 +188,18 @@ TEST(Training, CheckpointsKeepTheDeviceGeneratorOfACudaRun) {
   gan::TrainingState st;
   gan::load_checkpoint(s.checkpoint, torch::kCPU, g, &d, &og, &od, &st);
   EXPECT_FALSE(st.device_rng_state.defined());
+  EXPECT_EQ(st.loss_scale, 0);
   st.device_rng_state = torch::arange(16, torch::kUInt8);  // a CUDA generator's state is 16 bytes: seed, offset
+  st.loss_scale = 2048;
+  st.loss_scale_good_steps = 17;
   const std::string again = dir / "again.pt";
   gan::save_checkpoint(again, c, g, d, og, od, st);
   gan::TrainingState back;
   gan::load_checkpoint(again, torch::kCPU, g, &d, &og, &od, &back);
   ASSERT_TRUE(back.device_rng_state.defined());
   EXPECT_TRUE(torch::equal(back.device_rng_state, st.device_rng_state));
+  EXPECT_EQ(back.loss_scale, 2048);
+  EXPECT_EQ(back.loss_scale_good_steps, 17);
   EXPECT_EQ(back.step, st.step);
 }
 

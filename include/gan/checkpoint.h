@@ -24,6 +24,8 @@ struct TrainingState {
   LoaderPosition data;         // epoch and position in its order
   at::Tensor rng_state;        // torch's CPU generator (weights init, noise)
   at::Tensor device_rng_state;  // the CUDA generator of a run on CUDA (instance noise, GP's mixing); else undefined
+  double loss_scale = 0;        // train.amp fp16: the loss scale (0: none kept)
+  std::int64_t loss_scale_good_steps = 0;  // fp16: clean steps since the scale last changed
   at::Tensor fixed_noise;      // [samples, nz] noise for the sample grids
   at::Tensor fixed_labels;     // [samples] int64 classes for the grids of a conditional model (else undefined)
   std::vector<std::string> class_names;  // the data's classes (empty for unlabelled data)

@@ -145,6 +145,14 @@ class GanStep {
   std::pair<std::int64_t, char> take_deferred_divergence();
   // fp16 loss scale (1 otherwise).
   double loss_scale() const { return scale_; }
+  // fp16's loss scale and its clean steps since the last change, which checkpoints keep (as GradScaler's state is
+  // kept) so that a resumed run does not start again at 65536 and skip steps on the way down. Ignored without fp16.
+  std::pair<double, std::int64_t> loss_scale_state() const { return {scale_, good_steps_}; }
+  void set_loss_scale_state(double scale, std::int64_t good_steps) {
+    if (opts_.amp != "fp16" || !(scale > 0)) return;
+    scale_ = scale;
+    good_steps_ = static_cast<int>(good_steps);
+  }
   // Scales the R1 and R2 gammas (cosine schedules: train.gamma_final).
   void set_gamma_scale(double s) { gamma_scale_ = s; }
   // "captured" (the step replays a CUDA graph), "warming up", "off" or "off: <why>" (a capture that failed or

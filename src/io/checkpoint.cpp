@@ -154,6 +154,9 @@ void save_checkpoint(const std::string& path, const Config& cfg, Generator& g, D
     ar.write("ada_regressions", c10::IValue(static_cast<std::int64_t>(state.ada_regressions)));
   ar.write("rng_state", state.rng_state, /*is_buffer=*/true);
   if (state.device_rng_state.defined()) ar.write("device_rng_state", state.device_rng_state.cpu(), /*is_buffer=*/true);
+  if (state.loss_scale > 0)
+    ar.write("loss_scale", torch::tensor({state.loss_scale, static_cast<double>(state.loss_scale_good_steps)},
+                                         torch::kDouble), /*is_buffer=*/true);
   ar.write("fixed_noise", state.fixed_noise.cpu(), /*is_buffer=*/true);
   if (state.fixed_labels.defined()) ar.write("fixed_labels", state.fixed_labels.cpu(), /*is_buffer=*/true);
   std::string names;
@@ -231,6 +234,14 @@ void load_checkpoint_bytes(const std::string* bytes, const std::string& path, co
     state->rng_state = state->rng_state.cpu();
     at::Tensor device_rng;  // absent from runs on the CPU and from checkpoints written before 2026-12-03
     state->device_rng_state = ar.try_read("device_rng_state", device_rng, true) ? device_rng.cpu() : at::Tensor();
+    at::Tensor scale;  // absent without fp16 and before 2026-12-03: the scale starts again
+    state->loss_scale = 0;
+    state->loss_scale_good_steps = 0;
+    if (ar.try_read("loss_scale", scale, true) && scale.numel() == 2) {
+      scale = scale.cpu().to(torch::kDouble);
+      state->loss_scale = scale[0].item<double>();
+      state->loss_scale_good_steps = static_cast<std::int64_t>(scale[1].item<double>());
+    }
     at::Tensor labels;
     state->fixed_labels = ar.try_read("fixed_labels", labels, true) ? labels.cpu() : at::Tensor();
     state->class_names = read_class_names(ar);

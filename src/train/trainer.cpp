@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <functional>
 #include <thread>
+#include <tuple>
 
 #include "gan/augment.h"
 #include "gan/checkpoint.h"
@@ -271,9 +272,17 @@ void Trainer::open_data() {
 }
 
 // Restores the run from a checkpoint: rank 0 reads the file and sends its bytes to the others, which need not see it.
+void Trainer::store_step_state() {
+  state_.loss_scale = 0;
+  state_.loss_scale_good_steps = 0;
+  if (stepper_ && step_opts_.amp == "fp16")
+    std::tie(state_.loss_scale, state_.loss_scale_good_steps) = stepper_->loss_scale_state();
+}
+
 void Trainer::restore(const std::string& path, std::uint64_t reseed) {
   if (!dist_) {
     restore_snapshot(nullptr, path, device_, step_opts_, nets_, state_, reseed);
+    if (stepper_) stepper_->set_loss_scale_state(state_.loss_scale, state_.loss_scale_good_steps);
     return;
   }
   std::string bytes;
@@ -289,6 +298,7 @@ void Trainer::restore(const std::string& path, std::uint64_t reseed) {
   bytes = dist_->broadcast_bytes(bytes);
   if (bytes.empty()) throw UserError(kExitCheckpoint, "rank 0 could not read the checkpoint " + path);
   restore_snapshot(&bytes, path, device_, step_opts_, nets_, state_, reseed);
+  if (stepper_) stepper_->set_loss_scale_state(state_.loss_scale, state_.loss_scale_good_steps);
 }
 
 // Every rank starts from rank 0's weights (they are equal already when all are seeded alike: this makes sure).
@@ -454,6 +464,12 @@ void Trainer::loop() {
   GanStep stepper(nets_.g, nets_.d, *nets_.opt_g, *nets_.opt_d, step_opts_);
   if (nets_.g_ema) stepper.set_ema(nets_.g_ema, tc.ema_decay, tc.ema_rampup);
   stepper.set_gradient_sync(reducer_.get());
+  stepper.set_loss_scale_state(state_.loss_scale, state_.loss_scale_good_steps);  // a resumed fp16 run's
+  struct Current {  // stepper_ names the step while this loop runs
+    GanStep*& p;
+    Current(GanStep*& ptr, GanStep* s) : p(ptr) { p = s; }
+    ~Current() { p = nullptr; }
+  } current(stepper_, &stepper);
   if (step_ >= total_) spdlog::info("the checkpoint is already at step {} of {}; nothing to train", step_, total_);
 
   while (step_ < total_) {
@@ -692,6 +708,7 @@ void Trainer::write_checkpoint() {
   const std::string path = folder_->checkpoint_path(step_);
   if (dist_) check_replicas();
   store_augment_state(regressions_);
+  store_step_state();
   if (main_) {
     const auto t0 = Clock::now();
     save_snapshot(path, cfg_, nets_, state_, step_, pos_);

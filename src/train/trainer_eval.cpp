@@ -122,6 +122,7 @@ void Trainer::save_best(const std::string& scores) {
   best_eval_ = "{\"step\": " + std::to_string(step_) + ", \"checkpoint\": " + json_quote(path) +
                ", \"scores\": " + scores + "}";
   store_augment_state(/*regressions=*/0);  // a new best ends any streak of regressed evaluations
+  store_step_state();
   save_snapshot(path, cfg_, nets_, state_, step_, pos_);
   spdlog::info("step {}: best FD so far, saved {}", step_, path);
 }

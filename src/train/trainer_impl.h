@@ -83,6 +83,7 @@ class Trainer {
   void start_ada_from_best(std::int64_t regressed_step, double fd);
   void load_augment_state();
   void store_augment_state(int regressions);
+  void store_step_state();  // the running step's fp16 loss scale into state_ (for the checkpoint)
   std::string augment_json() const;
   void save_best(const std::string& scores);
 
@@ -110,6 +111,7 @@ class Trainer {
   std::int64_t per_step_ = 0;  // real images per step (the global batch times train.d_steps)
   // The learning rates and beta2 at the start of the cosine schedules (train.lr_final, beta2_final).
   double lr_g0_ = 0, lr_d0_ = 0, beta2_g0_ = 0, beta2_d0_ = 0;
+  GanStep* stepper_ = nullptr;   // loop()'s step while it runs (its fp16 loss scale is saved and restored)
   bool graph_reported_ = false;  // train.cuda_graphs: the capture (or why not) has been logged
   std::string graph_blocker_;    // why the step is not captured when cuda_graph_blocker() does not say it
   std::string device_maths_note_;  // ensure_sound_device_maths: "" or what was wrong on the device, for the log
