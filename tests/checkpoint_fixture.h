@@ -2,6 +2,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <memory>
 #include <string>
 
 #include "gan/checkpoint.h"
@@ -22,6 +23,26 @@ inline Nets load_all(const std::string& ckpt) {
   torch::optim::Adam og(n.g->parameters()), od(n.d->parameters());
   gan::load_checkpoint(ckpt, torch::kCPU, n.g, &n.d, &og, &od, &n.state);
   return n;
+}
+
+// A checkpoint read whole, optimizers too, to change its training state and write it back (as another run's would be).
+struct Editable {
+  gan::Config cfg;
+  Nets nets;
+  std::unique_ptr<torch::optim::Adam> og, od;
+  void save(const std::string& path) {
+    gan::save_checkpoint(path, cfg, nets.g, nets.d, *og, *od, nets.state);
+  }
+};
+
+inline Editable load_editable(const std::string& ckpt) {
+  Editable e;
+  e.cfg = gan::read_checkpoint_config(ckpt);
+  e.nets = Nets{gan::Generator(e.cfg.model), gan::Discriminator(e.cfg.model), {}};
+  e.og = std::make_unique<torch::optim::Adam>(e.nets.g->parameters());
+  e.od = std::make_unique<torch::optim::Adam>(e.nets.d->parameters());
+  gan::load_checkpoint(ckpt, torch::kCPU, e.nets.g, &e.nets.d, e.og.get(), e.od.get(), &e.nets.state);
+  return e;
 }
 
 // Every parameter and buffer bit for bit.

@@ -12,6 +12,7 @@
 #include "gan/models.h"
 #include "gan/sampler.h"
 #include "gan/trainer.h"
+#include "checkpoint_fixture.h"
 #include "image_fixtures.h"
 #include "test_util.h"
 
@@ -181,21 +182,16 @@ TEST(Training, CheckpointsKeepTheDeviceGeneratorAndLossScaleOfACudaRun) {
   TempDir dir;
   gan::Config cfg = tiny_train_config(dir, write_halves_dataset(dir, 40, 16), 2);
   gan::TrainSummary s = gan::train(cfg);
-  gan::Config c = gan::read_checkpoint_config(s.checkpoint);
-  gan::Generator g(c.model);
-  gan::Discriminator d(c.model);
-  torch::optim::Adam og(g->parameters()), od(d->parameters());
-  gan::TrainingState st;
-  gan::load_checkpoint(s.checkpoint, torch::kCPU, g, &d, &og, &od, &st);
+  testutil::Editable e = testutil::load_editable(s.checkpoint);
+  gan::TrainingState& st = e.nets.state;
   EXPECT_FALSE(st.device_rng_state.defined());
   EXPECT_EQ(st.loss_scale, 0);
   st.device_rng_state = torch::arange(16, torch::kUInt8);  // a CUDA generator's state is 16 bytes: seed, offset
   st.loss_scale = 2048;
   st.loss_scale_good_steps = 17;
   const std::string again = dir / "again.pt";
-  gan::save_checkpoint(again, c, g, d, og, od, st);
-  gan::TrainingState back;
-  gan::load_checkpoint(again, torch::kCPU, g, &d, &og, &od, &back);
+  e.save(again);
+  const gan::TrainingState back = testutil::load_all(again).state;
   ASSERT_TRUE(back.device_rng_state.defined());
   EXPECT_TRUE(torch::equal(back.device_rng_state, st.device_rng_state));
   EXPECT_EQ(back.loss_scale, 2048);
