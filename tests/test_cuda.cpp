@@ -57,6 +57,13 @@ std::string write_stripes(const testutil::TempDir& dir) {
   return dir / "d-idx3-ubyte";
 }
 
+// A tiny training run of `steps` steps on CUDA, on write_stripes' images in `dir`.
+gan::Config cuda_run(const testutil::TempDir& dir, std::int64_t steps) {
+  gan::Config cfg = testutil::tiny_train_config(dir, write_stripes(dir), steps);
+  cfg.train.device = "cuda";
+  return cfg;
+}
+
 // Resumes `cfg`'s run from `checkpoint` to `steps`, trains the same config from scratch to `steps` (run NAME-whole), and
 // returns the max |difference| of the two generators.
 double resumed_vs_uninterrupted(const gan::Config& cfg, const std::string& checkpoint, std::int64_t steps) {
@@ -233,8 +240,7 @@ TEST(Cuda, FidInceptionFeaturesOnTheGpuFollowTheCpu) {
 TEST(Cuda, ACheckpointTrainedOnCudaSamplesOnTheCpuAndResumesOnCuda) {
   if (no_gpu()) GTEST_SKIP() << "no CUDA device";
   testutil::TempDir dir;
-  gan::Config cfg = testutil::tiny_train_config(dir, write_stripes(dir), 6);
-  cfg.train.device = "cuda";
+  gan::Config cfg = cuda_run(dir, 6);
   gan::TrainSummary s = gan::train(cfg);
   ASSERT_EQ(s.steps, 6);
   gan::SamplingModel model = gan::load_generator(s.checkpoint, torch::kCPU);
@@ -256,15 +262,12 @@ TEST(Cuda, ACheckpointTrainedOnCudaSamplesOnTheCpuAndResumesOnCuda) {
   EXPECT_LT(dn, 1e-4);
 }
 
-// train.cuda_graphs: the step captured after the warm-up and replayed gives what the eager step gives (EMA, instance
-// noise, a learning rate that changes every step, two D updates per step), on the same inputs.
 // train.amp fp16 on CUDA: the checkpoint keeps the loss scale, and a resumed run goes on at the scale it had come down
 // to (as a long run's does) instead of starting again at 65536 and skipping steps on the way down.
 TEST(Cuda, AnFp16RunKeepsItsLossScaleAcrossAResume) {
   if (no_gpu()) GTEST_SKIP() << "no CUDA device";
   testutil::TempDir dir;
-  gan::Config cfg = testutil::tiny_train_config(dir, write_stripes(dir), 4);
-  cfg.train.device = "cuda";
+  gan::Config cfg = cuda_run(dir, 4);
   cfg.train.amp = "fp16";
   gan::TrainSummary s = gan::train(cfg);
   ASSERT_EQ(s.steps, 4);
@@ -283,6 +286,8 @@ TEST(Cuda, AnFp16RunKeepsItsLossScaleAcrossAResume) {
   EXPECT_LE(after, 1024);  // kept (halved only by an overflow), not back at 65536
 }
 
+// train.cuda_graphs: the step captured after the warm-up and replayed gives what the eager step gives (EMA, instance
+// noise, a learning rate that changes every step, two D updates per step), on the same inputs.
 TEST(Cuda, GraphedStepEqualsTheEagerStep) {
   if (no_gpu()) GTEST_SKIP() << "no CUDA device";
   const gan::ModelConfig m = rgb_model(32, 32);
@@ -356,8 +361,7 @@ TEST(Cuda, GraphedStepEqualsTheEagerStep) {
 TEST(Cuda, TrainingWithCudaGraphsLogsTheCaptureAndResumes) {
   if (no_gpu()) GTEST_SKIP() << "no CUDA device";
   testutil::TempDir dir;
-  gan::Config cfg = testutil::tiny_train_config(dir, write_stripes(dir), 8);
-  cfg.train.device = "cuda";
+  gan::Config cfg = cuda_run(dir, 8);
   cfg.train.ema_decay = 0.99;
   gan::TrainSummary s = gan::train(cfg);
   ASSERT_EQ(s.steps, 8);

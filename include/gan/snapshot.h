@@ -30,8 +30,13 @@ struct Networks {
 // Adam optimizers (train.lr/beta*, per network where set) and, with train.ema_decay > 0, the EMA generator.
 Networks build_networks(const Config& cfg, const c10::Device& device, const StepOptions& opts);
 
-// Records the step, the data position and torch's CPU RNG state in `state`, then writes the checkpoint at `path`
-// atomically.
+// The state of `device`'s default random generator (the CPU's, or a CUDA device's), and setting it back (then
+// reseeding it with `reseed` > 0).
+at::Tensor generator_state(const c10::Device& device);
+void set_generator_state(const c10::Device& device, const at::Tensor& state, std::uint64_t reseed = 0);
+
+// Records the step, the data position and torch's RNG states (the CPU's; on CUDA the device's too) in `state`, then
+// writes the checkpoint at `path` atomically.
 void save_snapshot(const std::string& path, const Config& cfg, Networks& nets, TrainingState& state,
                    std::int64_t step, const LoaderPosition& pos);
 

@@ -1,19 +1,18 @@
 #include "gan/cuda_graph.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-#include <ATen/core/Generator.h>
 #include <ATen/core/grad_mode.h>
 
 #include <atomic>
-#include <mutex>
 #include <stdexcept>
+
+#include "gan/snapshot.h"
 
 namespace gan {
 namespace {
 std::atomic<bool> g_host_stand_in{false};
 thread_local bool t_replaying = false;
 
-// The host stand-in (tests): the kept callable, called again by every replay, and the CPU generator as "the device's".
+// The host stand-in (tests): the kept callable, called again by every replay.
 struct StandIn {
   std::function<void()> recorded;
   bool grad_mode = true;  // the autograd mode of the capture, which a real graph's kernels carry
@@ -30,16 +29,6 @@ struct StandIn {
     at::AutoGradMode mode(grad_mode);
     recorded();
   }
-  static at::Tensor rng_state() {
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    return gen.get_state();
-  }
-  static void set_rng_state(const at::Tensor& state) {
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(state);
-  }
 };
 }  // namespace
 
@@ -52,7 +41,6 @@ bool CudaGraph::available(const c10::Device& device) { return device.is_cuda() ?
 #ifdef GAN_WITH_CUDA  // set by CMakeLists.txt when the LibTorch has CUDA (Debian's has no CUDA headers)
 #include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAEvent.h>
-#include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -67,16 +55,19 @@ struct CudaGraph::Impl {
     c10::cuda::CUDAStream side;
     at::cuda::CUDAGraph graph;
   };
+  c10::Device device{c10::kCPU};
   std::unique_ptr<Cuda> cuda;  // null: the host stand-in
   StandIn stand_in;
 };
 
 CudaGraph::CudaGraph(const c10::Device& device) : impl_(new Impl) {
+  impl_->device = device;
   if (!device.is_cuda()) {
     TORCH_CHECK(g_host_stand_in, "CudaGraph needs a CUDA device, not ", device.str());
     return;
   }
   const c10::DeviceIndex index = device.has_index() ? device.index() : c10::cuda::current_device();
+  impl_->device = c10::Device(c10::kCUDA, index);
   impl_->cuda.reset(new Impl::Cuda{index, c10::cuda::getStreamFromPool(/*isHighPriority=*/false, index), {}});
 }
 
@@ -133,19 +124,8 @@ void CudaGraph::replay() {
   on_side_stream([&] { impl_->cuda->graph.replay(); });
 }
 
-at::Tensor CudaGraph::rng_state() const {
-  if (!impl_->cuda) return StandIn::rng_state();
-  at::Generator gen = at::cuda::detail::getDefaultCUDAGenerator(impl_->cuda->index);
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  return gen.get_state();
-}
-
-void CudaGraph::set_rng_state(const at::Tensor& state) {
-  if (!impl_->cuda) return StandIn::set_rng_state(state);
-  at::Generator gen = at::cuda::detail::getDefaultCUDAGenerator(impl_->cuda->index);
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  gen.set_state(state);
-}
+at::Tensor CudaGraph::rng_state() const { return generator_state(impl_->device); }
+void CudaGraph::set_rng_state(const at::Tensor& state) { set_generator_state(impl_->device, state); }
 
 }  // namespace gan
 
@@ -154,21 +134,22 @@ void CudaGraph::set_rng_state(const at::Tensor& state) {
 namespace gan {
 
 struct CudaGraph::Impl {
+  c10::Device device{c10::kCPU};
   StandIn stand_in;
 };
 
 CudaGraph::CudaGraph(const c10::Device& device) {
   if (device.is_cuda() || !g_host_stand_in)
     throw std::runtime_error("CUDA graphs need a build against a LibTorch with CUDA");
-  impl_.reset(new Impl);
+  impl_.reset(new Impl{device, {}});
 }
 CudaGraph::~CudaGraph() = default;
 bool CudaGraph::compiled() { return false; }
 void CudaGraph::on_side_stream(const std::function<void()>& fn) { fn(); }
 void CudaGraph::capture(const std::function<void()>& fn) { impl_->stand_in.capture(fn); }
 void CudaGraph::replay() { impl_->stand_in.replay(); }
-at::Tensor CudaGraph::rng_state() const { return StandIn::rng_state(); }
-void CudaGraph::set_rng_state(const at::Tensor& state) { StandIn::set_rng_state(state); }
+at::Tensor CudaGraph::rng_state() const { return generator_state(impl_->device); }
+void CudaGraph::set_rng_state(const at::Tensor& state) { set_generator_state(impl_->device, state); }
 
 }  // namespace gan
 

@@ -38,24 +38,28 @@ Networks build_networks(const Config& cfg, const c10::Device& device, const Step
   return n;
 }
 
+at::Tensor generator_state(const c10::Device& device) {
+  at::Generator gen = at::globalContext().defaultGenerator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+void set_generator_state(const c10::Device& device, const at::Tensor& state, std::uint64_t reseed) {
+  at::Generator gen = at::globalContext().defaultGenerator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  if (state.defined()) gen.set_state(state);
+  if (reseed) gen.set_current_seed(reseed);
+}
+
 void save_snapshot(const std::string& path, const Config& cfg, Networks& nets, TrainingState& state,
                    std::int64_t step, const LoaderPosition& pos) {
   state.step = step;
   state.data = pos;
-  auto gen = at::detail::getDefaultCPUGenerator();
-  {
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    state.rng_state = gen.get_state();
-  }
+  state.rng_state = generator_state(torch::kCPU);
   // On CUDA the device's own generator too (the draws made on the device), so that a resume draws what the
   // uninterrupted run draws.
   const c10::Device device = nets.g->parameters().front().device();
-  state.device_rng_state = at::Tensor();
-  if (device.is_cuda()) {
-    at::Generator dgen = at::globalContext().defaultGenerator(device);
-    std::lock_guard<std::mutex> lock(dgen.mutex());
-    state.device_rng_state = dgen.get_state();
-  }
+  state.device_rng_state = device.is_cuda() ? generator_state(device) : at::Tensor();
   save_checkpoint(path, cfg, nets.g, nets.d, *nets.opt_g, *nets.opt_d, state, nets.g_ema ? &nets.g_ema : nullptr);
 }
 
@@ -64,18 +68,8 @@ void restore_snapshot(const std::string* bytes, const std::string& path, const c
   load_checkpoint_bytes(bytes, path, device, nets.g, &nets.d, nets.opt_g.get(), nets.opt_d.get(), &state,
                         nets.g_ema ? &nets.g_ema : nullptr);
   prepare_models(nets.g, nets.d, opts);  // loaded tensors keep the layout they were saved in
-  {
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(state.rng_state);
-    if (reseed) gen.set_current_seed(reseed);
-  }
-  if (device.is_cuda() && (state.device_rng_state.defined() || reseed)) {
-    at::Generator dgen = at::globalContext().defaultGenerator(device);
-    std::lock_guard<std::mutex> lock(dgen.mutex());
-    if (state.device_rng_state.defined()) dgen.set_state(state.device_rng_state);
-    if (reseed) dgen.set_current_seed(reseed);
-  }
+  set_generator_state(torch::kCPU, state.rng_state, reseed);
+  if (device.is_cuda()) set_generator_state(device, state.device_rng_state, reseed);
 }
 
 }  // namespace gan

@@ -271,7 +271,7 @@ void Trainer::open_data() {
   if (!source_) open();
 }
 
-// Restores the run from a checkpoint: rank 0 reads the file and sends its bytes to the others, which need not see it.
+// The running step's fp16 loss scale into state_, for the checkpoint.
 void Trainer::store_step_state() {
   state_.loss_scale = 0;
   state_.loss_scale_good_steps = 0;
@@ -279,12 +279,13 @@ void Trainer::store_step_state() {
     std::tie(state_.loss_scale, state_.loss_scale_good_steps) = stepper_->loss_scale_state();
 }
 
+// Restores the run from a checkpoint: rank 0 reads the file and sends its bytes to the others, which need not see it.
 void Trainer::restore(const std::string& path, std::uint64_t reseed) {
-  if (!dist_) {
-    restore_snapshot(nullptr, path, device_, step_opts_, nets_, state_, reseed);
+  auto restore_from = [&](const std::string* bytes) {
+    restore_snapshot(bytes, path, device_, step_opts_, nets_, state_, reseed);
     if (stepper_) stepper_->set_loss_scale_state(state_.loss_scale, state_.loss_scale_good_steps);
-    return;
-  }
+  };
+  if (!dist_) return restore_from(nullptr);
   std::string bytes;
   if (main_) {
     try {
@@ -297,8 +298,7 @@ void Trainer::restore(const std::string& path, std::uint64_t reseed) {
   }
   bytes = dist_->broadcast_bytes(bytes);
   if (bytes.empty()) throw UserError(kExitCheckpoint, "rank 0 could not read the checkpoint " + path);
-  restore_snapshot(&bytes, path, device_, step_opts_, nets_, state_, reseed);
-  if (stepper_) stepper_->set_loss_scale_state(state_.loss_scale, state_.loss_scale_good_steps);
+  restore_from(&bytes);
 }
 
 // Every rank starts from rank 0's weights (they are equal already when all are seeded alike: this makes sure).
