@@ -197,6 +197,13 @@ TEST(Training, CheckpointsKeepTheDeviceGeneratorAndLossScaleOfACudaRun) {
   EXPECT_EQ(back.loss_scale, 2048);
   EXPECT_EQ(back.loss_scale_good_steps, 17);
   EXPECT_EQ(back.step, st.step);
+  // A damaged RNG state (here 3 bytes where the CPU generator's is thousands) is refused in one line on resume.
+  st.rng_state = torch::zeros({3}, torch::kUInt8);
+  e.save(s.checkpoint);
+  gan::Config more = cfg;
+  more.train.steps = 4;
+  testutil::expect_user_error([&] { gan::train(more, s.checkpoint); }, gan::kExitCheckpoint,
+                              {"RNG state does not fit", "resume from another checkpoint"});
 }
 
 TEST(Training, ResumeContinuesStepCountAndMatchesUninterruptedRun) {

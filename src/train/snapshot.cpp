@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "gan/adam.h"
+#include "gan/errors.h"
 
 namespace gan {
 
@@ -68,8 +69,14 @@ void restore_snapshot(const std::string* bytes, const std::string& path, const c
   load_checkpoint_bytes(bytes, path, device, nets.g, &nets.d, nets.opt_g.get(), nets.opt_d.get(), &state,
                         nets.g_ema ? &nets.g_ema : nullptr);
   prepare_models(nets.g, nets.d, opts);  // loaded tensors keep the layout they were saved in
-  set_generator_state(torch::kCPU, state.rng_state, reseed);
-  if (device.is_cuda()) set_generator_state(device, state.device_rng_state, reseed);
+  try {
+    set_generator_state(torch::kCPU, state.rng_state, reseed);
+    if (device.is_cuda()) set_generator_state(device, state.device_rng_state, reseed);
+  } catch (const c10::Error& e) {  // a damaged file: the generator refuses the state (its size or contents)
+    const std::string what = e.what_without_backtrace();
+    throw UserError(kExitCheckpoint, "checkpoint " + path + ": its RNG state does not fit this generator (" +
+                                         what.substr(0, what.find('\n')) + "); resume from another checkpoint");
+  }
 }
 
 }  // namespace gan
